@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# examples/tour.sh — `make demo`: runs the lesson examples in the course's order, each
+# introduced by what to watch for. Argument: the folder holding the built examples.
+set -euo pipefail
+bin=${1:-build/examples}
+
+step() {  # step NAME "what to watch for" ARGS...
+  local name=$1 watch=$2
+  shift 2
+  printf '\n\033[1m== %s\033[0m\n%s\n\n' "$name" "$watch"
+  "$bin/$name" "$@"
+}
+
+step race "L8/L9: 'num += 1' is four bytecodes. Watch the old policy (a check between every
+bytecode) lose increments at tiny switch intervals, while CPython 3.10+'s policy never does."
+step cpu_threads "L1/L4: two CPU-bound threads on two cores are no faster under the GIL — each
+waits half its life for it. With the GIL off (like CPython 3.13t) they run in parallel."
+step io_threads "L3: blocking calls release the GIL, so eight threads waiting 100 ms each finish
+together in about 100 ms."
+step convoy "The convoy effect: one CPU-bound thread makes an I/O thread ~100x slower in CPython's
+mode; io_priority mode (a thread back from I/O asks for the GIL at once) removes it."
+printf '\nThe course: docs/README.md. The comparisons with CPython and the peers: make bench.\n'
