@@ -125,7 +125,21 @@ int main(int argc, char** argv) {
     return 0;
   }
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;  // for bench/run.py
   const std::string seconds = quick ? "0.2" : "0.5";
+  if (json) {
+    std::string out = "{";
+    for (const char* mode : {"cpython", "io_priority"}) {
+      std::istringstream in(
+          lab::run_self({"--measure", seconds}, {std::string("GILIO_GIL=") + mode}));
+      double v[6];
+      for (double& x : v) in >> x;
+      out += fmt::format("{}\"{}\": {{\"alone\": {}, \"busy\": {}, \"busy_p50_us\": {}}}",
+                         out.size() > 1 ? ", " : "", mode, v[0], v[3], v[4]);
+    }
+    fmt::print("{}}}\n", out);
+    return 0;
+  }
 
   fmt::print("An I/O thread's round trips over a socketpair, alone and beside one CPU-bound "
              "thread\n(switch interval {} s)\n\n",

@@ -63,6 +63,7 @@ double run_sequentially(std::int64_t limit) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;  // for bench/run.py
   const std::int64_t limit = quick ? 60'000 : 500'000;
   if (argc > 2 && std::strcmp(argv[1], "--threads") == 0) {  // the child's part
     fmt::print("{}\n", run_in_threads(std::stoll(argv[2]), kWorkers));
@@ -76,6 +77,12 @@ int main(int argc, char** argv) {
   const double unlocked = std::stod(
       lab::run_self({"--threads", std::to_string(limit)}, {"GILIO_GIL=off"}));
 
+  if (json) {
+    fmt::print("{{\"jobs\": {}, \"limit\": {}, \"sequential\": {}, \"threads_gil\": {}, "
+               "\"threads_off\": {}}}\n",
+               kJobs, limit, sequential, threaded, unlocked);
+    return 0;
+  }
   fmt::print("{} CPU-bound jobs (count primes below {}), {} worker threads, {} cores\n\n", kJobs,
              limit, kWorkers, std::thread::hardware_concurrency());
   fmt::print("{:<28} {:>9} {:>9}\n", "", "seconds", "speedup");

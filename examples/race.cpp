@@ -117,6 +117,18 @@ bool print_table(int attempts, int n) {
 
 int main(int argc, char** argv) {
   const bool check = argc > 1 && std::strcmp(argv[1], "--check") == 0;
+  if (argc > 1 && std::strcmp(argv[1], "--json") == 0) {  // for bench/run.py: the 100 x 100 cells
+    std::string out = "{\"intervals\": [0.005, 5e-7, 5e-10]";
+    for (Policy p : {Policy::every_bytecode, Policy::calls_and_jumps}) {
+      out += p == Policy::every_bytecode ? ", \"every_bytecode\": [" : ", \"calls_and_jumps\": [";
+      for (double interval : {0.005, 5e-7, 5e-10}) {
+        out += fmt::format("{}{}", interval == 0.005 ? "" : ", ", percent_correct(p, interval, 100, 100));
+      }
+      out += "]";
+    }
+    fmt::print("{}}}\n", out);
+    return 0;
+  }
 
   fmt::print("The source documents' experiment: 2 threads x 100 increments, 100 attempts\n\n");
   bool ok = print_table(100, 100);

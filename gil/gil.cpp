@@ -100,6 +100,10 @@ Lock*& lock_ptr() {
 }
 Lock& the_lock() { return *lock_ptr(); }
 
+std::uint64_t ticks_to_ns(std::uint64_t ticks) {
+  return static_cast<std::uint64_t>(ticks * detail::seconds_per_tick() * 1e9);
+}
+
 void request_drop(Lock& g) {
   ++g.drop_requests;
   detail::eval_breaker.store(true, std::memory_order_relaxed);
@@ -111,7 +115,7 @@ void take(ThreadState& ts, bool ask_at_once) {
   std::unique_lock lk(g.mutex);
   std::uint64_t waited_from = 0;
   if (g.locked) {
-    waited_from = trace::now_ns();
+    waited_from = detail::ticks_now();
     if (ask_at_once) request_drop(g);
     const std::chrono::nanoseconds interval(settings().wait_ns.load(std::memory_order_relaxed));
     while (g.locked) {
@@ -129,22 +133,28 @@ void take(ThreadState& ts, bool ask_at_once) {
   detail::eval_breaker.store(false, std::memory_order_relaxed);
   lk.unlock();
 
-  const std::uint64_t now = trace::now_ns();
+  const std::uint64_t now = detail::ticks_now();
   if (waited_from != 0) {
-    ts.wait_ns.fetch_add(now - waited_from, std::memory_order_relaxed);
-    if (trace::enabled()) trace::span("waiting for the GIL", "gil", waited_from, now);
+    detail::add(ts.wait_ticks, now - waited_from);
+    if (trace::enabled()) {
+      const std::uint64_t end = trace::now_ns();
+      trace::span("waiting for the GIL", "gil", end - ticks_to_ns(now - waited_from), end);
+    }
   }
-  ts.acquisitions.fetch_add(1, std::memory_order_relaxed);
+  detail::add(ts.acquisitions, 1);
   ts.acquired_at.store(now, std::memory_order_relaxed);
   ts.holding.store(true, std::memory_order_relaxed);
 }
 
 void drop(ThreadState& ts) {
-  const std::uint64_t now = trace::now_ns();
+  const std::uint64_t now = detail::ticks_now();
   const std::uint64_t since = ts.acquired_at.load(std::memory_order_relaxed);
-  ts.hold_ns.fetch_add(now - since, std::memory_order_relaxed);
+  detail::add(ts.hold_ticks, now - since);
   ts.holding.store(false, std::memory_order_relaxed);
-  if (trace::enabled()) trace::span("holding the GIL", "gil", since, now);
+  if (trace::enabled()) {
+    const std::uint64_t end = trace::now_ns();
+    trace::span("holding the GIL", "gil", end - ticks_to_ns(now - since), end);
+  }
 
   Lock& g = the_lock();
   std::unique_lock lk(g.mutex);
@@ -159,7 +169,7 @@ void drop(ThreadState& ts) {
     g.switch_cond.wait(lk, [&] { return g.last_holder != &ts; });
     --g.switch_waiters;
     lk.unlock();
-    ts.wait_ns.fetch_add(trace::now_ns() - now, std::memory_order_relaxed);
+    detail::add(ts.wait_ticks, detail::ticks_now() - now);
   }
 }
 
@@ -173,7 +183,7 @@ void take_back_after_blocking(ThreadState& ts) {
   const Mode m = mode_in_use();
   if (m == Mode::off) {
     ts.holding.store(true, std::memory_order_relaxed);
-    ts.acquisitions.fetch_add(1, std::memory_order_relaxed);
+    detail::add(ts.acquisitions, 1);
     return;
   }
   take(ts, m == Mode::io_priority);

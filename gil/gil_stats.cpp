@@ -33,6 +33,10 @@ Registry*& registry_ptr() {
 
 int kernel_tid() { return static_cast<int>(::syscall(SYS_gettid)); }
 
+// The calibration base: a (ticks, monotonic ns) pair taken when the library is loaded.
+const std::uint64_t base_ticks = ticks_now();
+const std::uint64_t base_ns = trace::now_ns();
+
 // Owns the calling thread's registration; its destructor runs when the thread exits.
 struct ThisThread {
   ThreadState* state = nullptr;
@@ -45,6 +49,33 @@ struct ThisThread {
 thread_local ThisThread this_thread_record;
 
 }  // namespace
+
+std::uint64_t ticks_now() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_ia32_rdtsc();
+#else
+  return trace::now_ns();
+#endif
+}
+
+double seconds_per_tick() {
+#if defined(__x86_64__) || defined(__i386__)
+  // The ratio of the two clocks since load; the longer the process runs, the more exact. Before
+  // 1 ms has passed, measure a millisecond now (once) rather than divide by almost nothing.
+  static std::atomic<double> cached{0};
+  std::uint64_t ns = trace::now_ns() - base_ns;
+  if (ns < 1'000'000) {
+    if (const double c = cached.load(); c > 0) return c;
+    while ((ns = trace::now_ns() - base_ns) < 1'000'000) {
+    }
+  }
+  const double ratio = ns * 1e-9 / static_cast<double>(ticks_now() - base_ticks);
+  cached.store(ratio);
+  return ratio;
+#else
+  return 1e-9;
+#endif
+}
 
 ThreadState* current_thread() noexcept { return this_thread_record.state; }
 
@@ -92,7 +123,8 @@ void set_thread_name(std::string name) {
 Stats stats() {
   Stats s;
   detail::read_lock_counters(s.switches, s.drop_requests, s.forced_switches);
-  const std::uint64_t now = trace::now_ns();
+  const std::uint64_t now = detail::ticks_now();
+  const double tick = detail::seconds_per_tick();
   detail::Registry& r = *detail::registry_ptr();
   std::lock_guard lk(r.mutex);
   for (const auto& ts : r.threads) {
@@ -101,14 +133,14 @@ Stats stats() {
     t.tid = ts->tid;
     t.alive = ts->alive.load();
     t.acquisitions = ts->acquisitions.load(std::memory_order_relaxed);
-    t.wait_seconds = ts->wait_ns.load(std::memory_order_relaxed) * 1e-9;
-    std::uint64_t hold = ts->hold_ns.load(std::memory_order_relaxed);
+    t.wait_seconds = ts->wait_ticks.load(std::memory_order_relaxed) * tick;
+    std::uint64_t hold = ts->hold_ticks.load(std::memory_order_relaxed);
     // A thread holding the GIL right now has an open span: count it up to now.
     if (ts->holding.load(std::memory_order_relaxed) && mode() != Mode::off) {
       const std::uint64_t since = ts->acquired_at.load(std::memory_order_relaxed);
       if (now > since) hold += now - since;
     }
-    t.hold_seconds = hold * 1e-9;
+    t.hold_seconds = hold * tick;
     s.threads.push_back(std::move(t));
   }
   return s;
@@ -122,16 +154,16 @@ void reset_stats() {
     detail::forget_holder(ts.get());
     return true;
   });
-  const std::uint64_t now = trace::now_ns();
+  const std::uint64_t now = detail::ticks_now();
   for (auto& ts : r.threads) {
     ts->acquisitions.store(0, std::memory_order_relaxed);
-    ts->wait_ns.store(0, std::memory_order_relaxed);
-    ts->hold_ns.store(0, std::memory_order_relaxed);
+    ts->wait_ticks.store(0, std::memory_order_relaxed);
+    ts->hold_ticks.store(0, std::memory_order_relaxed);
     // Only the owner writes acquired_at; a holder's open span is counted from now on instead
     // by subtracting what it had held so far.
     if (ts->holding.load(std::memory_order_relaxed)) {
       const std::uint64_t since = ts->acquired_at.load(std::memory_order_relaxed);
-      if (now > since) ts->hold_ns.store(0 - (now - since), std::memory_order_relaxed);
+      if (now > since) ts->hold_ticks.store(0 - (now - since), std::memory_order_relaxed);
     }
   }
   detail::reset_lock_counters();

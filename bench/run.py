@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""bench/run.py — `make bench`: every comparison, gilio beside its peers, in one run.
+
+Machines here are shared and noisy, so each comparison runs gilio and its peer in the same
+invocation and reports the ratio (../shared/PERF.md). Each comparison is a function that returns
+rows; a row names the workload, gilio's figure, each peer's figure, the target and whether it is
+met. Results go to build/bench-results/ as JSON and CSV, and one table is printed at the end.
+
+Comparisons so far (the GIL layer): the GIL's own costs (Google Benchmark), the race experiment
+(L8/L9), CPU-bound threads vs processes (L1/L4/L6), and the convoy effect. Later layers add
+theirs to COMPARISONS.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+PYTHON = "/usr/bin/python3"  # Debian's interpreter: the one python3-uvloop is installed for
+HERE = os.path.dirname(os.path.abspath(__file__))
+START = time.monotonic()
+
+
+def progress(message):
+    print(f"[{time.monotonic() - START:6.1f}s] {message}", flush=True)
+
+
+def run_json(cmd, env=None, timeout=600):
+    """Runs a program that prints JSON (a document, or one line last) and returns it parsed."""
+    full_env = dict(os.environ, **(env or {}))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=full_env,
+                         timeout=timeout).stdout.strip()
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        return json.loads(out.splitlines()[-1])
+
+
+def row(workload, gilio, unit, peers=None, target=None, met=None, note=""):
+    return {"workload": workload, "gilio": gilio, "unit": unit, "peers": peers or {},
+            "target": target or "", "met": met, "note": note}
+
+
+def gil_costs(args):
+    progress("GIL costs: gil_bench (Google Benchmark)")
+    data = run_json([os.path.join(args.build, "bench", "gil_bench"), "--benchmark_format=json",
+                     f"--benchmark_min_time={0.05 if args.quick else 0.3}"])
+    ns = {b["name"].split("/")[0]: b["real_time"] for b in data["benchmarks"]}
+    return [
+        row("checkpoint(), nobody waiting", ns["Checkpoint_uncontended"], "ns",
+            target="<= 2 ns", met=ns["Checkpoint_uncontended"] <= 2),
+        row("release + re-take, uncontended", ns["ReleaseAcquire_uncontended"], "ns",
+            target="<= 50 ns", met=ns["ReleaseAcquire_uncontended"] <= 50),
+        row("handoff to a thread blocked in acquire()", ns["Handoff"] / 1000, "us",
+            note="one futex wake-up"),
+    ]
+
+
+def race(args):
+    progress("race (L8/L9): gilio, both policies")
+    ours = run_json([os.path.join(args.build, "examples", "race"), "--json"])
+    progress("race (L8/L9): CPython")
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", "race.py")])
+    rows = []
+    for i, interval in enumerate(ours["intervals"]):
+        new = ours["calls_and_jumps"][i]
+        rows.append(row(f"race: % correct at switch interval {interval:g} s", new, "%",
+                        peers={f"CPython {theirs['python']}": theirs["percent_correct"][i],
+                               "gilio <=3.9 policy": ours["every_bytecode"][i]},
+                        target="3.10+ policy 100%", met=new == 100.0))
+    return rows
+
+
+def cpu_threads(args):
+    progress("CPU-bound jobs: gilio sequential / threads (GIL on, off)")
+    ours = run_json([os.path.join(args.build, "examples", "cpu_threads"), "--json"])
+    progress("CPU-bound jobs: CPython sequential / threads / processes")
+    limit = "15000" if args.quick else "40000"
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", "cpu_threads.py"), limit])
+    py = f"CPython {theirs['python']}"
+    gil_x = ours["sequential"] / ours["threads_gil"]
+    off_x = ours["sequential"] / ours["threads_off"]
+    return [
+        row("CPU jobs: 2 threads under the GIL, speedup", gil_x, "x",
+            peers={py: theirs["sequential"] / theirs["threads"]},
+            target="~1x (faithful)", met=0.8 <= gil_x <= 1.2),
+        row("CPU jobs: 2 threads, GIL off, speedup", off_x, "x",
+            peers={f"{py} processes": theirs["sequential"] / theirs["processes"]},
+            target=">= 1.9x", met=off_x >= 1.9),
+    ]
+
+
+def convoy(args):
+    progress("convoy effect: gilio cpython and io_priority modes")
+    ours = run_json([os.path.join(args.build, "examples", "convoy"), "--json"])
+    progress("convoy effect: CPython")
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", "convoy.py"),
+                       "0.2" if args.quick else "0.5"])
+    py = f"CPython {theirs['python']}"
+    slow = {m: ours[m]["alone"] / ours[m]["busy"] for m in ("cpython", "io_priority")}
+    return [
+        row("convoy: I/O round-trip slowdown, cpython mode", slow["cpython"], "x",
+            peers={py: theirs["alone"] / theirs["busy"]}, target=">= 30x",
+            met=slow["cpython"] >= 30),
+        row("convoy: I/O round-trip slowdown, io_priority mode", slow["io_priority"], "x",
+            target="<= 2x", met=slow["io_priority"] <= 2),
+        row("convoy: p50 round trip beside a CPU thread, cpython mode",
+            ours["cpython"]["busy_p50_us"] / 1000, "ms", peers={py: theirs["busy_p50_us"] / 1000},
+            note="about one switch interval"),
+    ]
+
+
+COMPARISONS = [gil_costs, race, cpu_threads, convoy]
+
+
+def fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def print_table(rows):
+    peer_names = []
+    for r in rows:
+        for p in r["peers"]:
+            if p not in peer_names:
+                peer_names.append(p)
+    head = ["workload", "gilio", "unit"] + peer_names + ["target", "met"]
+    table = [head]
+    for r in rows:
+        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        table.append([r["workload"], fmt(r["gilio"]), r["unit"]] +
+                     [fmt(r["peers"].get(p, "")) for p in peer_names] + [r["target"], met])
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
+    for n, line in enumerate(table):
+        print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+                        for i, c in enumerate(line)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", default="build", help="the CMake build folder")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+
+    rows = []
+    for comparison in COMPARISONS:
+        rows.extend(comparison(args))
+
+    out_dir = os.path.join(args.build, "bench-results")
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
+            "cpus": os.cpu_count(), "kernel": platform.release(), "quick": args.quick}
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["workload", "gilio", "unit", "peers", "target", "met"])
+        for r in rows:
+            w.writerow([r["workload"], r["gilio"], r["unit"], json.dumps(r["peers"]),
+                        r["target"], r["met"]])
+    print()
+    print_table(rows)
+    missed = [r["workload"] for r in rows if r["met"] is False]
+    print(f"\n{len(rows)} figures, {len(missed)} targets missed; results in {out_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
