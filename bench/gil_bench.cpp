@@ -48,7 +48,8 @@ static void Handoff(benchmark::State& state) {
   std::thread other([&] {
     int seen = 0;
     for (;;) {
-      while (round.load() == seen && !stop.load()) std::this_thread::yield();
+      while (round.load() == seen && !stop.load())
+        std::this_thread::yield();
       if (stop.load()) break;
       seen = round.load();
       gil::acquire();  // blocks: the benchmark thread holds the GIL
@@ -65,7 +66,8 @@ static void Handoff(benchmark::State& state) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     const std::uint64_t released_at = gilio::trace::now_ns();
     gil::release();
-    while (done.load() != r) std::this_thread::yield();
+    while (done.load() != r)
+      std::this_thread::yield();
     gil::acquire();
     state.SetIterationTime((taken_at.load() - released_at) * 1e-9);
   }

@@ -100,7 +100,8 @@ void measure(double seconds) {
 
   std::atomic<bool> stop{false};
   threading::Thread spinner([&] {
-    while (!stop.load(std::memory_order_relaxed)) gil::checkpoint();
+    while (!stop.load(std::memory_order_relaxed))
+      gil::checkpoint();
   });
   threading::Thread io_busy([&] { busy = round_trips(fds[0], seconds); });
   spinner.start();
@@ -133,7 +134,8 @@ int main(int argc, char** argv) {
       std::istringstream in(
           lab::run_self({"--measure", seconds}, {std::string("GILIO_GIL=") + mode}));
       double v[6];
-      for (double& x : v) in >> x;
+      for (double& x : v)
+        in >> x;
       out += fmt::format("{}\"{}\": {{\"alone\": {}, \"busy\": {}, \"busy_p50_us\": {}}}",
                          out.size() > 1 ? ", " : "", mode, v[0], v[3], v[4]);
     }
@@ -141,21 +143,24 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  fmt::print("An I/O thread's round trips over a socketpair, alone and beside one CPU-bound "
-             "thread\n(switch interval {} s)\n\n",
-             gil::get_switch_interval());
+  fmt::print(
+      "An I/O thread's round trips over a socketpair, alone and beside one CPU-bound "
+      "thread\n(switch interval {} s)\n\n",
+      gil::get_switch_interval());
   fmt::print("{:<12} {:>15} {:>16} {:>9}   {:>30}\n", "GIL mode", "alone (trips/s)",
              "with CPU thread", "slowdown", "latency p50 / p99 with CPU");
   for (const char* mode : {"cpython", "io_priority"}) {
-    std::istringstream in(lab::run_self({"--measure", seconds}, {std::string("GILIO_GIL=") + mode}));
+    std::istringstream in(
+        lab::run_self({"--measure", seconds}, {std::string("GILIO_GIL=") + mode}));
     Result alone, busy;
     in >> alone.per_second >> alone.p50_us >> alone.p99_us >> busy.per_second >> busy.p50_us >>
         busy.p99_us;
     fmt::print("{:<12} {:>15.0f} {:>16.0f} {:>8.1f}x   {:>13.0f} us / {:>8.0f} us\n", mode,
-               alone.per_second, busy.per_second, alone.per_second / busy.per_second,
-               busy.p50_us, busy.p99_us);
+               alone.per_second, busy.per_second, alone.per_second / busy.per_second, busy.p50_us,
+               busy.p99_us);
   }
-  fmt::print("\ncpython: each return from send/recv waits a switch interval for the spinner.\n"
-             "io_priority: the returning thread asks for the GIL at once (Beazley's fix).\n");
+  fmt::print(
+      "\ncpython: each return from send/recv waits a switch interval for the spinner.\n"
+      "io_priority: the returning thread asks for the GIL at once (Beazley's fix).\n");
   return 0;
 }

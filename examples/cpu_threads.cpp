@@ -41,19 +41,23 @@ double run_in_threads(std::int64_t limit, int workers) {
   std::vector<threading::Thread> threads;
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([=] {
-      for (int j = w; j < kJobs; j += workers) lab::cpu_work(limit);
+      for (int j = w; j < kJobs; j += workers)
+        lab::cpu_work(limit);
     });
   }
   const double t0 = lab::now();
-  for (auto& t : threads) t.start();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.start();
+  for (auto& t : threads)
+    t.join();
   return lab::now() - t0;
 }
 
 double run_sequentially(std::int64_t limit) {
   gil::acquire();
   const double t0 = lab::now();
-  for (int j = 0; j < kJobs; ++j) lab::cpu_work(limit);
+  for (int j = 0; j < kJobs; ++j)
+    lab::cpu_work(limit);
   const double seconds = lab::now() - t0;
   gil::release();
   return seconds;
@@ -74,13 +78,14 @@ int main(int argc, char** argv) {
   gil::reset_stats();
   const double threaded = run_in_threads(limit, kWorkers);
   const gil::Stats s = gil::stats();
-  const double unlocked = std::stod(
-      lab::run_self({"--threads", std::to_string(limit)}, {"GILIO_GIL=off"}));
+  const double unlocked =
+      std::stod(lab::run_self({"--threads", std::to_string(limit)}, {"GILIO_GIL=off"}));
 
   if (json) {
-    fmt::print("{{\"jobs\": {}, \"limit\": {}, \"sequential\": {}, \"threads_gil\": {}, "
-               "\"threads_off\": {}}}\n",
-               kJobs, limit, sequential, threaded, unlocked);
+    fmt::print(
+        "{{\"jobs\": {}, \"limit\": {}, \"sequential\": {}, \"threads_gil\": {}, "
+        "\"threads_off\": {}}}\n",
+        kJobs, limit, sequential, threaded, unlocked);
     return 0;
   }
   fmt::print("{} CPU-bound jobs (count primes below {}), {} worker threads, {} cores\n\n", kJobs,
@@ -90,8 +95,8 @@ int main(int argc, char** argv) {
   fmt::print("{:<28} {:>9.3f} {:>8.2f}x\n",
              fmt::format("{} threads, GIL {}", kWorkers, gil::to_string(gil::mode())), threaded,
              sequential / threaded);
-  fmt::print("{:<28} {:>9.3f} {:>8.2f}x\n", fmt::format("{} threads, GIL off", kWorkers),
-             unlocked, sequential / unlocked);
+  fmt::print("{:<28} {:>9.3f} {:>8.2f}x\n", fmt::format("{} threads, GIL off", kWorkers), unlocked,
+             sequential / unlocked);
 
   fmt::print("\nUnder the GIL: {} switches, {} forced by drop requests. Per thread:\n", s.switches,
              s.forced_switches);

@@ -67,15 +67,19 @@ template <class Work>
 std::pair<double, double> sequential_and_threaded(Work work) {
   gil::acquire();
   double t0 = lab::now();
-  for (int i = 0; i < kWaits; ++i) work(i);
+  for (int i = 0; i < kWaits; ++i)
+    work(i);
   const double sequential = lab::now() - t0;
   gil::release();
 
   std::vector<threading::Thread> threads;
-  for (int i = 0; i < kWaits; ++i) threads.emplace_back(work, i);
+  for (int i = 0; i < kWaits; ++i)
+    threads.emplace_back(work, i);
   t0 = lab::now();
-  for (auto& t : threads) t.start();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.start();
+  for (auto& t : threads)
+    t.join();
   return {sequential, lab::now() - t0};
 }
 
@@ -105,9 +109,12 @@ int main(int argc, char** argv) {
       sequential_and_threaded([](int) { gilio::time::sleep(kLatency); });
   const auto [sock_seq, sock_thr] = sequential_and_threaded([&](int i) { request(clients[i]); });
 
-  for (int fd : clients) ::shutdown(fd, SHUT_RDWR);
-  for (auto& t : servers) t.join();
-  for (int fd : clients) ::close(fd);
+  for (int fd : clients)
+    ::shutdown(fd, SHUT_RDWR);
+  for (auto& t : servers)
+    t.join();
+  for (int fd : clients)
+    ::close(fd);
 
   fmt::print("{} blocking waits of {:.0f} ms each\n\n", kWaits, kLatency * 1000);
   fmt::print("{:<34} {:>11} {:>11} {:>9}\n", "", "sequential", "8 threads", "overlap");

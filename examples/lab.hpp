@@ -50,14 +50,17 @@ inline std::int64_t cpu_work(std::int64_t limit) {
 inline std::string run_self(const std::vector<std::string>& args,
                             const std::vector<std::string>& env_extra) {
   std::vector<std::string> env_strings(env_extra);
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e)
+    env_strings.emplace_back(*e);
   std::vector<char*> envp, argv;
-  for (auto& s : env_strings) envp.push_back(s.data());
+  for (auto& s : env_strings)
+    envp.push_back(s.data());
   envp.push_back(nullptr);
   std::string self = "/proc/self/exe";
   argv.push_back(self.data());
   std::vector<std::string> args_copy(args);
-  for (auto& a : args_copy) argv.push_back(a.data());
+  for (auto& a : args_copy)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
 
   int fds[2];
@@ -77,7 +80,8 @@ inline std::string run_self(const std::vector<std::string>& args,
   gilio::gil::Released nogil;  // waiting for the child is a blocking call
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, n);
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+    out.append(buf, n);
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);

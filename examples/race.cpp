@@ -53,7 +53,8 @@ std::atomic<long> num{0};
 
 // About the time CPython's eval loop spends on one simple bytecode.
 void bytecode_cost() {
-  for (int i = 0; i < 20; ++i) asm volatile("" ::: "memory");  // not optimised away
+  for (int i = 0; i < 20; ++i)
+    asm volatile("" ::: "memory");  // not optimised away
 }
 
 void step(Policy policy) {
@@ -122,7 +123,8 @@ int main(int argc, char** argv) {
     for (Policy p : {Policy::every_bytecode, Policy::calls_and_jumps}) {
       out += p == Policy::every_bytecode ? ", \"every_bytecode\": [" : ", \"calls_and_jumps\": [";
       for (double interval : {0.005, 5e-7, 5e-10}) {
-        out += fmt::format("{}{}", interval == 0.005 ? "" : ", ", percent_correct(p, interval, 100, 100));
+        out += fmt::format("{}{}", interval == 0.005 ? "" : ", ",
+                           percent_correct(p, interval, 100, 100));
       }
       out += "]";
     }
@@ -132,12 +134,14 @@ int main(int argc, char** argv) {
 
   fmt::print("The source documents' experiment: 2 threads x 100 increments, 100 attempts\n\n");
   bool ok = print_table(100, 100);
-  fmt::print("\n100 increments take a few microseconds, less than a thread needs to wake up, so\n"
-             "the two threads seldom overlap (CPython 3.6-3.9 on 2 cores: 97-99% correct).\n"
-             "Long enough to overlap: 2 threads x 10,000 increments, 20 attempts\n\n");
+  fmt::print(
+      "\n100 increments take a few microseconds, less than a thread needs to wake up, so\n"
+      "the two threads seldom overlap (CPython 3.6-3.9 on 2 cores: 97-99% correct).\n"
+      "Long enough to overlap: 2 threads x 10,000 increments, 20 attempts\n\n");
   ok &= print_table(20, 10000);
-  fmt::print("\nThe <= 3.9 policy can drop the GIL between LOAD_GLOBAL and STORE_GLOBAL; the\n"
-             ">= 3.10 policy only between whole increments (bench/python/race.py: CPython here).\n");
+  fmt::print(
+      "\nThe <= 3.9 policy can drop the GIL between LOAD_GLOBAL and STORE_GLOBAL; the\n"
+      ">= 3.10 policy only between whole increments (bench/python/race.py: CPython here).\n");
   if (!check) return 0;
   // The deterministic half: the >= 3.10 policy can never split an increment. The other half:
   // at the smallest interval, 20 attempts of 10,000 increments must lose some updates.

@@ -46,13 +46,15 @@ using detail::ThreadState;
 
 std::int64_t interval_to_ns(double seconds, const char* who) {
   if (!std::isfinite(seconds) || seconds <= 0) {
-    throw std::invalid_argument(std::string(who) + ": switch interval must be strictly positive, got " +
+    throw std::invalid_argument(std::string(who) +
+                                ": switch interval must be strictly positive, got " +
                                 std::to_string(seconds));
   }
   // CPython keeps the interval in whole microseconds and waits at least 1 µs.
   const double ns = seconds * 1e9;
-  return ns < 1000.0 ? 1000 : ns > 3.6e12 ? static_cast<std::int64_t>(3.6e12)
-                                          : static_cast<std::int64_t>(ns);
+  return ns < 1000.0   ? 1000
+         : ns > 3.6e12 ? static_cast<std::int64_t>(3.6e12)
+                       : static_cast<std::int64_t>(ns);
 }
 
 // Mode and switch interval. The environment is read once, first; explicit calls override it.
@@ -98,7 +100,9 @@ Lock*& lock_ptr() {
   static Lock* lock = new Lock;  // never freed: threads may still use it during exit
   return lock;
 }
-Lock& the_lock() { return *lock_ptr(); }
+Lock& the_lock() {
+  return *lock_ptr();
+}
 
 std::uint64_t ticks_to_ns(std::uint64_t ticks) {
   return static_cast<std::uint64_t>(ticks * detail::seconds_per_tick() * 1e9);
@@ -247,7 +251,9 @@ void set_mode(Mode mode) {
   s.mode.store(mode);
 }
 
-Mode mode() { return settings().mode.load(std::memory_order_relaxed); }
+Mode mode() {
+  return settings().mode.load(std::memory_order_relaxed);
+}
 
 void set_switch_interval(double seconds) {
   const std::int64_t ns = interval_to_ns(seconds, "gil::set_switch_interval");
@@ -256,7 +262,9 @@ void set_switch_interval(double seconds) {
   s.interval.store(seconds);
 }
 
-double get_switch_interval() { return settings().interval.load(); }
+double get_switch_interval() {
+  return settings().interval.load();
+}
 
 void acquire() {
   ThreadState& ts = detail::this_thread();

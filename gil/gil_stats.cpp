@@ -31,7 +31,9 @@ Registry*& registry_ptr() {
   return registry;
 }
 
-int kernel_tid() { return static_cast<int>(::syscall(SYS_gettid)); }
+int kernel_tid() {
+  return static_cast<int>(::syscall(SYS_gettid));
+}
 
 // The calibration base: a (ticks, monotonic ns) pair taken when the library is loaded.
 const std::uint64_t base_ticks = ticks_now();
@@ -77,7 +79,9 @@ double seconds_per_tick() {
 #endif
 }
 
-ThreadState* current_thread() noexcept { return this_thread_record.state; }
+ThreadState* current_thread() noexcept {
+  return this_thread_record.state;
+}
 
 ThreadState& this_thread() {
   ThisThread& record = this_thread_record;
@@ -94,8 +98,12 @@ ThreadState& this_thread() {
   return *record.state;
 }
 
-void registry_before_fork() { registry_ptr()->mutex.lock(); }
-void registry_after_fork_parent() { registry_ptr()->mutex.unlock(); }
+void registry_before_fork() {
+  registry_ptr()->mutex.lock();
+}
+void registry_after_fork_parent() {
+  registry_ptr()->mutex.unlock();
+}
 void registry_after_fork_child() {
   // Only the forking thread exists in the child. The old registry is left as it is (its
   // mutex is locked); its records of other threads are simply not carried over.

@@ -44,10 +44,9 @@ bool wait_with_timeout(std::condition_variable& cv, std::unique_lock<std::mutex>
     cv.wait(lk, pred);
     return true;
   }
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(std::min(timeout, 1e9)));
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(std::min(timeout, 1e9)));
   return cv.wait_until(lk, deadline, pred);
 }
 
@@ -85,7 +84,8 @@ Thread::~Thread() {
 
 void Thread::start() {
   State& s = *state_;
-  if (s.started) throw std::logic_error("Thread::start: thread '" + s.name + "' was already started");
+  if (s.started)
+    throw std::logic_error("Thread::start: thread '" + s.name + "' was already started");
   s.started = true;
   s.thread = std::thread([state = state_] {
     running_state = state.get();
@@ -103,8 +103,7 @@ void Thread::start() {
       }
       gil::release();
     } catch (const std::exception& e) {  // acquire() itself failed, e.g. a bad GILIO_GIL
-      std::fprintf(stderr, "Thread %s could not take the GIL: %s\n", state->name.c_str(),
-                   e.what());
+      std::fprintf(stderr, "Thread %s could not take the GIL: %s\n", state->name.c_str(), e.what());
     }
     state->target = nullptr;  // destroy captured arguments on this thread, as Python does
     std::lock_guard lk(state->mutex);
@@ -113,7 +112,9 @@ void Thread::start() {
   });
 }
 
-void Thread::join() { join(-1); }
+void Thread::join() {
+  join(-1);
+}
 
 void Thread::join(double timeout) {
   if (!state_) throw std::logic_error("Thread::join: this Thread was moved from");
@@ -138,7 +139,9 @@ bool Thread::is_alive() const {
   return state_->started && !state_->finished;
 }
 
-const std::string& Thread::name() const { return state_->name; }
+const std::string& Thread::name() const {
+  return state_->name;
+}
 
 void Thread::set_name(std::string name) {
   if (state_->started) throw std::logic_error("Thread::set_name: the thread has already started");

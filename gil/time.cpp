@@ -24,6 +24,8 @@ void sleep(double seconds) {
   std::this_thread::sleep_for(std::chrono::duration<double>(std::min(seconds, 1e9)));
 }
 
-double monotonic() { return trace::now_ns() * 1e-9; }
+double monotonic() {
+  return trace::now_ns() * 1e-9;
+}
 
 }  // namespace gilio::time

@@ -86,7 +86,9 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void write_at_exit() { flush(); }
+void write_at_exit() {
+  flush();
+}
 
 }  // namespace
 
@@ -125,7 +127,8 @@ void flush() {
   Timeline* t = timeline();
   std::lock_guard lk(t->mutex);
   std::uint64_t origin = UINT64_MAX;
-  for (const Event& e : t->events) origin = std::min(origin, e.start_ns);
+  for (const Event& e : t->events)
+    origin = std::min(origin, e.start_ns);
   if (origin == UINT64_MAX) origin = 0;
   const int pid = static_cast<int>(t->owner);
   std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";

@@ -24,8 +24,7 @@ namespace {
 int wait_child(pid_t pid, double limit = 10.0) {
   int status = 0;
   const bool exited = gilio::testing::spin_until(
-      [&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit,
-      [] { ::usleep(1000); });
+      [&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit, [] { ::usleep(1000); });
   if (!exited) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -61,15 +60,18 @@ struct BusyThreads {
     gil::set_switch_interval(0.0002);
     for (int i = 0; i < n; ++i) {
       threads.emplace_back([this] {
-        while (!stop.load()) gil::checkpoint();
+        while (!stop.load())
+          gil::checkpoint();
       });
     }
-    for (auto& t : threads) t.start();
+    for (auto& t : threads)
+      t.start();
     gilio::testing::spin_until([] { return gil::stats().switches > 10; });
   }
   ~BusyThreads() {
     stop = true;
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+      t.join();
   }
 };
 

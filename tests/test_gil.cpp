@@ -55,18 +55,21 @@ TEST(Gil, MutualExclusionUnderEightThreads) {
         int seen = most_inside.load();
         while (now > seen && !most_inside.compare_exchange_weak(seen, now)) {
         }
-        for (int k = 0; k < 50; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+        for (int k = 0; k < 50; ++k)
+          std::atomic_signal_fence(std::memory_order_seq_cst);
         inside.fetch_sub(1);
         gil::checkpoint();
       }
     });
   }
-  for (auto& t : threads) t.start();
+  for (auto& t : threads)
+    t.start();
   // Let them fight until the GIL has changed hands many times (bounded).
   const bool switched = spin_until([] { return gil::stats().switches >= 200; }, 20.0,
                                    [] { gilio::time::sleep(0.001); });
   stop = true;
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   EXPECT_TRUE(switched) << "only " << gil::stats().switches << " switches";
   EXPECT_EQ(most_inside.load(), 1) << "two threads held the GIL at once";
 }
@@ -78,7 +81,8 @@ TEST(Gil, WaiterGetsItAfterAboutOneIntervalWhileHolderSpins) {
   std::atomic<bool> waiter_done{false};
   threading::Thread holder([&] {
     holder_ready = true;
-    while (!waiter_done.load()) gil::checkpoint();
+    while (!waiter_done.load())
+      gil::checkpoint();
   });
   holder.start();
   ASSERT_TRUE(spin_until([&] { return holder_ready.load(); }));
@@ -108,9 +112,8 @@ TEST(Gil, ForcedSwitchingAlternatesHolders) {
   threading::Thread a(body, 0), b(body, 1);
   a.start();
   b.start();
-  const bool alternated =
-      spin_until([&] { return turns[0].load() >= 10 && turns[1].load() >= 10; }, 20.0,
-                 [] { gilio::time::sleep(0.001); });
+  const bool alternated = spin_until([&] { return turns[0].load() >= 10 && turns[1].load() >= 10; },
+                                     20.0, [] { gilio::time::sleep(0.001); });
   stop = true;
   a.join();
   b.join();
@@ -169,7 +172,8 @@ TEST(Gil, IoPriorityHandsOverOnReturnFromBlockingCall) {
   std::atomic<bool> done{false};
   threading::Thread holder([&] {
     holder_ready = true;
-    while (!done.load()) gil::checkpoint();
+    while (!done.load())
+      gil::checkpoint();
   });
   gil::acquire();
   holder.start();
@@ -193,7 +197,8 @@ TEST(Gil, CPythonModeMakesTheReturningThreadWaitAnInterval) {
   std::atomic<bool> done{false};
   threading::Thread holder([&] {
     holder_ready = true;
-    while (!done.load()) gil::checkpoint();
+    while (!done.load())
+      gil::checkpoint();
   });
   gil::acquire();
   holder.start();
@@ -214,7 +219,8 @@ TEST(Gil, StatsCountHoldAndWaitPerThread) {
   gil::set_switch_interval(0.001);
   std::atomic<bool> stop{false};
   auto spin = [&] {
-    while (!stop.load()) gil::checkpoint();
+    while (!stop.load())
+      gil::checkpoint();
   };
   threading::Thread a(spin), b(spin);
   a.set_name("spinner-a");
@@ -243,7 +249,8 @@ TEST(Gil, StatsCountHoldAndWaitPerThread) {
   const gil::Stats z = gil::stats();
   EXPECT_EQ(z.switches, 0u);
   EXPECT_EQ(z.drop_requests, 0u);
-  for (const auto& t : z.threads) EXPECT_TRUE(t.alive) << t.name << " should be forgotten";
+  for (const auto& t : z.threads)
+    EXPECT_TRUE(t.alive) << t.name << " should be forgotten";
 }
 
 TEST(Gil, HoldTimeOfTheCurrentHolderIsCounted) {
@@ -251,7 +258,8 @@ TEST(Gil, HoldTimeOfTheCurrentHolderIsCounted) {
   gil::acquire();
   gilio::time::sleep(0);  // the GIL is dropped and retaken around the sleep
   const auto t0 = Clock::now();
-  while (seconds_since(t0) < 0.02) gil::checkpoint();
+  while (seconds_since(t0) < 0.02)
+    gil::checkpoint();
   double hold = 0;
   for (const auto& t : gil::stats().threads)
     if (t.name == "main-holder") hold = t.hold_seconds;
@@ -265,7 +273,8 @@ TEST(Gil, TraceWritesChromeTimeline) {
   gil::set_switch_interval(0.001);
   std::atomic<bool> stop{false};
   auto spin = [&] {
-    while (!stop.load()) gil::checkpoint();
+    while (!stop.load())
+      gil::checkpoint();
   };
   threading::Thread a(spin), b(spin);
   a.set_name("traced-a");

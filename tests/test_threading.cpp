@@ -157,8 +157,10 @@ TEST(Lock, ContentionUnderTheGilDoesNotDeadlock) {
       }
     });
   }
-  for (auto& t : threads) t.start();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.start();
+  for (auto& t : threads)
+    t.join();
   EXPECT_EQ(counter, 1200);
 }
 

@@ -27,10 +27,13 @@ TEST(Sleep, SleepingThreadsOverlap) {
   // Eight threads each sleep 100 ms holding the GIL before and after: if sleep kept the GIL,
   // this would take 800 ms.
   std::vector<threading::Thread> threads;
-  for (int i = 0; i < 8; ++i) threads.emplace_back([] { gilio::time::sleep(0.1); });
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([] { gilio::time::sleep(0.1); });
   const double t0 = gilio::time::monotonic();
-  for (auto& t : threads) t.start();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.start();
+  for (auto& t : threads)
+    t.join();
   EXPECT_LT(gilio::time::monotonic() - t0, 0.7);
 }
 
@@ -39,7 +42,8 @@ TEST(Sleep, SleepReleasesTheGil) {
   std::atomic<bool> ran{false};
   threading::Thread t([&] { ran = true; });
   t.start();
-  for (int i = 0; i < 1000 && !ran.load(); ++i) gilio::time::sleep(0.01);
+  for (int i = 0; i < 1000 && !ran.load(); ++i)
+    gilio::time::sleep(0.01);
   EXPECT_TRUE(ran.load());
   EXPECT_TRUE(gil::held());
   t.join();
@@ -48,7 +52,6 @@ TEST(Sleep, SleepReleasesTheGil) {
 
 TEST(SleepErrors, NegativeOrNaNIsRejected) {
   EXPECT_THROW(gilio::time::sleep(-0.001), std::invalid_argument);
-  EXPECT_THROW(gilio::time::sleep(std::numeric_limits<double>::quiet_NaN()),
-               std::invalid_argument);
+  EXPECT_THROW(gilio::time::sleep(std::numeric_limits<double>::quiet_NaN()), std::invalid_argument);
   EXPECT_THROW(gilio::time::sleep(std::chrono::milliseconds(-1)), std::invalid_argument);
 }

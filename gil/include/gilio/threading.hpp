@@ -30,11 +30,10 @@ class Thread {
  public:
   // Stores fn and copies of args; nothing runs until start().
   template <class F, class... Args>
-    requires(!std::is_same_v<std::decay_t<F>, Thread>)
-  explicit Thread(F&& fn, Args&&... args)
+  requires(!std::is_same_v<std::decay_t<F>, Thread>) explicit Thread(F&& fn, Args&&... args)
       : Thread(std::function<void()>(
-            [fn = std::forward<F>(fn),
-             tup = std::make_tuple(std::forward<Args>(args)...)]() mutable { std::apply(fn, tup); })) {}
+            [fn = std::forward<F>(fn), tup = std::make_tuple(std::forward<Args>(
+                                           args)...)]() mutable { std::apply(fn, tup); })) {}
   explicit Thread(std::function<void()> target);
   Thread(Thread&&) noexcept;
   Thread& operator=(Thread&&) noexcept;
