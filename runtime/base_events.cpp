@@ -1,0 +1,424 @@
+// runtime/base_events.cpp — the event loop's machinery; mirrors Lib/asyncio/base_events.py.
+//
+// run_once() is BaseEventLoop._run_once, step for step (events.hpp lists the steps). The rest
+// is bookkeeping: the timer heap with its node pool, the list of unfinished tasks, the queue
+// that call_soon_threadsafe fills from other threads, and close(), which must leave nothing in
+// flight: it cancels the remaining tasks and runs the loop until they end (a task that refuses
+// a thousand times is destroyed), then frees what is left in the ready queue and the heap.
+#include <fmt/core.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <typeinfo>
+
+#include "gilio/asyncio.hpp"
+#include "gilio/concurrent.hpp"
+#include "gilio/gil.hpp"
+#include "gilio/trace.hpp"
+#include "uring.hpp"
+
+namespace gilio::asyncio {
+namespace {
+
+thread_local EventLoop* tl_running_loop = nullptr;
+
+// Heap order: earliest deadline first, FIFO (by sequence number) among equal deadlines.
+struct Later {
+  template <class E>
+  bool operator()(const E& a, const E& b) const {
+    return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+  }
+};
+
+void report_callback_error(const char* where) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gilio: exception in %s: %s: %s\n", where, typeid(e).name(), e.what());
+  } catch (const CancelledError&) {
+    std::fprintf(stderr, "gilio: CancelledError escaped %s\n", where);
+  } catch (...) {
+    std::fprintf(stderr, "gilio: unknown exception in %s\n", where);
+  }
+}
+
+std::int64_t seconds_to_ns(double s, const char* who) {
+  if (std::isnan(s)) throw std::invalid_argument(std::string(who) + ": time is NaN");
+  const double ns = s * 1e9;
+  return ns > 9e18    ? static_cast<std::int64_t>(9e18)
+         : ns < -9e18 ? static_cast<std::int64_t>(-9e18)
+                      : static_cast<std::int64_t>(ns);
+}
+
+// Holds the GIL for the loop's run unless the thread already holds it.
+class GilForRun {
+ public:
+  GilForRun() : took_(!gil::held()) {
+    if (took_) gil::acquire();
+  }
+  ~GilForRun() {
+    if (took_) gil::release();
+  }
+
+ private:
+  bool took_;
+};
+
+}  // namespace
+
+namespace detail {
+
+void ReadyQueue::grow() {
+  std::vector<Runnable*> bigger(slots_.size() * 2);
+  const std::size_t n = size();
+  for (std::size_t i = 0; i < n; ++i)
+    bigger[i] = slots_[(head_ + i) & (slots_.size() - 1)];
+  slots_.swap(bigger);
+  head_ = 0;
+  tail_ = n;
+}
+
+void CallbackHandle::run() {
+  if (!cancelled_) {
+    try {
+      fn_();
+    } catch (...) {
+      report_callback_error("a callback");
+    }
+  }
+  release();  // the ready queue's reference
+}
+
+void CallbackHandle::on_timer() {
+  node = nullptr;
+  loop_->ready(this);  // the heap's reference passes to the ready queue
+}
+
+void CallbackHandle::cancel() noexcept {
+  if (cancelled_) return;
+  cancelled_ = true;
+  fn_ = nullptr;  // drop what the callback holds, as asyncio does
+  if (node != nullptr) {
+    loop_->disarm_timer(node);
+    node = nullptr;
+    release();  // the heap no longer points at us
+  }
+}
+
+}  // namespace detail
+
+EventLoop* running_loop() noexcept {
+  return tl_running_loop;
+}
+
+EventLoop& get_running_loop() {
+  if (tl_running_loop == nullptr) throw std::runtime_error("no running event loop");
+  return *tl_running_loop;
+}
+
+EventLoop::EventLoop()
+    : backend_(std::make_unique<detail::Backend>()), token_(std::make_shared<Token>()) {
+  token_->loop = this;
+  if (const char* d = std::getenv("GILIO_DEBUG"); d != nullptr && *d != '\0' && *d != '0') {
+    debug_ = true;
+  }
+}
+
+EventLoop::~EventLoop() {
+  if (!closed_) {
+    try {
+      close();
+    } catch (...) {
+      report_callback_error("EventLoop::~EventLoop");
+    }
+  }
+}
+
+std::int64_t EventLoop::now_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+double EventLoop::time() const {
+  return now_ns() * 1e-9;
+}
+
+Handle EventLoop::call_soon(std::function<void()> fn) {
+  if (closed_) throw std::runtime_error("call_soon: the event loop is closed");
+  auto* h = new detail::CallbackHandle(this, std::move(fn));
+  h->add_ref();  // the ready queue's
+  ready(h);
+  return Handle(h);
+}
+
+TimerHandle EventLoop::call_at(double when, std::function<void()> fn) {
+  if (closed_) throw std::runtime_error("call_at: the event loop is closed");
+  auto* h = new detail::CallbackHandle(this, std::move(fn));
+  h->when_ns = seconds_to_ns(when, "call_at");
+  h->add_ref();  // the heap's
+  h->node = arm_timer(h->when_ns, h);
+  return TimerHandle(h);
+}
+
+TimerHandle EventLoop::call_later(double delay, std::function<void()> fn) {
+  return call_at(time() + delay, std::move(fn));
+}
+
+void EventLoop::call_soon_threadsafe(std::function<void()> fn) {
+  bool wake = false;
+  {
+    std::lock_guard lk(threadsafe_mutex_);
+    if (closed_) throw std::runtime_error("call_soon_threadsafe: the event loop is closed");
+    threadsafe_.push_back(std::move(fn));
+    wake = !threadsafe_pending_;
+    threadsafe_pending_ = true;
+  }
+  if (wake) backend_->wake();
+}
+
+void EventLoop::drain_threadsafe() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lk(threadsafe_mutex_);
+    if (!threadsafe_pending_) return;
+    batch.swap(threadsafe_);
+    threadsafe_pending_ = false;
+  }
+  for (auto& fn : batch)
+    call_soon(std::move(fn));
+}
+
+detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarget* target) {
+  if (free_nodes_.empty()) {
+    constexpr std::size_t kChunk = 256;
+    node_chunks_.push_back(std::make_unique<detail::TimerNode[]>(kChunk));
+    for (std::size_t i = 0; i < kChunk; ++i)
+      free_nodes_.push_back(&node_chunks_.back()[i]);
+  }
+  detail::TimerNode* node = free_nodes_.back();
+  free_nodes_.pop_back();
+  node->when = when_ns;
+  node->seq = timer_seq_++;
+  node->target = target;
+  timers_.push_back({when_ns, node->seq, node});
+  std::push_heap(timers_.begin(), timers_.end(), Later{});
+  return node;
+}
+
+void EventLoop::disarm_timer(detail::TimerNode* node) noexcept {
+  if (node == nullptr || node->target == nullptr) return;
+  node->target = nullptr;  // removed lazily: the heap entry stays until it reaches the top
+  ++cancelled_timers_;
+}
+
+void EventLoop::recycle(detail::TimerNode* node) {
+  free_nodes_.push_back(node);
+}
+
+std::int64_t EventLoop::pop_cancelled_timers() {
+  // asyncio rebuilds the heap when more than half of it is cancelled timers.
+  if (cancelled_timers_ > 64 && cancelled_timers_ * 2 > timers_.size()) {
+    std::erase_if(timers_, [this](const TimerEntry& e) {
+      if (e.node->target != nullptr) return false;
+      recycle(e.node);
+      return true;
+    });
+    std::make_heap(timers_.begin(), timers_.end(), Later{});
+    cancelled_timers_ = 0;
+  }
+  while (!timers_.empty() && timers_.front().node->target == nullptr) {
+    std::pop_heap(timers_.begin(), timers_.end(), Later{});
+    recycle(timers_.back().node);
+    timers_.pop_back();
+    if (cancelled_timers_ > 0) --cancelled_timers_;
+  }
+  return timers_.empty() ? -1 : timers_.front().when;
+}
+
+void EventLoop::add_task(detail::TaskCore* t) noexcept {
+  if (tasks_ == nullptr) {
+    t->prev_task = t->next_task = t;
+    tasks_ = t;
+  } else {
+    t->next_task = tasks_;
+    t->prev_task = tasks_->prev_task;
+    tasks_->prev_task->next_task = t;
+    tasks_->prev_task = t;
+  }
+  ++task_count_;
+}
+
+void EventLoop::remove_task(detail::TaskCore* t) noexcept {
+  if (t->next_task == nullptr) return;
+  if (t->next_task == t) {
+    tasks_ = nullptr;
+  } else {
+    t->prev_task->next_task = t->next_task;
+    t->next_task->prev_task = t->prev_task;
+    if (tasks_ == t) tasks_ = t->next_task;
+  }
+  t->prev_task = t->next_task = nullptr;
+  --task_count_;
+}
+
+void EventLoop::run_ready_handle(detail::Runnable* r) {
+  if (!debug_ && !trace::enabled()) {
+    r->run();
+    return;
+  }
+  const std::string what = r->describe();
+  const std::uint64_t t0 = trace::now_ns();
+  r->run();
+  const std::uint64_t t1 = trace::now_ns();
+  if (trace::enabled()) trace::span(what, "loop", t0, t1);
+  const double seconds = (t1 - t0) * 1e-9;
+  if (debug_ && seconds >= slow_callback_duration) {
+    std::fprintf(stderr, "gilio: executing %s took %.3f seconds\n", what.c_str(), seconds);
+  }
+}
+
+void EventLoop::run_once() {
+  const std::int64_t next_timer = pop_cancelled_timers();
+  drain_threadsafe();
+
+  std::int64_t timeout = -1;
+  if (!ready_.empty() || stopping_) {
+    timeout = 0;
+  } else if (next_timer >= 0) {
+    timeout = std::max<std::int64_t>(0, next_timer - now_ns());
+  }
+  if (timeout == 0) {
+    backend_->wait(0);
+  } else {
+    // The only place the loop thread lets go of the GIL (DESIGN.md, invariant 4).
+    const std::uint64_t t0 = trace::enabled() ? trace::now_ns() : 0;
+    {
+      gil::Released nogil;
+      backend_->wait(timeout);
+    }
+    if (t0 != 0) trace::span("loop waits (GIL released)", "loop", t0, trace::now_ns());
+  }
+  backend_->reap();
+  drain_threadsafe();
+
+  // Due timers join the ready queue in deadline order.
+  if (!timers_.empty()) {
+    const std::int64_t end = now_ns();
+    while (!timers_.empty() && timers_.front().when <= end) {
+      std::pop_heap(timers_.begin(), timers_.end(), Later{});
+      detail::TimerNode* node = timers_.back().node;
+      timers_.pop_back();
+      detail::TimerTarget* target = node->target;
+      recycle(node);
+      if (target == nullptr) {
+        if (cancelled_timers_ > 0) --cancelled_timers_;
+        continue;
+      }
+      node->target = nullptr;
+      target->on_timer();
+    }
+  }
+
+  // Run what was ready when this step began; what they make ready waits for the next one.
+  const std::size_t n = ready_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    gil::checkpoint();  // let a thread that asked for the GIL have it between handles
+    run_ready_handle(ready_.pop());
+  }
+}
+
+void EventLoop::run_forever() {
+  if (closed_) throw std::runtime_error("run_forever: the event loop is closed");
+  if (running_) throw std::runtime_error("This event loop is already running");
+  if (tl_running_loop != nullptr) {
+    throw std::runtime_error("Cannot run the event loop while another loop is running");
+  }
+  GilForRun gil_scope;
+  tl_running_loop = this;
+  running_ = true;
+  struct Reset {
+    EventLoop* self;
+    ~Reset() {
+      self->stopping_ = false;
+      self->running_ = false;
+      tl_running_loop = nullptr;
+    }
+  } reset{this};
+  for (;;) {
+    run_once();
+    if (stopping_) break;
+  }
+}
+
+void EventLoop::finish_tasks_for_close() {
+  if (task_count_ == 0) return;
+  if (debug_) {
+    for_each_task([](detail::TaskCore* t) {
+      std::fprintf(stderr, "gilio: Task was destroyed but it is pending! task: %s\n",
+                   t->get_name().c_str());
+    });
+  }
+  GilForRun gil_scope;
+  tl_running_loop = this;
+  running_ = true;
+  // Cancel and run until every task has ended; a task that catches CancelledError and waits
+  // again is cancelled again.
+  for (int round = 0; task_count_ > 0 && round < 1000; ++round) {
+    for_each_task([](detail::TaskCore* t) { t->cancel(); });
+    stopping_ = false;
+    run_once();
+  }
+  for_each_task([](detail::TaskCore* t) { t->abandon(); });  // would not end: destroy them
+  running_ = false;
+  stopping_ = false;
+  tl_running_loop = nullptr;
+}
+
+void EventLoop::close() {
+  if (running_) throw std::runtime_error("Cannot close a running event loop");
+  if (closed_) return;
+  finish_tasks_for_close();
+  {
+    std::lock_guard lk(token_->mutex);
+    token_->loop = nullptr;
+  }
+  shutdown_default_executor();
+  {
+    std::lock_guard lk(threadsafe_mutex_);
+    closed_ = true;
+    threadsafe_.clear();
+  }
+  while (!ready_.empty())
+    ready_.pop()->discard();
+  for (const TimerEntry& e : timers_) {
+    if (e.node->target != nullptr) e.node->target->discard();
+  }
+  timers_.clear();
+}
+
+concurrent::ThreadPoolExecutor& EventLoop::default_executor() {
+  if (!default_executor_) default_executor_ = std::make_unique<concurrent::ThreadPoolExecutor>();
+  return *default_executor_;
+}
+
+void EventLoop::shutdown_default_executor() {
+  if (default_executor_) default_executor_->shutdown(true);
+}
+
+namespace detail {
+
+void finish_run(EventLoop& loop) noexcept {
+  try {
+    loop.close();
+  } catch (...) {
+    report_callback_error("asyncio::run clean-up");
+  }
+}
+
+}  // namespace detail
+}  // namespace gilio::asyncio

@@ -1,0 +1,431 @@
+// runtime/futures.cpp — FutureCore and TaskCore; mirrors Lib/asyncio/futures.py and the Task
+// class of Lib/asyncio/tasks.py (Task.__step is TaskCore::run).
+#include <cstdio>
+#include <typeinfo>
+
+#include "gilio/asyncio.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+namespace {
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return std::string(typeid(x).name()) + ": " + x.what();
+  } catch (const CancelledError& x) {
+    return std::string("CancelledError: ") + x.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+bool is_cancellation(const std::exception_ptr& e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const CancelledError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::uint64_t next_task_id() {
+  static std::atomic<std::uint64_t> id{0};
+  return ++id;
+}
+
+}  // namespace
+
+TaskCore& current_task_for_await() {
+  EventLoop* loop = running_loop();
+  if (loop == nullptr || loop->current_task() == nullptr) {
+    throw std::runtime_error(
+        "co_await outside a task: coroutines must run in a task (asyncio::run, create_task)");
+  }
+  return *loop->current_task();
+}
+
+void finish_root(TaskCore* task, std::coroutine_handle<> root) noexcept {
+  task->finish(root);
+}
+
+FutureCore::~FutureCore() {
+  if (state_ == State::finished && error_ && !retrieved_) {
+    std::fprintf(stderr, "gilio: %s exception was never retrieved: %s\n", describe().c_str(),
+                 what_of(error_).c_str());
+  }
+}
+
+std::exception_ptr FutureCore::exception() {
+  if (state_ == State::cancelled) std::rethrow_exception(error_);
+  if (state_ == State::pending) throw InvalidStateError("Exception is not set.");
+  retrieved_ = true;
+  return error_;
+}
+
+void FutureCore::check_result() {
+  if (state_ == State::pending) throw InvalidStateError("Result is not set.");
+  if (error_) {
+    retrieved_ = true;
+    std::rethrow_exception(error_);
+  }
+}
+
+bool FutureCore::cancel(std::string message) {
+  if (done()) return false;
+  complete(State::cancelled, std::make_exception_ptr(CancelledError(std::move(message))));
+  return true;
+}
+
+void FutureCore::add_done_callback(std::function<void()> fn) {
+  if (done()) {
+    loop_->call_soon(std::move(fn));
+    return;
+  }
+  if (!callbacks_) callbacks_ = std::make_unique<std::vector<std::function<void()>>>();
+  callbacks_->push_back(std::move(fn));
+}
+
+void FutureCore::complete(State state, std::exception_ptr error) {
+  state_ = state;
+  error_ = std::move(error);
+  while (FutureWaiter* w = waiters_.pop_front())
+    w->on_future_done();
+  if (callbacks_) {
+    auto callbacks = std::move(callbacks_);
+    for (auto& fn : *callbacks)
+      loop_->call_soon(std::move(fn));
+  }
+}
+
+TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string name)
+    : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {
+  driver_.task = this;
+  if (!name.empty()) name_ = std::make_unique<std::string>(std::move(name));
+}
+
+TaskCore::~TaskCore() {
+  if (root_) root_.destroy();
+  if (state_ == State::finished && error_ && !retrieved_) {
+    std::fprintf(stderr, "gilio: Task exception was never retrieved: %s: %s\n", get_name().c_str(),
+                 what_of(error_).c_str());
+    retrieved_ = true;
+  }
+}
+
+std::string TaskCore::get_name() const {
+  return name_ ? *name_ : "Task-" + std::to_string(id_);
+}
+
+void TaskCore::set_name(std::string name) {
+  name_ = std::make_unique<std::string>(std::move(name));
+}
+
+bool TaskCore::cancel(std::string message) {
+  if (done()) return false;
+  ++cancel_requests_;
+  if (!message.empty()) cancel_message_ = std::make_unique<std::string>(std::move(message));
+  // Interrupt what the task waits on; if that cannot be cancelled, it is already woken and
+  // the CancelledError is thrown when it resumes.
+  if (waiting_ != nullptr && waiting_->cancel_wait()) return true;
+  must_cancel_ = true;
+  return true;
+}
+
+void TaskCore::throw_cancelled() const {
+  throw CancelledError(cancel_message_ ? *cancel_message_ : std::string());
+}
+
+void TaskCore::run() {
+  scheduled_ = false;
+  if (!done()) {
+    EventLoop* loop = loop_;
+    TaskCore* previous = loop->current_task();
+    loop->set_current_task(this);
+    if (!started_ && must_cancel_) {
+      // Cancelled before its first step: the body never runs (asyncio throws into the
+      // coroutine before its first line).
+      started_ = true;
+      must_cancel_ = false;
+      root_.destroy();
+      root_ = nullptr;
+      finish_with(std::make_exception_ptr(
+          CancelledError(cancel_message_ ? *cancel_message_ : std::string())));
+    } else {
+      started_ = true;
+      // The trampoline: awaiting a coroutine, or finishing one, leaves the next coroutine to
+      // resume in driver_ instead of calling it, so the stack stays flat.
+      driver_.next = resume_at_;
+      while (driver_.next)
+        std::exchange(driver_.next, nullptr).resume();
+    }
+    loop->set_current_task(previous);
+  }
+  release();  // the ready queue's reference
+}
+
+void TaskCore::abandon() noexcept {
+  if (done()) return;
+  if (root_) {
+    root_.destroy();
+    root_ = nullptr;
+  }
+  finish_with(std::make_exception_ptr(CancelledError("the event loop closed")));
+}
+
+void TaskCore::finish_with(std::exception_ptr error) noexcept {
+  const bool cancelled = is_cancellation(error);
+  loop_->remove_task(this);
+  try {
+    complete(cancelled ? State::cancelled : State::finished, std::move(error));
+  } catch (...) {  // only an allocation failure in call_soon can get here
+    std::fprintf(stderr, "gilio: could not schedule the done callbacks of %s\n",
+                 get_name().c_str());
+  }
+  release();  // the loop's reference
+}
+
+// ---- gather / wait / shield ----
+
+MultiWait::MultiWait(std::vector<TaskCore*> children, Policy policy)
+    : children_(std::move(children)), policy_(policy) {}
+
+MultiWait::MultiWait(MultiWait&& o) noexcept
+    : children_(std::move(o.children_)), policy_(o.policy_) {}
+
+MultiWait::~MultiWait() {
+  if (timer_ != nullptr) task_->loop()->disarm_timer(timer_);
+}
+
+bool MultiWait::failed(const TaskCore& child) {
+  return child.cancelled() || child.has_exception();
+}
+
+bool MultiWait::satisfied() const {
+  std::size_t done = 0;
+  for (TaskCore* c : children_) {
+    if (!c->done()) continue;
+    ++done;
+    switch (policy_) {
+      case Policy::gather:
+        if (failed(*c)) return true;
+        break;
+      case Policy::first_completed:
+        return true;
+      case Policy::first_exception:
+        if (c->has_exception()) return true;
+        break;
+      default:
+        break;
+    }
+  }
+  return done == children_.size();
+}
+
+void MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
+  task_ = &current_task_for_await();
+  nodes_ = std::make_unique<Node[]>(children_.size());
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    if (children_[i]->done()) continue;
+    nodes_[i].owner = this;
+    nodes_[i].child = children_[i];
+    children_[i]->add_waiter(&nodes_[i]);
+    ++remaining_;
+  }
+  if (timeout_ns > 0) timer_ = task_->loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
+  task_->suspend(h, this);
+}
+
+void MultiWait::wake() noexcept {
+  woken_ = true;
+  task_->wake();
+}
+
+void MultiWait::child_done(TaskCore& child) noexcept {
+  --remaining_;
+  if (woken_) return;
+  switch (policy_) {
+    case Policy::gather:
+      if (failed(child)) {
+        first_failure_ = &child;
+        return wake();
+      }
+      break;
+    case Policy::first_completed:
+      return wake();
+    case Policy::first_exception:
+      if (child.has_exception()) return wake();
+      break;
+    default:
+      break;
+  }
+  if (remaining_ == 0) wake();
+}
+
+bool MultiWait::cancel_wait() noexcept {
+  if (woken_) return false;
+  if (policy_ == Policy::gather || policy_ == Policy::gather_all) {
+    // Cancelling a gather cancels its children; it ends when they do.
+    bool any = false;
+    for (TaskCore* c : children_) {
+      if (!c->done() && c->cancel()) any = true;
+    }
+    if (any) cancel_requested_ = true;
+    return any;
+  }
+  wait_cancelled_ = true;  // wait() and shield(): stop waiting, leave the children alone
+  wake();
+  return true;
+}
+
+void MultiWait::on_timer() {
+  timer_ = nullptr;
+  if (!woken_) wake();
+}
+
+void MultiWait::finish() {
+  nodes_.reset();  // each node unlinks itself from its child
+  if (timer_ != nullptr) {
+    task_->loop()->disarm_timer(timer_);
+    timer_ = nullptr;
+  }
+  if (task_ != nullptr) task_->resume_check(wait_cancelled_);
+  if (policy_ == Policy::gather) {
+    TaskCore* failure = first_failure_;
+    for (std::size_t i = 0; failure == nullptr && i < children_.size(); ++i) {
+      if (children_[i]->done() && failed(*children_[i])) failure = children_[i];
+    }
+    if (failure != nullptr) failure->check_result();  // throws its exception
+  }
+  if (cancel_requested_) throw CancelledError();
+}
+
+// ---- timeouts ----
+
+TimeoutScope::TimeoutScope(std::int64_t when_ns)
+    : task_(&current_task_for_await()), cancelling_on_entry_(task_->cancelling()) {
+  if (when_ns >= 0) timer_ = task_->loop()->arm_timer(when_ns, this);
+}
+
+TimeoutScope::~TimeoutScope() {
+  if (timer_ != nullptr) task_->loop()->disarm_timer(timer_);
+}
+
+void TimeoutScope::on_timer() {
+  timer_ = nullptr;
+  task_->cancel();
+  state_ = State::expiring;
+}
+
+bool TimeoutScope::exit(bool by_cancellation) noexcept {
+  if (timer_ != nullptr) {
+    task_->loop()->disarm_timer(timer_);
+    timer_ = nullptr;
+  }
+  if (state_ == State::expiring) {
+    state_ = State::expired;
+    return task_->uncancel() <= cancelling_on_entry_ && by_cancellation;
+  }
+  state_ = State::exited;
+  return false;
+}
+
+}  // namespace detail
+
+Task<> current_task() {
+  EventLoop* loop = running_loop();
+  if (loop == nullptr || loop->current_task() == nullptr) return Task<>();
+  detail::TaskCore* t = loop->current_task();
+  t->add_ref();
+  return Task<>(t);
+}
+
+std::vector<Task<>> all_tasks() {
+  std::vector<Task<>> out;
+  get_running_loop().for_each_task([&](detail::TaskCore* t) {
+    t->add_ref();
+    out.emplace_back(t);
+  });
+  return out;
+}
+
+// ---- TaskGroup ----
+
+struct TaskGroup::State {
+  std::vector<Task<>> tasks;
+  std::vector<std::exception_ptr> errors;
+  std::optional<Future<void>> on_completed;
+  bool aborting = false;
+  bool exiting = false;
+  bool finished = false;
+
+  void abort() {
+    aborting = true;
+    for (auto& t : tasks) {
+      if (!t.done()) t.cancel();
+    }
+  }
+  void on_task_done(const Task<>& task) {
+    std::erase(tasks, task);
+    if (tasks.empty() && on_completed && !on_completed->done()) on_completed->set_result();
+    if (task.cancelled()) return;
+    Task<> t = task;
+    std::exception_ptr error = t.exception();
+    if (!error) return;
+    errors.push_back(error);
+    if (!aborting) abort();
+  }
+};
+
+TaskGroup::TaskGroup() : state_(std::make_shared<State>()) {}
+
+TaskGroup::~TaskGroup() {
+  if (!state_->finished && !state_->tasks.empty()) state_->abort();
+}
+
+void TaskGroup::check_open() const {
+  if (state_->finished || (state_->exiting && state_->tasks.empty())) {
+    throw std::runtime_error("TaskGroup is finished");
+  }
+  if (state_->aborting) throw std::runtime_error("TaskGroup is shutting down");
+}
+
+void TaskGroup::adopt(Task<> task) {
+  state_->tasks.push_back(task);
+  task.add_done_callback([state = state_](Task<> t) { state->on_task_done(t); });
+}
+
+std::vector<std::exception_ptr> TaskGroup::errors() const {
+  return state_->errors;
+}
+
+Coro<void> TaskGroup::join() {
+  auto state = state_;
+  state->exiting = true;
+  bool propagate_cancellation = false;
+  while (!state->tasks.empty()) {
+    state->on_completed.emplace();
+    Future<void> completed = *state->on_completed;
+    bool cancelled = false;
+    try {
+      co_await completed;
+    } catch (const CancelledError&) {
+      cancelled = true;
+    }
+    if (cancelled && !state->aborting) {
+      propagate_cancellation = true;  // our task is being cancelled: cancel the children too
+      state->abort();
+    }
+    state->on_completed.reset();
+  }
+  state->finished = true;
+  if (!state->errors.empty()) {
+    throw ExceptionGroup("unhandled errors in a TaskGroup", state->errors);
+  }
+  if (propagate_cancellation) throw CancelledError();
+}
+
+}  // namespace gilio::asyncio

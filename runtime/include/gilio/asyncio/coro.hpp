@@ -1,0 +1,217 @@
+// gilio/asyncio/coro.hpp — Coro<T>, the return type of a coroutine function (Python's
+// coroutine object), and Outcome<T>, a value or an exception.
+//
+// A Coro is lazy: calling the coroutine function allocates its frame and runs nothing, exactly
+// like calling an `async def`. `co_await coro` runs it inside the awaiting task: the awaiter
+// stores itself as the callee's continuation and the callee runs; when it finishes, the
+// continuation runs. Neither jump nests on the C++ stack: the awaiter hands the callee to its
+// task's Driver and returns, and the task's step (TaskCore::run) resumes whatever the driver
+// holds next, in a loop — a trampoline. (Symmetric transfer would do the same with tail calls,
+// but g++ makes those real tail calls only at -O2 without sanitizers; at -O0 or under ASan a
+// chain of 100,000 nested co_awaits overflowed the stack. The trampoline works in every build.)
+// Wrapping a Coro in a task (create_task) makes the task the owner of the frame instead.
+//
+// Edge cases, as in Python: awaiting a Coro twice throws InvalidStateError ("cannot reuse already
+// awaited coroutine"); destroying a Coro that never ran destroys its frame, and with it the
+// arguments it captured.
+//
+// Mirrors: the coroutine protocol of Objects/genobject.c, minus generators.
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "gilio/asyncio/exceptions.hpp"
+
+namespace gilio::asyncio {
+
+// A value or an exception: what a coroutine or task ended with. gather(return_exceptions, ...)
+// returns these. value() rethrows the exception; error() gives it without throwing.
+template <class T>
+class Outcome {
+ public:
+  static_assert(!std::is_reference_v<T>, "a coroutine result cannot be a reference");
+  Outcome() = default;
+  bool has_value() const noexcept { return v_.index() == 1; }
+  bool has_error() const noexcept { return v_.index() == 2; }
+  bool empty() const noexcept { return v_.index() == 0; }
+  std::exception_ptr error() const noexcept {
+    return has_error() ? std::get<2>(v_) : std::exception_ptr{};
+  }
+  T& value() & {
+    check();
+    return std::get<1>(v_);
+  }
+  T&& value() && {
+    check();
+    return std::get<1>(std::move(v_));
+  }
+  template <class U>
+  void set_value(U&& v) {
+    v_.template emplace<1>(std::forward<U>(v));
+  }
+  void set_error(std::exception_ptr e) noexcept { v_.template emplace<2>(std::move(e)); }
+
+ private:
+  void check() const {
+    if (has_error()) std::rethrow_exception(std::get<2>(v_));
+    if (empty()) throw InvalidStateError("Outcome: no result yet");
+  }
+  std::variant<std::monostate, T, std::exception_ptr> v_;
+};
+
+template <>
+class Outcome<void> {
+ public:
+  bool has_value() const noexcept { return done_ && !error_; }
+  bool has_error() const noexcept { return error_ != nullptr; }
+  bool empty() const noexcept { return !done_ && !error_; }
+  std::exception_ptr error() const noexcept { return error_; }
+  void value() const {
+    if (error_) std::rethrow_exception(error_);
+    if (!done_) throw InvalidStateError("Outcome: no result yet");
+  }
+  void set_value() noexcept { done_ = true; }
+  void set_error(std::exception_ptr e) noexcept { error_ = std::move(e); }
+
+ private:
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+template <class T = void>
+class Coro;
+
+namespace detail {
+
+class TaskCore;
+// Defined in futures.cpp: the root coroutine of a task has finished.
+void finish_root(TaskCore* task, std::coroutine_handle<> root) noexcept;
+
+// A task's trampoline: the coroutine to resume next within the current step.
+struct Driver {
+  std::coroutine_handle<> next;
+  TaskCore* task = nullptr;
+};
+
+struct PromiseBase {
+  std::coroutine_handle<> continuation;  // who awaits us (null for a task's root)
+  Driver* driver = nullptr;              // the driver of the task we run in
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      PromiseBase& p = h.promise();
+      if (p.continuation) {
+        if (p.driver == nullptr) return p.continuation;
+        p.driver->next = p.continuation;  // the task's step resumes the awaiter
+        return std::noop_coroutine();
+      }
+      if (p.driver != nullptr && p.driver->task != nullptr) finish_root(p.driver->task, h);
+      return std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+};
+
+template <class T>
+struct Promise : PromiseBase {
+  Outcome<T> outcome;
+  Coro<T> get_return_object() noexcept;
+  void unhandled_exception() noexcept { outcome.set_error(std::current_exception()); }
+  template <class U = T>
+  void return_value(U&& v) {
+    outcome.set_value(std::forward<U>(v));
+  }
+};
+
+template <>
+struct Promise<void> : PromiseBase {
+  Outcome<void> outcome;
+  Coro<void> get_return_object() noexcept;
+  void unhandled_exception() noexcept { outcome.set_error(std::current_exception()); }
+  void return_void() noexcept { outcome.set_value(); }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Coro {
+ public:
+  using promise_type = detail::Promise<T>;
+  using handle_type = std::coroutine_handle<promise_type>;
+  using value_type = T;
+
+  Coro() = default;
+  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Coro& operator=(Coro&& o) noexcept {
+    if (this != &o) {
+      if (h_) h_.destroy();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  ~Coro() {
+    if (h_) h_.destroy();
+  }
+
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+  // Gives up ownership of the frame (create_task takes it).
+  handle_type release() noexcept { return std::exchange(h_, {}); }
+
+  struct Awaiter {
+    handle_type h;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
+      auto& callee = h.promise();
+      callee.continuation = awaiting;
+      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
+        if (detail::Driver* d = awaiting.promise().driver) {
+          callee.driver = d;
+          d->next = h;  // the task's step resumes the callee: no nesting on the stack
+          return std::noop_coroutine();
+        }
+      }
+      return h;  // awaited from a foreign coroutine: symmetric transfer
+    }
+    T await_resume() {
+      if constexpr (std::is_void_v<T>) {
+        h.promise().outcome.value();
+      } else {
+        return std::move(h.promise().outcome).value();
+      }
+    }
+  };
+  Awaiter operator co_await() && { return Awaiter{checked()}; }
+  Awaiter operator co_await() & { return Awaiter{checked()}; }
+
+ private:
+  friend struct detail::Promise<T>;
+  explicit Coro(handle_type h) noexcept : h_(h) {}
+  handle_type checked() const {
+    if (!h_) throw InvalidStateError("awaiting an empty Coro (moved from, or given to a task)");
+    if (h_.done()) throw InvalidStateError("cannot reuse already awaited coroutine");
+    return h_;
+  }
+  handle_type h_;
+};
+
+namespace detail {
+template <class T>
+Coro<T> Promise<T>::get_return_object() noexcept {
+  return Coro<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+inline Coro<void> Promise<void>::get_return_object() noexcept {
+  return Coro<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+}  // namespace detail
+
+}  // namespace gilio::asyncio

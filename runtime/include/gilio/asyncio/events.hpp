@@ -1,0 +1,343 @@
+// gilio/asyncio/events.hpp — the event loop; mirrors Lib/asyncio/events.py and base_events.py.
+//
+// An event loop is a queue of things ready to run, a heap of timers, and a way to sleep until
+// the next I/O completion or the next timer. One iteration (EventLoop::run_once, the twin of
+// BaseEventLoop._run_once in base_events.py):
+//
+//   1. pop cancelled timers off the top of the heap (and rebuild the heap when more than half
+//      of it is cancelled — timers are cancelled lazily, as in asyncio);
+//   2. wait for I/O: if something is ready, only peek at the completion queue; otherwise drop
+//      the GIL and sleep in io_uring until a completion arrives or the nearest timer is due —
+//      one kernel timeout for the nearest deadline, never one per sleep;
+//   3. run the completions' callbacks, which make their tasks ready;
+//   4. move every due timer to the ready queue (FIFO among equal deadlines);
+//   5. run every handle that was ready when this step began — not the ones they make ready,
+//      which wait for the next iteration — with gil::checkpoint() between handles, so a thread
+//      waiting for the GIL gets it within about one switch interval.
+//
+// The ready queue holds Runnable pointers: a task (one step of its coroutine) or a callback
+// handle (call_soon, call_later). The loop owns every unfinished task (tasks.hpp). Only the
+// backend (runtime/uring.cpp) includes <liburing.h>.
+//
+// Read next: gilio/asyncio/coro.hpp, then tasks.hpp; docs/02-event-loop.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace gilio::concurrent {
+class ThreadPoolExecutor;
+}  // namespace gilio::concurrent
+
+namespace gilio::asyncio {
+
+template <class T>
+class Coro;
+template <class T>
+class Task;
+class EventLoop;
+
+namespace detail {
+
+class Backend;  // runtime/uring.hpp: the io_uring backend
+class TaskCore;
+
+// An entry of the ready queue.
+class Runnable {
+ public:
+  virtual void run() = 0;
+  // The loop is closing and this entry will not run: drop the queue's reference.
+  virtual void discard() {}
+  // For debug mode's slow-callback warning and the trace.
+  virtual std::string describe() const { return "callback"; }
+
+ protected:
+  ~Runnable() = default;
+};
+
+// A node of an intrusive, circular, doubly linked list. A node unlinks itself when destroyed,
+// so an awaiter that lives in a coroutine frame can never leave a dangling pointer in a list.
+class ListNode {
+ public:
+  ListNode() = default;
+  ListNode(const ListNode&) = delete;
+  ListNode& operator=(const ListNode&) = delete;
+  ~ListNode() { unlink(); }
+  bool linked() const noexcept { return next_ != nullptr; }
+  void unlink() noexcept {
+    if (next_ == nullptr) return;
+    prev_->next_ = next_;
+    next_->prev_ = prev_;
+    prev_ = next_ = nullptr;
+  }
+
+ private:
+  template <class>
+  friend class List;
+  ListNode* prev_ = nullptr;
+  ListNode* next_ = nullptr;
+};
+
+// A FIFO of nodes of type Node (which derives from ListNode).
+template <class Node>
+class List {
+ public:
+  List() { head_.prev_ = head_.next_ = &head_; }
+  List(const List&) = delete;
+  List& operator=(const List&) = delete;
+  ~List() {
+    while (!empty())
+      head_.next_->unlink();
+    head_.prev_ = head_.next_ = nullptr;
+  }
+  bool empty() const noexcept { return head_.next_ == &head_; }
+  void push_back(Node* n) noexcept {
+    ListNode* node = n;
+    node->prev_ = head_.prev_;
+    node->next_ = &head_;
+    head_.prev_->next_ = node;
+    head_.prev_ = node;
+  }
+  Node* front() const noexcept { return empty() ? nullptr : static_cast<Node*>(head_.next_); }
+  Node* pop_front() noexcept {
+    Node* n = front();
+    if (n != nullptr) static_cast<ListNode*>(n)->unlink();
+    return n;
+  }
+  // Calls fn(node) for every node; fn may unlink the node it is given (and only that one).
+  template <class F>
+  void for_each(F&& fn) {
+    for (ListNode* n = head_.next_; n != &head_;) {
+      ListNode* next = n->next_;
+      fn(static_cast<Node*>(n));
+      n = next;
+    }
+  }
+  std::size_t size() const noexcept {
+    std::size_t k = 0;
+    for (const ListNode* n = head_.next_; n != &head_; n = n->next_)
+      ++k;
+    return k;
+  }
+
+ private:
+  ListNode head_;
+};
+
+// What a due timer calls.
+class TimerTarget {
+ public:
+  virtual void on_timer() = 0;
+  // The loop is closing with this timer still armed.
+  virtual void discard() {}
+
+ protected:
+  ~TimerTarget() = default;
+};
+
+// A timer in the loop's heap. Nodes come from the loop's pool and go back to it only when they
+// leave the heap, so cancelling (target = nullptr) never frees memory the heap points at.
+struct TimerNode {
+  std::int64_t when = 0;
+  std::uint64_t seq = 0;
+  TimerTarget* target = nullptr;
+};
+
+// A callback scheduled with call_soon / call_later / call_at: asyncio's Handle / TimerHandle.
+// Reference-counted: the ready queue or the timer heap holds one reference, every Handle one.
+class CallbackHandle final : public Runnable, public TimerTarget {
+ public:
+  CallbackHandle(EventLoop* loop, std::function<void()> fn) : loop_(loop), fn_(std::move(fn)) {}
+  void run() override;
+  void on_timer() override;
+  void discard() override {
+    node = nullptr;
+    release();
+  }
+  void cancel() noexcept;
+  bool cancelled() const noexcept { return cancelled_; }
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+  std::int64_t when_ns = 0;
+  TimerNode* node = nullptr;  // while armed in the heap
+  EventLoop* loop_;
+
+ private:
+  int refs_ = 1;
+  bool cancelled_ = false;
+  std::function<void()> fn_;
+};
+
+// A growable ring buffer: the ready queue.
+class ReadyQueue {
+ public:
+  ReadyQueue() : slots_(1024) {}
+  bool empty() const noexcept { return head_ == tail_; }
+  std::size_t size() const noexcept { return tail_ - head_; }
+  void push(Runnable* r) {
+    if (tail_ - head_ == slots_.size()) grow();
+    slots_[tail_++ & (slots_.size() - 1)] = r;
+  }
+  Runnable* pop() noexcept { return slots_[head_++ & (slots_.size() - 1)]; }
+
+ private:
+  void grow();
+  std::vector<Runnable*> slots_;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
+}  // namespace detail
+
+// asyncio.Handle: returned by call_soon; cancel() stops the callback if it has not run yet.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(detail::CallbackHandle* h) : h_(h) {}  // adopts a reference
+  Handle(const Handle& o) : h_(o.h_) {
+    if (h_) h_->add_ref();
+  }
+  Handle& operator=(Handle o) noexcept {
+    std::swap(h_, o.h_);
+    return *this;
+  }
+  ~Handle() {
+    if (h_) h_->release();
+  }
+  void cancel() {
+    if (h_) h_->cancel();
+  }
+  bool cancelled() const { return h_ != nullptr && h_->cancelled(); }
+
+ protected:
+  detail::CallbackHandle* h_ = nullptr;
+};
+
+// asyncio.TimerHandle: returned by call_later / call_at.
+class TimerHandle : public Handle {
+ public:
+  using Handle::Handle;
+  double when() const { return h_ ? h_->when_ns * 1e-9 : 0; }
+};
+
+class EventLoop {
+ public:
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The loop's clock: monotonic seconds (loop.time()).
+  double time() const;
+
+  // Schedules fn for the next iteration; callbacks run in the order they were scheduled.
+  Handle call_soon(std::function<void()> fn);
+  // Schedules fn after `delay` seconds / at loop time `when`. Equal deadlines run in FIFO order.
+  TimerHandle call_later(double delay, std::function<void()> fn);
+  TimerHandle call_at(double when, std::function<void()> fn);
+  // The only method safe to call from another thread: wakes a sleeping loop through the ring.
+  // Throws std::runtime_error if the loop is closed.
+  void call_soon_threadsafe(std::function<void()> fn);
+
+  // Wraps the coroutine in a task scheduled to start on the next iteration (tasks.hpp).
+  template <class T>
+  Task<T> create_task(Coro<T> coro, std::string name = {});
+
+  // Runs until the coroutine / task is done and returns its result (runners.hpp).
+  template <class T>
+  T run_until_complete(Coro<T> coro);
+  template <class T>
+  T run_until_complete(Task<T> task);
+  // Runs until stop() is called. Takes the GIL for its duration if the thread does not hold it.
+  void run_forever();
+  // Finishes the current iteration, then makes run_forever() return.
+  void stop() noexcept { stopping_ = true; }
+  bool is_running() const noexcept { return running_; }
+  bool is_closed() const noexcept { return closed_; }
+  // Cancels and finishes every task, waits for in-flight I/O, shuts the default executor down,
+  // frees everything. Throws std::runtime_error if the loop is running.
+  void close();
+
+  // Debug mode (GILIO_DEBUG=1 or set_debug(true)): warns about handles slower than
+  // slow_callback_duration and about tasks still pending when the loop closes.
+  void set_debug(bool enabled) noexcept { debug_ = enabled; }
+  bool get_debug() const noexcept { return debug_; }
+  double slow_callback_duration = 0.1;
+
+  // Runs fn(args...) in `executor` — anything with a submit(fn, args...) that returns a
+  // concurrent::Future — or in the default ThreadPoolExecutor when it is nullptr. The work is
+  // submitted at once; the returned Coro gives its result (threads.hpp).
+  template <class Executor, class F, class... Args>
+  auto run_in_executor(Executor* executor, F fn, Args... args);
+  template <class F, class... Args>
+  auto run_in_executor(std::nullptr_t, F fn, Args... args);
+  concurrent::ThreadPoolExecutor& default_executor();
+  void shutdown_default_executor();
+
+  // ---- for the runtime's own awaitables (tasks, futures, timers, I/O); not user API ----
+  void ready(detail::Runnable* r) { ready_.push(r); }
+  detail::TaskCore* current_task() const noexcept { return current_task_; }
+  void set_current_task(detail::TaskCore* t) noexcept { current_task_ = t; }
+  static std::int64_t now_ns() noexcept;
+  detail::TimerNode* arm_timer(std::int64_t when_ns, detail::TimerTarget* target);
+  void disarm_timer(detail::TimerNode* node) noexcept;
+  detail::Backend& backend() noexcept { return *backend_; }
+  void add_task(detail::TaskCore* t) noexcept;
+  void remove_task(detail::TaskCore* t) noexcept;
+  template <class F>
+  void for_each_task(F&& fn);
+  std::size_t task_count() const noexcept { return task_count_; }
+  // Shared with threads that post results back: null once the loop is closed.
+  struct Token {
+    std::mutex mutex;
+    EventLoop* loop = nullptr;
+  };
+  std::shared_ptr<Token> token() const { return token_; }
+
+ private:
+  struct TimerEntry {
+    std::int64_t when;
+    std::uint64_t seq;
+    detail::TimerNode* node;
+  };
+  void run_once();
+  void run_ready_handle(detail::Runnable* r);
+  std::int64_t pop_cancelled_timers();
+  void drain_threadsafe();
+  void recycle(detail::TimerNode* node);
+  void finish_tasks_for_close();
+
+  detail::ReadyQueue ready_;
+  std::vector<TimerEntry> timers_;  // a binary min-heap on (when, seq)
+  std::vector<detail::TimerNode*> free_nodes_;
+  std::vector<std::unique_ptr<detail::TimerNode[]>> node_chunks_;
+  std::uint64_t timer_seq_ = 0;
+  std::size_t cancelled_timers_ = 0;
+  std::unique_ptr<detail::Backend> backend_;
+  detail::TaskCore* current_task_ = nullptr;
+  detail::TaskCore* tasks_ = nullptr;  // all unfinished tasks (a circular list through TaskCore)
+  std::size_t task_count_ = 0;
+  std::mutex threadsafe_mutex_;
+  std::vector<std::function<void()>> threadsafe_;
+  bool threadsafe_pending_ = false;
+  std::shared_ptr<Token> token_;
+  std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
+  bool running_ = false;
+  bool stopping_ = false;
+  bool closed_ = false;
+  bool debug_ = false;
+};
+
+// The loop running on this thread; std::runtime_error("no running event loop") otherwise.
+EventLoop& get_running_loop();
+// The loop running on this thread, or nullptr.
+EventLoop* running_loop() noexcept;
+
+}  // namespace gilio::asyncio

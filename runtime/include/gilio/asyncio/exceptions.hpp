@@ -1,0 +1,99 @@
+// gilio/asyncio/exceptions.hpp — asyncio's exceptions; mirrors Lib/asyncio/exceptions.py.
+//
+// CancelledError is the odd one out, on purpose: since Python 3.8 it derives from
+// BaseException, not Exception, so that `except Exception:` cannot swallow a cancellation by
+// accident. Here it derives from nothing in <stdexcept>: `catch (const std::exception&)` lets
+// it pass, and only `catch (const CancelledError&)` or `catch (...)` stops it. Everything else
+// derives from std::exception (through std::runtime_error), so it carries a what().
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gilio::asyncio {
+
+// Thrown at a task's current co_await when the task is cancelled. Not a std::exception.
+class CancelledError {
+ public:
+  CancelledError() = default;
+  explicit CancelledError(std::string message) : message_(std::move(message)) {}
+  const std::string& message() const noexcept { return message_; }
+  const char* what() const noexcept {
+    return message_.empty() ? "CancelledError" : message_.c_str();
+  }
+
+ private:
+  std::string message_;
+};
+
+// A deadline passed (wait_for, timeout, timeout_at). Python's builtin TimeoutError.
+class TimeoutError : public std::runtime_error {
+ public:
+  TimeoutError() : std::runtime_error("TimeoutError") {}
+  explicit TimeoutError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// An operation not allowed in the current state (a result that is not ready yet, a result set
+// twice).
+class InvalidStateError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// StreamReader::readexactly hit EOF first: `partial` holds what was read.
+class IncompleteReadError : public std::runtime_error {
+ public:
+  IncompleteReadError(std::string partial_bytes, std::size_t expected_bytes)
+      : std::runtime_error(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
+                           std::to_string(expected_bytes) + " expected bytes"),
+        partial(std::move(partial_bytes)),
+        expected(expected_bytes) {}
+  std::string partial;
+  std::size_t expected;
+};
+
+// StreamReader::readuntil found no separator within the limit.
+class LimitOverrunError : public std::runtime_error {
+ public:
+  LimitOverrunError(const std::string& what, std::size_t consumed_bytes)
+      : std::runtime_error(what), consumed(consumed_bytes) {}
+  std::size_t consumed;
+};
+
+class QueueFull : public std::runtime_error {
+ public:
+  QueueFull() : std::runtime_error("QueueFull: the queue is full") {}
+};
+class QueueEmpty : public std::runtime_error {
+ public:
+  QueueEmpty() : std::runtime_error("QueueEmpty: the queue is empty") {}
+};
+class QueueShutDown : public std::runtime_error {
+ public:
+  QueueShutDown() : std::runtime_error("QueueShutDown: the queue is shut down") {}
+};
+
+class BrokenBarrierError : public std::runtime_error {
+ public:
+  BrokenBarrierError() : std::runtime_error("BrokenBarrierError: the barrier is broken") {}
+};
+
+// Several exceptions at once (TaskGroup). Python's ExceptionGroup / BaseExceptionGroup.
+class ExceptionGroup : public std::runtime_error {
+ public:
+  ExceptionGroup(const std::string& message, std::vector<std::exception_ptr> exceptions)
+      : std::runtime_error(describe(message, exceptions)), exceptions_(std::move(exceptions)) {}
+  const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+ private:
+  static std::string describe(const std::string& message,
+                              const std::vector<std::exception_ptr>& exceptions) {
+    return message + " (" + std::to_string(exceptions.size()) + " sub-exception" +
+           (exceptions.size() == 1 ? "" : "s") + ")";
+  }
+  std::vector<std::exception_ptr> exceptions_;
+};
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,310 @@
+// gilio/asyncio/futures.hpp — Future<T>, a result that will exist later; mirrors
+// Lib/asyncio/futures.py.
+//
+// A future is pending, then finished (a value or an exception) or cancelled, once. Whoever
+// awaits it is woken when it is done; add_done_callback(fn) schedules fn with call_soon then.
+// Task (tasks.hpp) is a future whose result comes from a coroutine, so the two share
+// detail::FutureCore.
+//
+// How a task waits, and how cancellation reaches it — the protocol every awaitable in gilio
+// follows:
+//   * await_suspend records where to resume and what the task waits on (a Suspension), and
+//     hooks itself into the thing it waits for (here: a FutureWaiter node in the future's list).
+//   * When the thing happens, the task is made ready (TaskCore::wake).
+//   * Task::cancel() asks the Suspension to stop waiting (cancel_wait). For a future that means
+//     cancelling the future itself — as asyncio's Task.cancel() cancels its _fut_waiter, which is
+//     why awaiting a task and cancelling the awaiter cancels the awaited task too (shield()
+//     exists to prevent that). If the wait can no longer be cancelled (it already ended), the
+//     task's must_cancel flag is set instead.
+//   * await_resume throws CancelledError if the wait was cancelled or must_cancel is set: the
+//     exception appears at the task's current co_await, as in asyncio.
+// Waiter nodes live in the awaiting coroutine's frame and unlink themselves when destroyed.
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/events.hpp"
+#include "gilio/asyncio/exceptions.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+
+// What a suspended task is waiting on: the hook through which Task::cancel() reaches it.
+class Suspension {
+ public:
+  // Stop waiting: returns true if the task will be woken and throw CancelledError at its
+  // co_await; false if the wait cannot be cancelled any more (the task is already woken).
+  virtual bool cancel_wait() noexcept = 0;
+
+ protected:
+  ~Suspension() = default;
+};
+
+// A node in a future's list of waiters.
+class FutureWaiter : public ListNode {
+ public:
+  virtual void on_future_done() noexcept = 0;
+
+ protected:
+  ~FutureWaiter() = default;
+};
+
+// The task running on this thread's loop, or std::runtime_error if none: only a task can wait.
+TaskCore& current_task_for_await();
+
+// What Future<T> and Task<T> share.
+class FutureCore : public Runnable {
+ public:
+  enum class State : unsigned char { pending, finished, cancelled };
+  explicit FutureCore(EventLoop* loop) noexcept : loop_(loop) {}
+  virtual ~FutureCore();
+  FutureCore(const FutureCore&) = delete;
+  FutureCore& operator=(const FutureCore&) = delete;
+
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+  EventLoop* loop() const noexcept { return loop_; }
+  bool done() const noexcept { return state_ != State::pending; }
+  bool cancelled() const noexcept { return state_ == State::cancelled; }
+  // Finished with an exception (not cancelled).
+  bool has_exception() const noexcept { return state_ == State::finished && error_ != nullptr; }
+  // The exception it ended with (null if a value). Throws CancelledError if cancelled and
+  // InvalidStateError if not done — as Future.exception() does.
+  std::exception_ptr exception();
+  // Cancels a pending future: returns false if it was already done.
+  virtual bool cancel(std::string message = {});
+  // Calls fn (through call_soon) when done; at once (through call_soon) if already done.
+  void add_done_callback(std::function<void()> fn);
+  void add_waiter(FutureWaiter* w) noexcept { waiters_.push_back(w); }
+  void run() override {}  // a plain future is never scheduled itself
+
+  // Throws the stored exception (CancelledError if cancelled), or InvalidStateError if not done.
+  void check_result();
+
+ protected:
+  // Marks the future done and wakes everyone waiting for it.
+  void complete(State state, std::exception_ptr error);
+  EventLoop* loop_;
+  int refs_ = 1;
+  State state_ = State::pending;
+  bool retrieved_ = false;  // was the exception looked at? (else it is reported at destruction)
+  std::exception_ptr error_;
+  List<FutureWaiter> waiters_;
+  std::unique_ptr<std::vector<std::function<void()>>> callbacks_;
+  std::string describe() const override { return "Future"; }
+};
+
+// The value slot of Future<T> / Task<T>.
+template <class T>
+struct ValueSlot {
+  std::optional<T> value;
+  template <class U>
+  void set(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  // A copy for every awaiter when T is copyable; a move-only result can be taken once.
+  T get() {
+    if constexpr (std::is_copy_constructible_v<T>) {
+      return *value;
+    } else {
+      if (!value) throw InvalidStateError("the move-only result was already taken");
+      T v = std::move(*value);
+      value.reset();
+      return v;
+    }
+  }
+};
+template <>
+struct ValueSlot<void> {
+  void get() {}
+};
+
+template <class T>
+class FutureState final : public FutureCore, public ValueSlot<T> {
+ public:
+  using FutureCore::FutureCore;
+  template <class... U>
+  void set_result(U&&... v) {
+    if (done()) throw InvalidStateError("set_result: the future is already done");
+    if constexpr (!std::is_void_v<T>) this->set(std::forward<U>(v)...);
+    complete(State::finished, nullptr);
+  }
+  void set_exception(std::exception_ptr e) {
+    if (done()) throw InvalidStateError("set_exception: the future is already done");
+    if (!e) throw std::invalid_argument("set_exception: null exception");
+    complete(State::finished, std::move(e));
+  }
+  T result() {
+    check_result();
+    return this->get();
+  }
+};
+
+// The part of a task that the waiting protocol needs (the rest is in tasks.hpp): where to
+// resume, what it waits on, and asyncio's cancellation bookkeeping — cancelling() counts the
+// cancel() calls not yet matched by uncancel(); must_cancel means "throw CancelledError at the
+// next resumption", for a cancel() that found nothing to interrupt.
+class TaskCore : public FutureCore {
+ public:
+  TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string name);
+  ~TaskCore() override;
+
+  bool cancel(std::string message = {}) override;
+  int cancelling() const noexcept { return cancel_requests_; }
+  int uncancel() noexcept {
+    if (cancel_requests_ > 0 && --cancel_requests_ == 0) must_cancel_ = false;
+    return cancel_requests_;
+  }
+  std::string get_name() const;
+  void set_name(std::string name);
+
+  // For awaitables: suspend here, waiting on `s` (null: nothing to interrupt, e.g. a yield).
+  void suspend(std::coroutine_handle<> h, Suspension* s) noexcept {
+    resume_at_ = h;
+    waiting_ = s;
+  }
+  // Make the task ready to run its next step (at most once in the ready queue).
+  void wake() {
+    waiting_ = nullptr;
+    if (!scheduled_) {
+      scheduled_ = true;
+      add_ref();  // the ready queue's
+      loop_->ready(this);
+    }
+  }
+  // Called by await_resume: throws CancelledError if the wait was cancelled or a cancel() is
+  // pending, consuming both (one cancel() → one CancelledError).
+  void resume_check(bool wait_cancelled) {
+    const bool must = must_cancel_;
+    must_cancel_ = false;
+    if (wait_cancelled || must) throw_cancelled();
+  }
+  [[noreturn]] void throw_cancelled() const;
+
+  void run() override;  // one step: resume the coroutine where it last suspended
+  void discard() override {
+    scheduled_ = false;
+    release();
+  }
+  virtual void finish(std::coroutine_handle<> root) noexcept = 0;
+  // Loop close: destroy the coroutine frame of a task that would not finish.
+  void abandon() noexcept;
+  std::string describe() const override { return "Task " + get_name(); }
+
+  TaskCore* prev_task = nullptr;  // the loop's list of unfinished tasks
+  TaskCore* next_task = nullptr;
+
+ protected:
+  void finish_with(std::exception_ptr error) noexcept;
+  std::coroutine_handle<> root_;
+  std::coroutine_handle<> resume_at_;
+  Driver driver_;
+  Suspension* waiting_ = nullptr;
+  std::unique_ptr<std::string> name_;  // null: "Task-<id>"
+  std::unique_ptr<std::string> cancel_message_;
+  std::uint64_t id_;
+  int cancel_requests_ = 0;
+  bool must_cancel_ = false;
+  bool scheduled_ = false;
+  bool started_ = false;
+};
+
+// Waits for a future (or a task) from inside a task.
+template <class State>
+class FutureAwaiter final : public FutureWaiter, public Suspension {
+ public:
+  explicit FutureAwaiter(State* f) noexcept : fut_(f) {}
+  bool await_ready() const noexcept { return fut_->done(); }
+  void await_suspend(std::coroutine_handle<> h);
+  void on_future_done() noexcept override;
+  bool cancel_wait() noexcept override { return fut_->cancel(); }
+  decltype(auto) await_resume();
+
+ private:
+  State* fut_;
+  TaskCore* task_ = nullptr;
+};
+
+template <class State>
+void FutureAwaiter<State>::await_suspend(std::coroutine_handle<> h) {
+  TaskCore& task = current_task_for_await();
+  if (static_cast<FutureCore*>(&task) == static_cast<FutureCore*>(fut_)) {
+    throw std::runtime_error("Task cannot await on itself: " + task.get_name());
+  }
+  task_ = &task;
+  fut_->add_waiter(this);
+  task.suspend(h, this);
+}
+
+template <class State>
+void FutureAwaiter<State>::on_future_done() noexcept {
+  task_->wake();
+}
+
+template <class State>
+decltype(auto) FutureAwaiter<State>::await_resume() {
+  if (task_ != nullptr) {
+    unlink();
+    task_->resume_check(false);
+  }
+  if constexpr (requires { fut_->result(); }) {
+    return fut_->result();
+  } else {
+    fut_->check_result();  // a task of unknown result type: only its exception comes back
+  }
+}
+
+}  // namespace detail
+
+// asyncio.Future: a copyable handle to a result that will exist later. Create it on the
+// loop's thread (it belongs to get_running_loop(), or to the loop given).
+template <class T = void>
+class Future {
+ public:
+  Future() : Future(get_running_loop()) {}
+  explicit Future(EventLoop& loop) : s_(new detail::FutureState<T>(&loop)) {}
+  Future(const Future& o) noexcept : s_(o.s_) { s_->add_ref(); }
+  Future& operator=(Future o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~Future() {
+    if (s_) s_->release();
+  }
+
+  template <class... U>
+  void set_result(U&&... v) {
+    s_->set_result(std::forward<U>(v)...);
+  }
+  void set_exception(std::exception_ptr e) { s_->set_exception(std::move(e)); }
+  bool cancel(std::string message = {}) { return s_->cancel(std::move(message)); }
+  bool done() const noexcept { return s_->done(); }
+  bool cancelled() const noexcept { return s_->cancelled(); }
+  // The value; rethrows the exception; CancelledError if cancelled; InvalidStateError if pending.
+  T result() { return s_->result(); }
+  std::exception_ptr exception() { return s_->exception(); }
+  void add_done_callback(std::function<void(Future)> fn) {
+    s_->add_done_callback([fn = std::move(fn), self = *this] { fn(self); });
+  }
+
+  auto operator co_await() const noexcept {
+    return detail::FutureAwaiter<detail::FutureState<T>>(s_);
+  }
+
+ private:
+  detail::FutureState<T>* s_;
+};
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,242 @@
+// gilio/asyncio/locks.hpp — Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier;
+// mirrors Lib/asyncio/locks.py (and mixins.py).
+//
+// These synchronize tasks of one loop; they are not thread-safe (use threading's for threads)
+// and they never block the thread: a task that must wait parks a waiter node — which lives in
+// its own coroutine frame — in the primitive's FIFO list and suspends.
+//
+// Fairness is FIFO, as in asyncio: Lock::release() hands the lock straight to the first waiter,
+// so a task that calls acquire() in between cannot barge in (asyncio gets the same effect by
+// keeping woken waiters in its deque). The edge case that matters: a waiter that was handed
+// the lock (or a semaphore unit, or a notification) and is cancelled before it runs passes it
+// on to the next waiter rather than losing it.
+//
+// Errors, as asyncio raises them: Lock::release() of an unlocked lock and Condition::wait() or
+// notify() without holding the lock throw std::runtime_error; a negative Semaphore value, a
+// Barrier of fewer than one party and BoundedSemaphore::release() past its initial value throw
+// std::invalid_argument; a Barrier that is aborted or reset throws BrokenBarrierError.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <stdexcept>
+
+#include "gilio/asyncio/tasks.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+
+// A task parked on a primitive.
+class SyncWaiter : public ListNode, public Suspension {
+ public:
+  TaskCore* task = nullptr;
+  bool woken = false;      // handed the lock / a unit / a notification; a wake-up is on its way
+  bool cancelled = false;  // its wait was cancelled before it was woken
+
+  void park(List<SyncWaiter>& list, std::coroutine_handle<> h) {
+    task = &current_task_for_await();
+    list.push_back(this);
+    task->suspend(h, this);
+  }
+  void wake_up() {
+    unlink();
+    woken = true;
+    task->wake();
+  }
+  bool cancel_wait() noexcept override {
+    if (woken) return false;
+    unlink();
+    cancelled = true;
+    task->wake();
+    return true;
+  }
+};
+
+// Wakes the first waiter of `list`; false if there is none.
+inline bool wake_first(List<SyncWaiter>& list) {
+  SyncWaiter* w = list.front();
+  if (w == nullptr) return false;
+  w->wake_up();
+  return true;
+}
+
+// Parks the task in `list` until woken; throws CancelledError if cancelled. `woken` tells a
+// catch block whether it must pass the wake-up on.
+class Parked final : public SyncWaiter {
+ public:
+  explicit Parked(List<SyncWaiter>& list) : list_(list) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) { park(list_, h); }
+  void await_resume() { task->resume_check(cancelled); }
+
+ private:
+  List<SyncWaiter>& list_;
+};
+
+}  // namespace detail
+
+class Lock {
+ public:
+  Lock() = default;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  class Acquire final : public detail::SyncWaiter {
+   public:
+    explicit Acquire(Lock& lock) : lock_(lock) {}
+    bool await_ready() noexcept;
+    void await_suspend(std::coroutine_handle<> h) { park(lock_.waiters_, h); }
+    void await_resume();
+
+   private:
+    Lock& lock_;
+  };
+  // co_await lock.acquire(): waits (FIFO) until the lock is ours.
+  [[nodiscard]] Acquire acquire() { return Acquire(*this); }
+  void release();
+  bool locked() const noexcept { return locked_; }
+
+  // co_await lock.scoped(): acquire, and release when the returned guard goes out of scope.
+  class Guard {
+   public:
+    explicit Guard(Lock* lock) : lock_(lock) {}
+    Guard(Guard&& o) noexcept : lock_(std::exchange(o.lock_, nullptr)) {}
+    ~Guard() {
+      if (lock_) lock_->release();
+    }
+
+   private:
+    Lock* lock_;
+  };
+  Coro<Guard> scoped();
+
+ private:
+  bool locked_ = false;
+  detail::List<detail::SyncWaiter> waiters_;
+};
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  class Wait final : public detail::SyncWaiter {
+   public:
+    explicit Wait(Event& e) : event_(e) {}
+    bool await_ready() const noexcept { return event_.flag_; }
+    void await_suspend(std::coroutine_handle<> h) { park(event_.waiters_, h); }
+    bool await_resume() {
+      if (task != nullptr) task->resume_check(cancelled);
+      return true;
+    }
+
+   private:
+    Event& event_;
+  };
+  // Waits until the flag is set; returns true.
+  [[nodiscard]] Wait wait() { return Wait(*this); }
+  // Sets the flag and wakes every waiter.
+  void set();
+  void clear() noexcept { flag_ = false; }
+  bool is_set() const noexcept { return flag_; }
+
+ private:
+  bool flag_ = false;
+  detail::List<detail::SyncWaiter> waiters_;
+};
+
+class Condition {
+ public:
+  Condition() : lock_(&own_lock_) {}
+  explicit Condition(Lock& lock) : lock_(&lock) {}
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+
+  Lock::Acquire acquire() { return lock_->acquire(); }
+  void release() { lock_->release(); }
+  bool locked() const noexcept { return lock_->locked(); }
+  // Releases the lock, waits for a notification, re-acquires the lock (also when cancelled,
+  // before rethrowing). Throws std::runtime_error if the lock is not held.
+  Coro<bool> wait();
+  // Waits until pred() is true; returns its last value.
+  template <class Pred>
+  Coro<bool> wait_for(Pred pred) {
+    while (!pred())
+      co_await wait();
+    co_return true;
+  }
+  // Wakes up to n waiters; the lock must be held.
+  void notify(std::size_t n = 1);
+  void notify_all();
+
+ private:
+  Lock own_lock_;
+  Lock* lock_;
+  detail::List<detail::SyncWaiter> waiters_;
+};
+
+class Semaphore {
+ public:
+  explicit Semaphore(long value = 1);
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+
+  class Acquire final : public detail::SyncWaiter {
+   public:
+    explicit Acquire(Semaphore& s) : sem_(s) {}
+    bool await_ready() noexcept;
+    void await_suspend(std::coroutine_handle<> h) { park(sem_.waiters_, h); }
+    void await_resume();
+
+   private:
+    Semaphore& sem_;
+  };
+  [[nodiscard]] Acquire acquire() { return Acquire(*this); }
+  void release();
+  // True if acquire() would have to wait.
+  bool locked() const noexcept { return value_ == 0 || !waiters_.empty(); }
+  long value() const noexcept { return value_; }
+
+ protected:
+  long value_;
+  detail::List<detail::SyncWaiter> waiters_;
+};
+
+class BoundedSemaphore : public Semaphore {
+ public:
+  explicit BoundedSemaphore(long value = 1) : Semaphore(value), bound_(value) {}
+  // Throws std::invalid_argument when released more times than acquired.
+  void release();
+
+ private:
+  long bound_;
+};
+
+class Barrier {
+ public:
+  explicit Barrier(std::size_t parties);
+  Barrier(const Barrier&) = delete;
+  Barrier& operator=(const Barrier&) = delete;
+
+  // Waits until `parties` tasks are waiting; returns this task's arrival index (0..parties-1).
+  // Throws BrokenBarrierError if the barrier is aborted or reset meanwhile.
+  Coro<std::size_t> wait();
+  // Puts the barrier back to its empty state; tasks waiting get BrokenBarrierError.
+  Coro<void> reset();
+  // Breaks the barrier: current and future wait() calls throw BrokenBarrierError.
+  Coro<void> abort();
+  std::size_t parties() const noexcept { return parties_; }
+  std::size_t n_waiting() const noexcept { return state_ == State::filling ? count_ : 0; }
+  bool broken() const noexcept { return state_ == State::broken; }
+
+ private:
+  enum class State { filling, draining, resetting, broken };
+  void exit_wait();
+  Condition cond_;
+  std::size_t parties_;
+  std::size_t count_ = 0;
+  State state_ = State::filling;
+};
+
+}  // namespace gilio::asyncio

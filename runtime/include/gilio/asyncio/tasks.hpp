@@ -1,0 +1,290 @@
+// gilio/asyncio/tasks.hpp — Task<T>, create_task, sleep, current_task, all_tasks; mirrors the
+// first half of Lib/asyncio/tasks.py (gather, wait, shield, as_completed are in waiting.hpp).
+//
+// A task drives one coroutine: each step resumes it where it last suspended and runs it until
+// it suspends again (a task step is asyncio's Task.__step). The coroutine's frame belongs to the
+// task, and the task belongs to the loop until it ends: dropping every Task handle neither stops
+// nor loses a running task ("fire and forget" works, unlike asyncio, where the loop keeps only a
+// weak reference — a well-known trap).
+//
+// Cancellation (futures.hpp has the protocol): cancel() makes CancelledError appear at the
+// task's current co_await, or at its first one if it has not started — then its body never
+// runs. The task may catch it and go on; cancelling() counts requests, uncancel() takes one
+// back (timeouts and task groups use this to tell their own cancellations from others').
+// A task that ends by CancelledError is cancelled(): result() then throws CancelledError.
+//
+// sleep(d) arms one timer in the loop's heap — no allocation, no kernel timer of its own;
+// sleep(0) just yields: the task goes to the back of the ready queue.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <coroutine>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/events.hpp"
+#include "gilio/asyncio/futures.hpp"
+
+namespace gilio::asyncio {
+
+namespace detail {
+
+template <class T>
+class TaskState final : public TaskCore, public ValueSlot<T> {
+ public:
+  TaskState(EventLoop* loop, typename Coro<T>::handle_type h, std::string name)
+      : TaskCore(loop, h, std::move(name)) {
+    h.promise().driver = &driver_;
+  }
+  void finish(std::coroutine_handle<> root) noexcept override {
+    auto h = Coro<T>::handle_type::from_address(root.address());
+    auto& outcome = h.promise().outcome;
+    std::exception_ptr error = outcome.error();
+    if (!error) {
+      if constexpr (!std::is_void_v<T>) {
+        try {
+          this->set(std::move(outcome).value());
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+    }
+    h.destroy();
+    root_ = nullptr;
+    finish_with(std::move(error));
+  }
+  T result() {
+    check_result();
+    return this->get();
+  }
+};
+
+// What `co_await aw` gives, for any awaitable type Aw.
+template <class Aw>
+decltype(auto) get_awaiter(Aw&& aw) {
+  if constexpr (requires { std::forward<Aw>(aw).operator co_await(); }) {
+    return std::forward<Aw>(aw).operator co_await();
+  } else {
+    return std::forward<Aw>(aw);
+  }
+}
+template <class Aw>
+using await_result_t = decltype(get_awaiter(std::declval<Aw>()).await_resume());
+
+// Runs any awaitable as a coroutine (so that it can become a task).
+template <class Aw>
+Coro<await_result_t<Aw>> as_coro(Aw aw) {
+  co_return co_await std::move(aw);
+}
+
+}  // namespace detail
+
+namespace detail {
+template <class X>
+inline constexpr bool is_coro_v = false;
+template <class T>
+inline constexpr bool is_coro_v<Coro<T>> = true;
+template <class X>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<Task<T>> = true;
+}  // namespace detail
+
+template <class Aw>
+concept Awaitable = requires(Aw&& aw) {
+  detail::get_awaiter(std::forward<Aw>(aw)).await_ready();
+};
+
+// asyncio.Task: a copyable handle to a scheduled coroutine. Task<> (Task<void>) can also refer
+// to a task of any result type (current_task(), all_tasks()): awaiting it waits for the end and
+// rethrows its exception, without the value.
+template <class T = void>
+class Task {
+ public:
+  using value_type = T;
+  Task() = default;
+  explicit Task(detail::TaskCore* core) noexcept : core_(core) {}  // adopts a reference
+  Task(const Task& o) noexcept : core_(o.core_) {
+    if (core_) core_->add_ref();
+  }
+  Task(Task&& o) noexcept : core_(std::exchange(o.core_, nullptr)) {}
+  Task& operator=(Task o) noexcept {
+    std::swap(core_, o.core_);
+    return *this;
+  }
+  ~Task() {
+    if (core_) core_->release();
+  }
+  template <class U>
+  requires(std::is_void_v<T> && !std::is_void_v<U>) Task(const Task<U>& o)
+  noexcept : Task(o.core()) { core_->add_ref(); }
+
+  bool valid() const noexcept { return core_ != nullptr; }
+  bool done() const { return core().done(); }
+  bool cancelled() const { return core().cancelled(); }
+  // Requests cancellation; false if the task is already done.
+  bool cancel(std::string message = {}) { return core().cancel(std::move(message)); }
+  int cancelling() const { return core().cancelling(); }
+  int uncancel() { return core().uncancel(); }
+  // The result; rethrows the task's exception; InvalidStateError if it is not done.
+  T result() {
+    if constexpr (std::is_void_v<T>) {
+      core().check_result();
+    } else {
+      return state().result();
+    }
+  }
+  std::exception_ptr exception() { return core().exception(); }
+  // fn(task) runs through call_soon once the task is done.
+  void add_done_callback(std::function<void(Task)> fn) {
+    core().add_done_callback([fn = std::move(fn), self = *this] { fn(self); });
+  }
+  std::string get_name() const { return core().get_name(); }
+  void set_name(std::string name) { core().set_name(std::move(name)); }
+
+  auto operator co_await() const {
+    if constexpr (std::is_void_v<T>) {
+      return detail::FutureAwaiter<detail::TaskCore>(&core());
+    } else {
+      return detail::FutureAwaiter<detail::TaskState<T>>(&state());
+    }
+  }
+
+  detail::TaskCore& core() const {
+    if (core_ == nullptr) throw InvalidStateError("empty Task handle");
+    return *core_;
+  }
+  friend bool operator==(const Task& a, const Task& b) noexcept { return a.core_ == b.core_; }
+
+ private:
+  detail::TaskState<T>& state() const { return static_cast<detail::TaskState<T>&>(core()); }
+  detail::TaskCore* core_ = nullptr;
+};
+
+template <class T>
+Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
+  if (closed_) throw std::runtime_error("create_task: the event loop is closed");
+  if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
+  auto* state = new detail::TaskState<T>(this, coro.release(), std::move(name));
+  add_task(state);   // the loop's reference is the one `new` gave
+  state->add_ref();  // the handle's
+  state->wake();
+  return Task<T>(state);
+}
+
+// asyncio.create_task: schedules the coroutine on the running loop.
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name = {}) {
+  return get_running_loop().create_task(std::move(coro), std::move(name));
+}
+// Any other awaitable (a sleep, a gather...) is wrapped in a coroutine first.
+template <Awaitable Aw>
+requires(!detail::is_coro_v<std::remove_cvref_t<Aw>> &&
+         !detail::is_task_v<std::remove_cvref_t<Aw>>) auto create_task(Aw&& aw,
+                                                                       std::string name = {}) {
+  return create_task(detail::as_coro(std::forward<Aw>(aw)), std::move(name));
+}
+
+// asyncio.ensure_future for what gather/wait accept: a Task stays itself, a coroutine or other
+// awaitable becomes a new task.
+template <class T>
+Task<T> ensure_task(Task<T> t) {
+  return t;
+}
+template <class T>
+Task<T> ensure_task(Coro<T> c) {
+  return create_task(std::move(c));
+}
+template <Awaitable Aw>
+requires(!detail::is_coro_v<std::remove_cvref_t<Aw>> &&
+         !detail::is_task_v<std::remove_cvref_t<Aw>>) auto ensure_task(Aw&& aw) {
+  return create_task(detail::as_coro(std::forward<Aw>(aw)));
+}
+
+// The task running now, or an empty handle outside any task.
+Task<> current_task();
+// Every unfinished task of the running loop.
+std::vector<Task<>> all_tasks();
+
+namespace detail {
+
+// asyncio.sleep. Suspends even for 0 (a plain yield to the loop).
+class Sleep final : public TimerTarget, public Suspension {
+ public:
+  explicit Sleep(std::int64_t delay_ns) noexcept : delay_ns_(delay_ns) {}
+  Sleep(Sleep&& o) noexcept : delay_ns_(o.delay_ns_) {}
+  ~Sleep() {
+    if (node_ != nullptr) loop_->disarm_timer(node_);
+  }
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    task_ = &current_task_for_await();
+    loop_ = task_->loop();
+    if (delay_ns_ <= 0) {
+      task_->suspend(h, nullptr);
+      task_->wake();
+    } else {
+      node_ = loop_->arm_timer(EventLoop::now_ns() + delay_ns_, this);
+      task_->suspend(h, this);
+    }
+  }
+  void await_resume() { task_->resume_check(cancelled_); }
+  void on_timer() override {
+    node_ = nullptr;
+    task_->wake();
+  }
+  bool cancel_wait() noexcept override {
+    loop_->disarm_timer(node_);
+    node_ = nullptr;
+    cancelled_ = true;
+    task_->wake();
+    return true;
+  }
+
+ private:
+  std::int64_t delay_ns_;
+  EventLoop* loop_ = nullptr;
+  TaskCore* task_ = nullptr;
+  TimerNode* node_ = nullptr;
+  bool cancelled_ = false;
+};
+
+}  // namespace detail
+
+// asyncio.sleep(seconds): negative counts as 0; NaN throws std::invalid_argument.
+inline detail::Sleep sleep(double seconds) {
+  if (std::isnan(seconds)) throw std::invalid_argument("sleep: the delay is NaN");
+  const double ns = seconds * 1e9;
+  return detail::Sleep(ns <= 0     ? 0
+                       : ns > 9e18 ? static_cast<std::int64_t>(9e18)
+                                   : static_cast<std::int64_t>(ns));
+}
+template <class Rep, class Period>
+detail::Sleep sleep(std::chrono::duration<Rep, Period> d) {
+  return sleep(std::chrono::duration<double>(d).count());
+}
+
+template <class F>
+void EventLoop::for_each_task(F&& fn) {
+  if (tasks_ == nullptr) return;
+  std::vector<detail::TaskCore*> snapshot;
+  detail::TaskCore* t = tasks_;
+  do {
+    snapshot.push_back(t);
+    t = t->next_task;
+  } while (t != tasks_);
+  for (detail::TaskCore* task : snapshot)
+    task->add_ref();
+  for (detail::TaskCore* task : snapshot) {
+    fn(task);
+    task->release();
+  }
+}
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,114 @@
+// gilio/asyncio/timeouts.hpp — timeout, timeout_at and wait_for; mirrors Lib/asyncio/timeouts.py
+// and tasks.wait_for (3.12+, which is written on top of timeouts).
+//
+// timeout_at(when, aw) runs `aw` inside the current task with a deadline. When the deadline
+// passes, the current task is cancelled — CancelledError appears wherever it is waiting inside
+// `aw` — and on the way out that CancelledError becomes TimeoutError. Only our own: the scope
+// remembers task.cancelling() on entry and converts only if, after taking its own request back
+// with uncancel(), no other cancellation is pending. So nested timeouts each convert their own,
+// and a cancel() from outside that races with the deadline stays a CancelledError.
+//
+// wait_for(aw, timeout) is timeout() around `co_await aw`. If aw is a task, the cancellation
+// reaches it (awaiting a task and being cancelled cancels it), and wait_for waits until it has
+// really finished before throwing TimeoutError. A timeout <= 0 never runs a coroutine at all: it
+// becomes a task that is cancelled before its first step, as in asyncio.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "gilio/asyncio/tasks.hpp"
+#include "gilio/asyncio/waiting.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+
+class TimeoutScope final : public TimerTarget {
+ public:
+  explicit TimeoutScope(std::int64_t when_ns);  // when_ns < 0: no deadline
+  ~TimeoutScope();
+  TimeoutScope(const TimeoutScope&) = delete;
+  TimeoutScope& operator=(const TimeoutScope&) = delete;
+  // Leaves the scope; true if the CancelledError that ended it must become TimeoutError.
+  bool exit(bool by_cancellation) noexcept;
+  bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
+  void on_timer() override;
+
+ private:
+  enum class State { entered, expiring, expired, exited };
+  TaskCore* task_;
+  TimerNode* timer_ = nullptr;
+  int cancelling_on_entry_;
+  State state_ = State::entered;
+};
+
+template <class R, class Aw>
+Coro<R> run_with_deadline(std::int64_t when_ns, Aw aw) {
+  TimeoutScope scope(when_ns);
+  try {
+    if constexpr (std::is_void_v<R>) {
+      co_await std::move(aw);
+      scope.exit(false);
+    } else {
+      R result = co_await std::move(aw);
+      scope.exit(false);
+      co_return result;
+    }
+  } catch (const CancelledError&) {
+    if (scope.exit(true)) throw TimeoutError("timed out");
+    throw;
+  } catch (...) {
+    scope.exit(false);
+    throw;
+  }
+}
+
+inline std::int64_t deadline_ns(double when_seconds) {
+  if (std::isnan(when_seconds)) throw std::invalid_argument("timeout: the deadline is NaN");
+  if (std::isinf(when_seconds)) return when_seconds > 0 ? -1 : 0;
+  return static_cast<std::int64_t>(when_seconds * 1e9);
+}
+
+}  // namespace detail
+
+// asyncio.timeout_at(when): `when` is loop time (EventLoop::time()); +infinity: no deadline.
+template <Awaitable Aw>
+auto timeout_at(double when, Aw&& aw) {
+  using R = detail::await_result_t<Aw>;
+  return detail::run_with_deadline<R>(detail::deadline_ns(when), std::forward<Aw>(aw));
+}
+// asyncio.timeout(delay): a deadline `delay` seconds from now; +infinity: no deadline.
+template <Awaitable Aw>
+auto timeout(double delay, Aw&& aw) {
+  using R = detail::await_result_t<Aw>;
+  const std::int64_t when =
+      std::isinf(delay) && delay > 0 ? -1 : EventLoop::now_ns() + detail::deadline_ns(delay);
+  return detail::run_with_deadline<R>(when, std::forward<Aw>(aw));
+}
+
+// asyncio.wait_for(aw, timeout).
+template <Awaitable Aw>
+Coro<detail::await_result_t<Aw>> wait_for(Aw aw, double timeout_seconds) {
+  if (std::isnan(timeout_seconds)) throw std::invalid_argument("wait_for: the timeout is NaN");
+  if (timeout_seconds <= 0) {
+    auto task = ensure_task(std::move(aw));
+    if (!task.done()) {
+      task.cancel();
+      bool cancelled = false;
+      try {
+        co_await shield(task);  // wait for it to finish; our own cancellation is not its
+      } catch (const CancelledError&) {
+        cancelled = true;
+      }
+      if (cancelled && !task.done()) throw CancelledError();
+    }
+    if (task.cancelled()) throw TimeoutError("timed out");
+    co_return task.result();
+  }
+  co_return co_await timeout(timeout_seconds, std::move(aw));
+}
+
+}  // namespace gilio::asyncio

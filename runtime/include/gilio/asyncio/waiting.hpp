@@ -1,0 +1,313 @@
+// gilio/asyncio/waiting.hpp — waiting for several tasks: gather, wait, as_completed, shield;
+// mirrors the second half of Lib/asyncio/tasks.py.
+//
+// gather(aws...) turns each awaitable into a task at once (in argument order) and gives their
+// results in argument order: a std::tuple (void results become std::monostate), or a
+// std::vector for gather(std::vector<Task<T>>). The semantics that trip implementers, as asyncio
+// has them:
+//   * the first child to fail makes the gather raise that exception at once — the other
+//     children are NOT cancelled and keep running;
+//   * a child that is cancelled (by someone else) makes the gather raise CancelledError;
+//   * cancelling the task that awaits the gather cancels every child; the gather then raises
+//     CancelledError once a child ends cancelled (or when all have ended, if they all refused);
+//   * gather(return_exceptions, ...) never throws for a child: each result is an Outcome<T>, a
+//     value or the exception (a CancelledError for a cancelled child) — but cancelling the
+//     gather itself still raises CancelledError.
+// wait(tasks, return_when, timeout) returns {done, pending} and never cancels anything, also on
+// timeout. shield(task) lets the awaiting task be cancelled without cancelling `task`.
+//
+// One mechanism serves them all: detail::MultiWait hooks a waiter node into every child and
+// decides, as each child ends, whether the awaiting task should wake.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "gilio/asyncio/tasks.hpp"
+
+namespace gilio::asyncio {
+
+// The tag that asks gather for Outcome<T> results instead of throwing.
+struct ReturnExceptions {};
+inline constexpr ReturnExceptions return_exceptions{};
+
+enum class ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
+
+namespace detail {
+
+// Waits, inside the awaiting task, for a set of children until `policy` is satisfied.
+class MultiWait final : public Suspension, public TimerTarget {
+ public:
+  enum class Policy { gather, gather_all, first_completed, first_exception, all_completed };
+  MultiWait(std::vector<TaskCore*> children, Policy policy);
+  MultiWait(MultiWait&&) noexcept;
+  ~MultiWait();
+
+  bool satisfied() const;
+  void suspend(std::coroutine_handle<> h, std::int64_t timeout_ns = -1);
+  // In await_resume: unhook from the children, then throw CancelledError (this wait or the
+  // task was cancelled) or the first failure (Policy::gather only).
+  void finish();
+  bool cancel_wait() noexcept override;
+  void on_timer() override;
+  const std::vector<TaskCore*>& children() const { return children_; }
+
+ private:
+  struct Node final : FutureWaiter {
+    MultiWait* owner = nullptr;
+    TaskCore* child = nullptr;
+    void on_future_done() noexcept override { owner->child_done(*child); }
+  };
+  void child_done(TaskCore& child) noexcept;
+  void wake() noexcept;
+  static bool failed(const TaskCore& child);
+
+  std::vector<TaskCore*> children_;
+  std::unique_ptr<Node[]> nodes_;
+  Policy policy_;
+  TaskCore* task_ = nullptr;
+  TimerNode* timer_ = nullptr;
+  TaskCore* first_failure_ = nullptr;
+  std::size_t remaining_ = 0;
+  bool woken_ = false;
+  bool cancel_requested_ = false;  // gather: we cancelled the children
+  bool wait_cancelled_ = false;    // wait/shield-like: our own wait was cancelled
+};
+
+template <class T>
+using gather_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class T>
+gather_value_t<T> result_of(Task<T>& t) {
+  if constexpr (std::is_void_v<T>) {
+    t.result();
+    return {};
+  } else {
+    return t.result();
+  }
+}
+
+template <class T>
+Outcome<T> outcome_of(Task<T>& t) {
+  Outcome<T> o;
+  try {
+    if constexpr (std::is_void_v<T>) {
+      t.result();
+      o.set_value();
+    } else {
+      o.set_value(t.result());
+    }
+  } catch (...) {  // CancelledError too: a cancelled child's outcome is a CancelledError
+    o.set_error(std::current_exception());
+  }
+  return o;
+}
+
+template <class... Ts>
+std::vector<TaskCore*> cores_of(const std::tuple<Task<Ts>...>& tasks) {
+  return std::apply([](const auto&... t) { return std::vector<TaskCore*>{&t.core()...}; }, tasks);
+}
+template <class T>
+std::vector<TaskCore*> cores_of(const std::vector<Task<T>>& tasks) {
+  std::vector<TaskCore*> v;
+  v.reserve(tasks.size());
+  for (const auto& t : tasks)
+    v.push_back(&t.core());
+  return v;
+}
+
+// The awaitable gather() returns. Tasks is a std::tuple<Task<T>...> or std::vector<Task<T>>.
+template <bool Outcomes, class Tasks>
+class [[nodiscard]] Gather {
+ public:
+  explicit Gather(Tasks tasks)
+      : tasks_(std::move(tasks)),
+        wait_(cores_of(tasks_),
+              Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
+  bool await_ready() const { return wait_.satisfied(); }
+  void await_suspend(std::coroutine_handle<> h) { wait_.suspend(h); }
+  auto await_resume() {
+    wait_.finish();
+    return collect();
+  }
+
+ private:
+  auto collect() {
+    if constexpr (requires { tasks_.size(); }) {  // a vector
+      using T = typename Tasks::value_type::value_type;
+      std::vector<std::conditional_t<Outcomes, Outcome<T>, gather_value_t<T>>> out;
+      out.reserve(tasks_.size());
+      for (auto& t : tasks_) {
+        if constexpr (Outcomes) {
+          out.push_back(outcome_of(t));
+        } else {
+          out.push_back(result_of(t));
+        }
+      }
+      return out;
+    } else {
+      return std::apply(
+          [](auto&... t) {
+            if constexpr (Outcomes) {
+              return std::make_tuple(outcome_of(t)...);
+            } else {
+              return std::make_tuple(result_of(t)...);
+            }
+          },
+          tasks_);
+    }
+  }
+  Tasks tasks_;
+  MultiWait wait_;
+};
+
+template <class Aw>
+using task_of_t = decltype(ensure_task(std::declval<Aw>()));
+
+}  // namespace detail
+
+// asyncio.gather(*aws): results in argument order, first exception propagates.
+template <Awaitable... Aws>
+auto gather(Aws&&... aws) {
+  using Tasks = std::tuple<detail::task_of_t<Aws>...>;
+  return detail::Gather<false, Tasks>(Tasks{ensure_task(std::forward<Aws>(aws))...});
+}
+// asyncio.gather(*aws, return_exceptions=True): a tuple of Outcome<T>.
+template <Awaitable... Aws>
+auto gather(ReturnExceptions, Aws&&... aws) {
+  using Tasks = std::tuple<detail::task_of_t<Aws>...>;
+  return detail::Gather<true, Tasks>(Tasks{ensure_task(std::forward<Aws>(aws))...});
+}
+// gather over a vector of tasks: a std::vector of results in the same order.
+template <class T>
+auto gather(std::vector<Task<T>> tasks) {
+  return detail::Gather<false, std::vector<Task<T>>>(std::move(tasks));
+}
+template <class T>
+auto gather(ReturnExceptions, std::vector<Task<T>> tasks) {
+  return detail::Gather<true, std::vector<Task<T>>>(std::move(tasks));
+}
+
+template <class T>
+struct WaitResult {
+  std::vector<Task<T>> done;
+  std::vector<Task<T>> pending;
+};
+
+namespace detail {
+template <class T>
+class [[nodiscard]] Wait {
+ public:
+  Wait(std::vector<Task<T>> tasks, ReturnWhen when, std::int64_t timeout_ns)
+      : tasks_(std::move(tasks)), wait_(cores_of(tasks_), policy(when)), timeout_ns_(timeout_ns) {}
+  bool await_ready() const { return wait_.satisfied() || timeout_ns_ == 0; }
+  void await_suspend(std::coroutine_handle<> h) { wait_.suspend(h, timeout_ns_); }
+  WaitResult<T> await_resume() {
+    wait_.finish();
+    WaitResult<T> r;
+    for (auto& t : tasks_)
+      (t.done() ? r.done : r.pending).push_back(t);
+    return r;
+  }
+
+ private:
+  static MultiWait::Policy policy(ReturnWhen when) {
+    switch (when) {
+      case ReturnWhen::FIRST_COMPLETED:
+        return MultiWait::Policy::first_completed;
+      case ReturnWhen::FIRST_EXCEPTION:
+        return MultiWait::Policy::first_exception;
+      case ReturnWhen::ALL_COMPLETED:
+        break;
+    }
+    return MultiWait::Policy::all_completed;
+  }
+  std::vector<Task<T>> tasks_;
+  MultiWait wait_;
+  std::int64_t timeout_ns_;
+};
+}  // namespace detail
+
+// asyncio.wait: waits until `when` holds or `timeout` seconds pass (negative: no timeout).
+// Cancels nothing. An empty list throws std::invalid_argument, as asyncio raises ValueError.
+template <class T>
+detail::Wait<T> wait(std::vector<Task<T>> tasks, ReturnWhen when = ReturnWhen::ALL_COMPLETED,
+                     double timeout = -1) {
+  if (tasks.empty()) throw std::invalid_argument("wait: the set of tasks is empty");
+  const std::int64_t ns = timeout < 0 ? -1 : static_cast<std::int64_t>(timeout * 1e9);
+  return detail::Wait<T>(std::move(tasks), when, ns);
+}
+
+// asyncio.shield: awaiting it can be cancelled; the task itself is not.
+template <class T>
+auto shield(Task<T> task) {
+  struct [[nodiscard]] Shield {
+    Task<T> task;
+    detail::MultiWait wait;
+    bool await_ready() const { return wait.satisfied(); }
+    void await_suspend(std::coroutine_handle<> h) { wait.suspend(h); }
+    T await_resume() {
+      wait.finish();
+      return task.result();
+    }
+  };
+  auto cores = std::vector<detail::TaskCore*>{&task.core()};
+  return Shield{std::move(task),
+                detail::MultiWait(std::move(cores), detail::MultiWait::Policy::all_completed)};
+}
+template <class T>
+auto shield(Coro<T> coro) {
+  return shield(create_task(std::move(coro)));
+}
+
+// asyncio.as_completed: iterate to get awaitables that give the results in completion order.
+//   for (auto next : as_completed(tasks)) { T r = co_await next; ... }
+template <class T>
+class AsCompleted {
+  struct State {
+    std::vector<Task<T>> pending;
+  };
+
+ public:
+  explicit AsCompleted(std::vector<Task<T>> tasks) : state_(std::make_shared<State>()) {
+    state_->pending = std::move(tasks);
+  }
+  // Waits for whichever pending task ends first, removes it, and gives its result.
+  Coro<T> next() {
+    auto state = state_;
+    if (state->pending.empty()) throw std::out_of_range("as_completed: no tasks left");
+    auto r = co_await wait(state->pending, ReturnWhen::FIRST_COMPLETED);
+    Task<T> first = r.done.front();
+    std::erase(state->pending, first);
+    co_return first.result();
+  }
+  struct Iterator {
+    AsCompleted* owner;
+    std::size_t left;
+    Coro<T> operator*() const { return owner->next(); }
+    Iterator& operator++() {
+      --left;
+      return *this;
+    }
+    bool operator!=(const Iterator& o) const { return left != o.left; }
+  };
+  Iterator begin() { return {this, state_->pending.size()}; }
+  Iterator end() { return {this, 0}; }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+template <class T>
+AsCompleted<T> as_completed(std::vector<Task<T>> tasks) {
+  return AsCompleted<T>(std::move(tasks));
+}
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,137 @@
+// runtime/uring.cpp — the io_uring backend (see uring.hpp). The only includer of <liburing.h>.
+#include "uring.hpp"
+
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+namespace gilio::asyncio::detail {
+
+struct Backend::Ring {
+  io_uring ring;
+};
+
+// The pending read on the eventfd: when another thread writes it, this completes, which is
+// what ends the loop's wait. It re-arms itself.
+class Backend::WakeRead final : public Completion {
+ public:
+  explicit WakeRead(Backend& b) : backend_(b) {}
+  void complete(int, std::uint32_t) override { backend_.arm_wake_read(); }
+  std::uint64_t buffer = 0;
+
+ private:
+  Backend& backend_;
+};
+
+namespace {
+[[noreturn]] void fail(int err, const char* what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+}  // namespace
+
+Backend::Backend(unsigned entries) : ring_(new Ring), wake_read_(new WakeRead(*this)) {
+  io_uring_params params;
+  std::memset(&params, 0, sizeof params);
+  params.flags = IORING_SETUP_CQSIZE;
+  params.cq_entries = entries * 8;
+  if (int rc = io_uring_queue_init_params(entries, &ring_->ring, &params); rc < 0) {
+    delete ring_;
+    delete wake_read_;
+    fail(-rc, "io_uring_queue_init_params (is io_uring enabled on this kernel?)");
+  }
+  event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) {
+    const int err = errno;
+    io_uring_queue_exit(&ring_->ring);
+    delete ring_;
+    delete wake_read_;
+    fail(err, "eventfd");
+  }
+  arm_wake_read();
+}
+
+Backend::~Backend() {
+  // Closing the ring cancels the pending eventfd read; nothing else may be in flight by now
+  // (EventLoop::close drains I/O before it destroys the backend).
+  io_uring_queue_exit(&ring_->ring);
+  ::close(event_fd_);
+  delete wake_read_;
+  delete ring_;
+}
+
+void* Backend::submission(Completion* op) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
+  while (sqe == nullptr) {  // the submission queue is full: flush it and try again
+    const int rc = io_uring_submit(&ring_->ring);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) fail(-rc, "io_uring_submit");
+    if (rc == -EBUSY || rc == -EAGAIN) reap();
+    sqe = io_uring_get_sqe(&ring_->ring);
+  }
+  io_uring_sqe_set_data(sqe, op);
+  ++in_flight_;
+  return sqe;
+}
+
+void Backend::arm_wake_read() {
+  auto* sqe = static_cast<io_uring_sqe*>(submission(wake_read_));
+  io_uring_prep_read(sqe, event_fd_, &wake_read_->buffer, sizeof wake_read_->buffer, 0);
+}
+
+void Backend::wait(std::int64_t timeout_ns) {
+  int rc;
+  if (timeout_ns == 0) {
+    rc = io_uring_submit(&ring_->ring);
+  } else if (timeout_ns < 0) {
+    rc = io_uring_submit_and_wait(&ring_->ring, 1);
+  } else {
+    __kernel_timespec ts;
+    ts.tv_sec = timeout_ns / 1'000'000'000;
+    ts.tv_nsec = timeout_ns % 1'000'000'000;
+    io_uring_cqe* cqe = nullptr;
+    rc = io_uring_submit_and_wait_timeout(&ring_->ring, &cqe, 1, &ts, nullptr);
+  }
+  // ETIME: the timeout passed; EINTR: a signal; EBUSY/EAGAIN: completions must be reaped first.
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+    fail(-rc, "io_uring_submit_and_wait");
+  }
+}
+
+unsigned Backend::reap() {
+  // Copy a batch out and advance first, so that a complete() that submits (or even reaps)
+  // never sees a half-consumed queue.
+  struct Done {
+    Completion* op;
+    int result;
+    std::uint32_t flags;
+  };
+  Done batch[256];
+  unsigned total = 0;
+  for (;;) {
+    unsigned n = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_->ring, head, cqe) {
+      batch[n++] = {static_cast<Completion*>(io_uring_cqe_get_data(cqe)), cqe->res, cqe->flags};
+      if (n == 256) break;
+    }
+    if (n == 0) return total;
+    io_uring_cq_advance(&ring_->ring, n);
+    total += n;
+    for (unsigned i = 0; i < n; ++i) {
+      if (!(batch[i].flags & IORING_CQE_F_MORE)) --in_flight_;
+      if (batch[i].op != nullptr) batch[i].op->complete(batch[i].result, batch[i].flags);
+    }
+  }
+}
+
+void Backend::wake() noexcept {
+  const std::uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: a wake-up is pending anyway.
+  [[maybe_unused]] ssize_t n = ::write(event_fd_, &one, sizeof one);
+}
+
+}  // namespace gilio::asyncio::detail

@@ -1,0 +1,62 @@
+// runtime/uring.hpp — the io_uring backend: the only code that talks to liburing.
+//
+// No CPython twin: CPython's selector event loop waits in epoll_wait (Lib/selectors.py). An
+// io_uring loop does not ask "which sockets are ready?" — it submits the operations themselves
+// and is told when each has completed. This file keeps that readable: one ring, one eventfd to
+// be woken from other threads, and three verbs.
+//
+//   wait(timeout)  submit everything queued, then sleep until one completion arrives or the
+//                  timeout passes (io_uring_submit_and_wait_timeout: the kernel's timer is the
+//                  loop's nearest deadline — one timer, however many sleeps are pending);
+//   reap()         hand every completion to its Completion object (user_data points at it);
+//   wake()         from any thread: write the eventfd, on which a read is always pending.
+//
+// A full submission queue is flushed and retried, never an error; the completion queue is
+// sized generously, and the kernel keeps overflowing completions (IORING_FEAT_NODROP) until
+// reap() makes room, so none is lost.
+#pragma once
+
+#include <cstdint>
+
+namespace gilio::asyncio::detail {
+
+// The object a submission's user_data points at; complete() is called with the CQE's result.
+class Completion {
+ public:
+  virtual void complete(int result, std::uint32_t flags) = 0;
+
+ protected:
+  ~Completion() = default;
+};
+
+class Backend {
+ public:
+  explicit Backend(unsigned entries = 1024);
+  ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // timeout_ns < 0: until a completion; 0: only submit; > 0: at most that long.
+  void wait(std::int64_t timeout_ns);
+  // Dispatches every available completion; returns how many there were.
+  unsigned reap();
+  // Thread-safe: makes a wait() in progress (or the next one) return.
+  void wake() noexcept;
+  // Operations submitted whose completion has not been reaped (the wake-up read included).
+  std::uint64_t in_flight() const noexcept { return in_flight_; }
+
+  // For I/O operations: a submission slot, flushing a full queue first. The returned pointer is
+  // an io_uring_sqe*; its user_data is set to `op`.
+  void* submission(Completion* op);
+
+ private:
+  struct Ring;
+  class WakeRead;
+  void arm_wake_read();
+  Ring* ring_;
+  WakeRead* wake_read_;
+  int event_fd_ = -1;
+  std::uint64_t in_flight_ = 0;
+};
+
+}  // namespace gilio::asyncio::detail
