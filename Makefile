@@ -57,7 +57,7 @@ test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DGILIO_SANITIZE=thread \
 	  -DGILIO_BUILD_EXAMPLES=OFF > /dev/null
 	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && $(CTEST) -L gil
+	cd build-tsan && $(CTEST) -L 'gil|threads'
 
 bench: deps-bench
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGILIO_BUILD_BENCH=ON > /dev/null

@@ -356,7 +356,12 @@ void EventLoop::run_forever() {
 }
 
 void EventLoop::finish_tasks_for_close() {
-  if (task_count_ == 0) return;
+  bool posted;
+  {
+    std::lock_guard lk(threadsafe_mutex_);
+    posted = threadsafe_pending_;
+  }
+  if (task_count_ == 0 && ready_.empty() && !posted) return;
   if (debug_) {
     for_each_task([](detail::TaskCore* t) {
       std::fprintf(stderr, "gilio: Task was destroyed but it is pending! task: %s\n",
@@ -367,10 +372,11 @@ void EventLoop::finish_tasks_for_close() {
   tl_running_loop = this;
   running_ = true;
   // Cancel and run until every task has ended; a task that catches CancelledError and waits
-  // again is cancelled again.
-  for (int round = 0; task_count_ > 0 && round < 1000; ++round) {
+  // again is cancelled again. A cancelled task is always woken, so the rounds do not stall; with
+  // no task left, one round that does not wait runs what is ready or posted.
+  for (int round = 0; round == 0 || (task_count_ > 0 && round < 1000); ++round) {
     for_each_task([](detail::TaskCore* t) { t->cancel(); });
-    stopping_ = false;
+    stopping_ = task_count_ == 0;
     run_once();
   }
   for_each_task([](detail::TaskCore* t) { t->abandon(); });  // would not end: destroy them
@@ -383,11 +389,14 @@ void EventLoop::close() {
   if (running_) throw std::runtime_error("Cannot close a running event loop");
   if (closed_) return;
   finish_tasks_for_close();
+  // Join the default executor's threads, then run one more round so that what they posted back
+  // (call_soon_threadsafe) is delivered and freed, not leaked.
+  shutdown_default_executor();
+  finish_tasks_for_close();
   {
     std::lock_guard lk(token_->mutex);
     token_->loop = nullptr;
   }
-  shutdown_default_executor();
   {
     std::lock_guard lk(threadsafe_mutex_);
     closed_ = true;

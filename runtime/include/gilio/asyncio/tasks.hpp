@@ -121,9 +121,12 @@ class Task {
   ~Task() {
     if (core_) core_->release();
   }
+  // Any task can be viewed as a Task<> (its result type forgotten).
   template <class U>
   requires(std::is_void_v<T> && !std::is_void_v<U>) Task(const Task<U>& o)
-  noexcept : Task(o.core()) { core_->add_ref(); }
+      : Task(&o.core()) {  // NOLINT: implicit on purpose
+    core_->add_ref();
+  }
 
   bool valid() const noexcept { return core_ != nullptr; }
   bool done() const { return core().done(); }

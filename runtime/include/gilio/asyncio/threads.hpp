@@ -67,7 +67,12 @@ Coro<R> wrap_concurrent(EventLoop& loop, concurrent::Future<R> source) {
   auto* bridge = new Bridge<R>{target, source};
   source.add_done_callback([token = loop.token(), bridge](concurrent::Future<R>) {
     std::lock_guard lk(token->mutex);
-    if (token->loop == nullptr) return;  // the loop is gone: nobody waits (the bridge leaks)
+    if (token->loop == nullptr) {
+      // The loop has closed: every task (and so every awaiter of `target`) is gone, and the
+      // bridge holds the last reference — freeing it here races with nobody.
+      delete bridge;
+      return;
+    }
     token->loop->call_soon_threadsafe([bridge] {
       bridge->transfer();
       delete bridge;

@@ -1,0 +1,264 @@
+// tests/test_events.cpp — gilio/asyncio/events.hpp: the loop's methods and the seven invariants
+// of DESIGN.md ("The event loop"), each pinned here or named where it is.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "../runtime/uring.hpp"
+#include "asyncio_support.hpp"
+#include "gilio/gil.hpp"
+#include "gilio/threading.hpp"
+#include "support.hpp"
+
+namespace asyncio = gilio::asyncio;
+namespace gil = gilio::gil;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+TEST(Loop, CallSoonRunsInFifoOrder) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    std::vector<int> order;
+    for (int i = 0; i < 5; ++i)
+      loop.call_soon([&order, i] { order.push_back(i); });
+    auto cancelled = loop.call_soon([&order] { order.push_back(-1); });
+    cancelled.cancel();
+    EXPECT_TRUE(cancelled.cancelled());
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
+  }());
+}
+
+TEST(Loop, TimersFireInDeadlineOrderFifoAmongEqual) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    std::vector<int> order;
+    const double when = loop.time() + 0.01;
+    loop.call_at(when + 0.002, [&] { order.push_back(3); });
+    for (int i = 0; i < 3; ++i)
+      loop.call_at(when, [&order, i] { order.push_back(i); });
+    loop.call_later(0.001, [&] { order.push_back(-1); });
+    auto dropped = loop.call_later(0.005, [&] { order.push_back(100); });
+    dropped.cancel();
+    EXPECT_GE(dropped.when(), loop.time());
+    co_await asyncio::sleep(0.03);
+    EXPECT_EQ(order, (std::vector<int>{-1, 0, 1, 2, 3}));
+  }());
+}
+
+TEST(Loop, ManyCancelledTimersAreDroppedLazily) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    int fired = 0;
+    std::vector<asyncio::TimerHandle> handles;
+    for (int i = 0; i < 10000; ++i)
+      handles.push_back(loop.call_later(0.001 + i * 1e-7, [&] { ++fired; }));
+    for (std::size_t i = 0; i < handles.size(); i += 2)
+      handles[i].cancel();
+    co_await asyncio::sleep(0.02);
+    EXPECT_EQ(fired, 5000);
+  }());
+}
+
+// Invariant 3: timers live in the loop's heap; the kernel has one timeout (the wait's), not one
+// per sleep — the ring has nothing in flight but its eventfd read while 10,000 tasks sleep.
+TEST(LoopInvariant3, OneKernelTimeoutNotOnePerSleep) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<void>> sleepers;
+    for (int i = 0; i < 10000; ++i) {
+      sleepers.push_back(asyncio::create_task(asyncio::sleep(0.05 + (i % 100) * 1e-4)));
+    }
+    co_await asyncio::sleep(0.001);
+    EXPECT_EQ(asyncio::get_running_loop().backend().in_flight(), 1u);
+    co_await asyncio::gather(sleepers);
+  }());
+}
+
+// Invariant 4: the loop holds the GIL while it runs handles and lets go only inside its wait;
+// a thread that wants the GIL gets it at the checkpoints between handles.
+TEST(LoopInvariant4, TasksRunHoldingTheGil) {
+  run_test([]() -> Coro<void> {
+    EXPECT_TRUE(gil::held());
+    co_await asyncio::sleep(0.001);
+    EXPECT_TRUE(gil::held());
+  }());
+  EXPECT_FALSE(gil::held()) << "run() gives the GIL back when it ends";
+}
+
+TEST(LoopInvariant4, AnIdleLoopLeavesTheGilFree) {
+  run_test([]() -> Coro<void> {
+    std::atomic<bool> got{false};
+    std::thread t([&] {
+      gil::acquire();  // the loop sleeps in io_uring with the GIL released: immediate
+      got = true;
+      gil::release();
+    });
+    co_await asyncio::sleep(0.2);
+    t.join();
+    EXPECT_TRUE(got.load());
+  }());
+}
+
+TEST(LoopInvariant4, ABusyLoopYieldsTheGilBetweenHandles) {
+  gil::set_switch_interval(0.001);
+  run_test([]() -> Coro<void> {
+    std::atomic<bool> got{false};
+    std::atomic<bool> busy{true};
+    // Keep the loop busy: tasks that only yield, so it never waits (never releases the GIL).
+    std::vector<asyncio::Task<void>> spinners;
+    for (int i = 0; i < 4; ++i) {
+      spinners.push_back(asyncio::create_task([](std::atomic<bool>& busy) -> Coro<void> {
+        while (busy.load())
+          co_await asyncio::sleep(0);
+      }(busy)));
+    }
+    gilio::threading::Thread t([&] { got = true; });  // needs the GIL to run at all
+    t.start();
+    const double t0 = asyncio::get_running_loop().time();
+    while (!got.load() && asyncio::get_running_loop().time() - t0 < 10)
+      co_await asyncio::sleep(0);
+    busy = false;
+    EXPECT_TRUE(got.load()) << "the thread never got the GIL from a busy loop";
+    co_await asyncio::gather(spinners);
+    gil::Released nogil;  // join without holding the GIL the thread may still need
+    t.join();
+  }());
+}
+
+// Invariant 6: closing a loop cancels and finishes its tasks before freeing anything.
+TEST(LoopInvariant6, CloseCancelsAndFinishesPendingTasks) {
+  bool cleaned = false;
+  asyncio::Task<void> leftover;
+  {
+    asyncio::EventLoop loop;
+    struct Flag {
+      bool& f;
+      ~Flag() { f = true; }
+    };
+    leftover = loop.create_task([](bool& c) -> Coro<void> {
+      Flag flag{c};
+      co_await asyncio::sleep(3600);
+    }(cleaned));
+    loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0.001); }());
+    EXPECT_FALSE(cleaned);
+    loop.close();
+    EXPECT_TRUE(cleaned);
+    EXPECT_TRUE(leftover.cancelled());
+    EXPECT_THROW(loop.call_soon([] {}), std::runtime_error);
+  }
+}
+
+TEST(LoopInvariant6, ATaskThatRefusesToDieIsDestroyedAtClose) {
+  bool cleaned = false;
+  {
+    asyncio::EventLoop loop;
+    struct Flag {
+      bool& f;
+      ~Flag() { f = true; }
+    };
+    loop.create_task([](bool& c) -> Coro<void> {
+      Flag flag{c};
+      for (;;) {
+        try {
+          co_await asyncio::sleep(3600);
+        } catch (const asyncio::CancelledError&) {
+        }
+      }
+    }(cleaned));
+    loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0.001); }());
+  }  // the destructor closes the loop
+  EXPECT_TRUE(cleaned);
+}
+
+// Invariant 7: call_soon_threadsafe from a plain thread wakes a loop that sleeps in io_uring.
+TEST(LoopInvariant7, CallSoonThreadsafeWakesAnIdleLoop) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    asyncio::Future<int> f;
+    const double t0 = loop.time();
+    // The other thread touches nothing of the loop's but call_soon_threadsafe: asyncio objects
+    // (like this future and its reference count) belong to the loop's thread.
+    asyncio::Future<int>* target = &f;
+    std::thread t([&loop, target] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      loop.call_soon_threadsafe([target] { target->set_result(11); });
+    });
+    EXPECT_EQ(co_await f, 11);  // the only timer is run_test's 20 s deadline
+    EXPECT_LT(loop.time() - t0, 5.0);
+    t.join();
+  }());
+}
+
+TEST(Loop, CallSoonThreadsafeUnderLoad) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    int received = 0;
+    asyncio::Event all;
+    constexpr int kThreads = 4, kEach = 5000;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < kEach; ++i) {
+          loop.call_soon_threadsafe([&] {
+            if (++received == kThreads * kEach) all.set();
+          });
+        }
+      });
+    }
+    co_await all.wait();
+    EXPECT_EQ(received, kThreads * kEach);
+    for (auto& t : threads)
+      t.join();
+  }());
+}
+
+TEST(Loop, RunForeverAndStop) {
+  asyncio::EventLoop loop;
+  int ticks = 0;
+  std::function<void()> tick = [&] {
+    if (++ticks == 3) {
+      loop.stop();
+    } else {
+      loop.call_soon(tick);
+    }
+  };
+  loop.call_soon(tick);
+  loop.run_forever();
+  EXPECT_EQ(ticks, 3);
+  EXPECT_FALSE(loop.is_running());
+  EXPECT_EQ(loop.run_until_complete([]() -> Coro<int> { co_return 5; }()), 5);
+  loop.close();
+  EXPECT_TRUE(loop.is_closed());
+  EXPECT_THROW(loop.run_forever(), std::runtime_error);
+}
+
+TEST(Loop, ReentrantRunAndCloseWhileRunningAreErrors) {
+  asyncio::EventLoop loop;
+  loop.run_until_complete([](asyncio::EventLoop& l) -> Coro<void> {
+    EXPECT_THROW(l.run_forever(), std::runtime_error);
+    EXPECT_THROW(l.close(), std::runtime_error);
+    asyncio::EventLoop other;
+    EXPECT_THROW(other.run_forever(), std::runtime_error);
+    co_return;
+  }(loop));
+}
+
+TEST(Loop, DebugModeWarnsAboutSlowCallbacks) {
+  ::testing::internal::CaptureStderr();
+  asyncio::run([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    loop.set_debug(true);
+    loop.slow_callback_duration = 0.01;
+    auto t = asyncio::create_task(
+        []() -> Coro<void> {
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));  // blocks the loop
+          co_return;
+        }(),
+        "sluggish");
+    co_await t;
+  }());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("Task sluggish took"), std::string::npos) << err;
+}

@@ -1,0 +1,188 @@
+// tests/test_locks.cpp — gilio/asyncio/locks.hpp, after Lib/test/test_asyncio/test_locks.py.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "asyncio_support.hpp"
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+TEST(Lock, IsFifoFair) {
+  run_test([]() -> Coro<void> {
+    asyncio::Lock lock;
+    std::vector<int> order;
+    co_await lock.acquire();
+    std::vector<asyncio::Task<void>> tasks;
+    for (int i = 0; i < 5; ++i) {
+      tasks.push_back(
+          asyncio::create_task([](asyncio::Lock& l, std::vector<int>& o, int i) -> Coro<void> {
+            co_await l.acquire();
+            o.push_back(i);
+            co_await asyncio::sleep(0);
+            l.release();
+          }(lock, order, i)));
+      co_await asyncio::sleep(0);  // each one queues in turn
+    }
+    lock.release();
+    // A latecomer that asks right after the release must not barge ahead of the queue.
+    auto late = asyncio::create_task([](asyncio::Lock& l, std::vector<int>& o) -> Coro<void> {
+      co_await l.acquire();
+      o.push_back(99);
+      l.release();
+    }(lock, order));
+    co_await asyncio::gather(tasks);
+    co_await late;
+    EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 99}));
+    EXPECT_FALSE(lock.locked());
+  }());
+}
+
+TEST(Lock, CancelledWaiterPassesTheLockOn) {
+  run_test([]() -> Coro<void> {
+    asyncio::Lock lock;
+    co_await lock.acquire();
+    auto a =
+        asyncio::create_task([](asyncio::Lock& l) -> Coro<void> { co_await l.acquire(); }(lock));
+    auto b = asyncio::create_task([](asyncio::Lock& l) -> Coro<int> {
+      co_await l.acquire();
+      l.release();
+      co_return 1;
+    }(lock));
+    co_await asyncio::sleep(0);
+    lock.release();  // handed to `a`...
+    a.cancel();      // ...which is cancelled before it runs: `b` must get it
+    EXPECT_THROW(co_await a, asyncio::CancelledError);
+    EXPECT_EQ(co_await b, 1);
+    EXPECT_FALSE(lock.locked());
+    EXPECT_THROW(lock.release(), std::runtime_error);
+  }());
+}
+
+TEST(Lock, ScopedGuardReleases) {
+  run_test([]() -> Coro<void> {
+    asyncio::Lock lock;
+    {
+      auto guard = co_await lock.scoped();
+      EXPECT_TRUE(lock.locked());
+    }
+    EXPECT_FALSE(lock.locked());
+  }());
+}
+
+TEST(Event, SetWakesAllWaiters) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event ev;
+    int woken = 0;
+    std::vector<asyncio::Task<void>> waiters;
+    for (int i = 0; i < 3; ++i) {
+      waiters.push_back(asyncio::create_task([](asyncio::Event& e, int& w) -> Coro<void> {
+        EXPECT_TRUE(co_await e.wait());
+        ++w;
+      }(ev, woken)));
+    }
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(woken, 0);
+    ev.set();
+    co_await asyncio::gather(waiters);
+    EXPECT_EQ(woken, 3);
+    EXPECT_TRUE(co_await ev.wait());  // already set: no waiting
+    ev.clear();
+    EXPECT_FALSE(ev.is_set());
+  }());
+}
+
+TEST(Condition, WaitNotifyAndReacquireOnCancel) {
+  run_test([]() -> Coro<void> {
+    asyncio::Condition cond;
+    int items = 0;
+    auto consumer = asyncio::create_task([](asyncio::Condition& c, int& items) -> Coro<int> {
+      co_await c.acquire();
+      co_await c.wait_for([&] { return items > 0; });
+      const int got = items;
+      c.release();
+      co_return got;
+    }(cond, items));
+    co_await asyncio::sleep(0);
+    co_await cond.acquire();
+    items = 3;
+    cond.notify();
+    cond.release();
+    EXPECT_EQ(co_await consumer, 3);
+    EXPECT_THROW(cond.notify(), std::runtime_error);
+
+    auto waiter = asyncio::create_task([](asyncio::Condition& c) -> Coro<bool> {
+      co_await c.acquire();
+      try {
+        co_await c.wait();
+      } catch (const asyncio::CancelledError&) {
+        co_return c.locked();  // the lock is held again when the CancelledError arrives
+      }
+      co_return false;
+    }(cond));
+    co_await asyncio::sleep(0);
+    waiter.cancel();
+    EXPECT_TRUE(co_await waiter);
+    EXPECT_TRUE(cond.locked());
+    cond.release();
+  }());
+}
+
+TEST(Semaphore, LimitsConcurrency) {
+  run_test([]() -> Coro<void> {
+    asyncio::Semaphore sem(2);
+    int inside = 0, most = 0;
+    std::vector<asyncio::Task<void>> tasks;
+    for (int i = 0; i < 8; ++i) {
+      tasks.push_back(
+          asyncio::create_task([](asyncio::Semaphore& s, int& in, int& most) -> Coro<void> {
+            co_await s.acquire();
+            most = std::max(most, ++in);
+            co_await asyncio::sleep(0.001);
+            --in;
+            s.release();
+          }(sem, inside, most)));
+    }
+    co_await asyncio::gather(tasks);
+    EXPECT_EQ(most, 2);
+    EXPECT_EQ(sem.value(), 2);
+    EXPECT_THROW(asyncio::Semaphore(-1), std::invalid_argument);
+  }());
+}
+
+TEST(BoundedSemaphore, ReleasingPastTheInitialValueThrows) {
+  run_test([]() -> Coro<void> {
+    asyncio::BoundedSemaphore sem(1);
+    co_await sem.acquire();
+    sem.release();
+    EXPECT_THROW(sem.release(), std::invalid_argument);
+  }());
+}
+
+TEST(Barrier, ReturnsArrivalIndicesAndBreaksOnAbort) {
+  run_test([]() -> Coro<void> {
+    asyncio::Barrier barrier(3);
+    std::vector<asyncio::Task<std::size_t>> parties;
+    for (int i = 0; i < 3; ++i)
+      parties.push_back(asyncio::create_task(barrier.wait()));
+    auto indices = co_await asyncio::gather(parties);
+    std::sort(indices.begin(), indices.end());
+    EXPECT_EQ(indices, (std::vector<std::size_t>{0, 1, 2}));
+    // Reusable: a second round works too.
+    std::vector<asyncio::Task<std::size_t>> again;
+    for (int i = 0; i < 3; ++i)
+      again.push_back(asyncio::create_task(barrier.wait()));
+    co_await asyncio::gather(again);
+
+    auto stuck = asyncio::create_task(barrier.wait());
+    co_await asyncio::sleep(0.001);
+    co_await barrier.abort();
+    EXPECT_THROW(co_await stuck, asyncio::BrokenBarrierError);
+    EXPECT_THROW(co_await barrier.wait(), asyncio::BrokenBarrierError);
+    EXPECT_TRUE(barrier.broken());
+    co_await barrier.reset();
+    EXPECT_FALSE(barrier.broken());
+    EXPECT_THROW(asyncio::Barrier(0), std::invalid_argument);
+  }());
+}

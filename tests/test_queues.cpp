@@ -1,0 +1,132 @@
+// tests/test_queues.cpp — gilio/asyncio/queues.hpp, after Lib/test/test_asyncio/test_queues.py.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "asyncio_support.hpp"
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+TEST(Queue, FifoWithBackpressure) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q(2);
+    EXPECT_EQ(q.maxsize(), 2u);
+    auto producer = asyncio::create_task([](asyncio::Queue<int>& q) -> Coro<void> {
+      for (int i = 0; i < 100; ++i)
+        co_await q.put(i);
+    }(q));
+    std::vector<int> got;
+    for (int i = 0; i < 100; ++i) {
+      got.push_back(co_await q.get());
+      EXPECT_LE(q.qsize(), 2u);
+    }
+    co_await producer;
+    for (int i = 0; i < 100; ++i)
+      EXPECT_EQ(got[i], i);
+  }());
+}
+
+TEST(Queue, NowaitVariantsThrow) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<std::string> q(1);
+    EXPECT_THROW(q.get_nowait(), asyncio::QueueEmpty);
+    q.put_nowait("a");
+    EXPECT_TRUE(q.full());
+    EXPECT_THROW(q.put_nowait("b"), asyncio::QueueFull);
+    EXPECT_EQ(q.get_nowait(), "a");
+    EXPECT_TRUE(q.empty());
+    co_return;
+  }());
+}
+
+TEST(Queue, JoinWaitsForTaskDone) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q;
+    for (int i = 0; i < 5; ++i)
+      q.put_nowait(i);
+    int processed = 0;
+    auto worker = asyncio::create_task([](asyncio::Queue<int>& q, int& n) -> Coro<void> {
+      for (;;) {
+        co_await q.get();
+        co_await asyncio::sleep(0.001);
+        ++n;
+        q.task_done();
+      }
+    }(q, processed));
+    co_await q.join();
+    EXPECT_EQ(processed, 5);
+    worker.cancel();
+    EXPECT_THROW(q.task_done(), std::invalid_argument);
+  }());
+}
+
+TEST(Queue, ShutdownWakesBlockedGettersAndPutters) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q(1);
+    auto getter = asyncio::create_task(
+        [](asyncio::Queue<int>& q) -> Coro<int> { co_return co_await q.get(); }(q));
+    co_await asyncio::sleep(0);
+    q.shutdown();
+    EXPECT_THROW(co_await getter, asyncio::QueueShutDown);
+    EXPECT_THROW(q.put_nowait(1), asyncio::QueueShutDown);
+
+    asyncio::Queue<int> r(1);
+    r.put_nowait(1);
+    auto putter =
+        asyncio::create_task([](asyncio::Queue<int>& r) -> Coro<void> { co_await r.put(2); }(r));
+    co_await asyncio::sleep(0);
+    r.shutdown();
+    EXPECT_THROW(co_await putter, asyncio::QueueShutDown);
+    EXPECT_EQ(co_await r.get(), 1) << "a graceful shutdown still lets getters drain";
+    EXPECT_THROW(co_await r.get(), asyncio::QueueShutDown);
+
+    asyncio::Queue<int> s;
+    s.put_nowait(1);
+    s.put_nowait(2);
+    s.shutdown(true);  // immediate: items dropped, join() released
+    EXPECT_TRUE(s.empty());
+    co_await s.join();
+  }());
+}
+
+TEST(Queue, CancelledGetterPassesTheItemOn) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q;
+    auto a = asyncio::create_task(
+        [](asyncio::Queue<int>& q) -> Coro<int> { co_return co_await q.get(); }(q));
+    auto b = asyncio::create_task(
+        [](asyncio::Queue<int>& q) -> Coro<int> { co_return co_await q.get(); }(q));
+    co_await asyncio::sleep(0);
+    q.put_nowait(5);  // wakes `a`...
+    a.cancel();       // ...which is cancelled before it takes the item
+    EXPECT_THROW(co_await a, asyncio::CancelledError);
+    EXPECT_EQ(co_await b, 5);
+  }());
+}
+
+TEST(PriorityQueue, SmallestFirst) {
+  run_test([]() -> Coro<void> {
+    asyncio::PriorityQueue<int> pq;
+    for (int v : {5, 1, 4, 2, 3})
+      pq.put_nowait(v);
+    for (int want = 1; want <= 5; ++want)
+      EXPECT_EQ(co_await pq.get(), want);
+    asyncio::PriorityQueue<int, std::greater<int>> maxq;
+    for (int v : {1, 3, 2})
+      maxq.put_nowait(v);
+    EXPECT_EQ(maxq.get_nowait(), 3);
+  }());
+}
+
+TEST(LifoQueue, NewestFirst) {
+  run_test([]() -> Coro<void> {
+    asyncio::LifoQueue<int> lq;
+    for (int v : {1, 2, 3})
+      lq.put_nowait(v);
+    EXPECT_EQ(co_await lq.get(), 3);
+    EXPECT_EQ(lq.get_nowait(), 2);
+  }());
+}

@@ -1,0 +1,329 @@
+// tests/test_tasks.cpp — gilio/asyncio/tasks.hpp and coro.hpp: coroutines, tasks, sleep,
+// cancellation as asyncio does it (DESIGN.md invariants 5 and 6).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "asyncio_support.hpp"
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+namespace {
+
+Coro<int> answer() {
+  co_return 42;
+}
+Coro<int> add_later(int a, int b) {
+  co_await asyncio::sleep(0.001);
+  co_return a + b;
+}
+Coro<int> nested(int depth) {
+  if (depth == 0) co_return 0;
+  co_return 1 + co_await nested(depth - 1);
+}
+Coro<void> forever() {
+  co_await asyncio::sleep(3600);
+}
+Coro<void> fail_with(std::string what) {
+  co_await asyncio::sleep(0);
+  throw std::runtime_error(what);
+}
+
+}  // namespace
+
+TEST(Coro, IsLazyAndReturnsItsValue) {
+  bool ran = false;
+  auto body = [&]() -> Coro<int> {
+    ran = true;
+    co_return 7;
+  };
+  EXPECT_EQ(run_test([&]() -> Coro<int> {
+              Coro<int> c = body();
+              EXPECT_FALSE(ran);  // calling the coroutine function runs nothing
+              co_return co_await c;
+            }()),
+            7);
+  EXPECT_TRUE(ran);
+}
+
+TEST(Coro, DeepChainsUseNoStack) {
+  EXPECT_EQ(run_test(nested(200000)), 200000);
+}
+
+TEST(Coro, AwaitingTwiceIsAnError) {
+  run_test([]() -> Coro<void> {
+    Coro<int> c = answer();
+    EXPECT_EQ(co_await c, 42);
+    EXPECT_THROW(co_await c, asyncio::InvalidStateError);
+  }());
+}
+
+TEST(Coro, ExceptionsPropagateThroughAwait) {
+  run_test([]() -> Coro<void> { EXPECT_THROW(co_await fail_with("boom"), std::runtime_error); }());
+}
+
+TEST(Task, RunsConcurrentlyAndGivesItsResult) {
+  run_test([]() -> Coro<void> {
+    auto a = asyncio::create_task(add_later(1, 2));
+    auto b = asyncio::create_task(add_later(3, 4), "named");
+    EXPECT_EQ(b.get_name(), "named");
+    EXPECT_EQ(a.get_name().rfind("Task-", 0), 0u);
+    EXPECT_FALSE(a.done());
+    EXPECT_THROW(a.result(), asyncio::InvalidStateError);
+    EXPECT_EQ(co_await a, 3);
+    EXPECT_EQ(co_await b, 7);
+    EXPECT_TRUE(a.done());
+    EXPECT_EQ(a.result(), 3);
+  }());
+}
+
+TEST(Task, ExceptionIsStoredAndRethrown) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task(fail_with("bad"));
+    EXPECT_THROW(co_await t, std::runtime_error);
+    EXPECT_TRUE(t.done());
+    EXPECT_FALSE(t.cancelled());
+    EXPECT_NE(t.exception(), nullptr);
+  }());
+}
+
+TEST(Task, CancelThrowsAtTheCurrentAwait) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    auto t = asyncio::create_task([](std::vector<std::string>& log) -> Coro<void> {
+      log.push_back("start");
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+        log.push_back("cancelled at sleep");
+        throw;
+      }
+    }(log));
+    co_await asyncio::sleep(0);
+    EXPECT_TRUE(t.cancel());
+    EXPECT_EQ(t.cancelling(), 1);
+    EXPECT_THROW(co_await t, asyncio::CancelledError);
+    EXPECT_TRUE(t.cancelled());
+    EXPECT_THROW(t.result(), asyncio::CancelledError);
+    EXPECT_FALSE(t.cancel()) << "cancel() of a done task returns false";
+    EXPECT_EQ(log, (std::vector<std::string>{"start", "cancelled at sleep"}));
+  }());
+}
+
+TEST(Task, CancelledBeforeItStartsNeverRunsItsBody) {
+  run_test([]() -> Coro<void> {
+    bool ran = false;
+    auto t = asyncio::create_task([](bool& ran) -> Coro<void> {
+      ran = true;
+      co_return;
+    }(ran));
+    t.cancel();
+    EXPECT_THROW(co_await t, asyncio::CancelledError);
+    EXPECT_FALSE(ran);
+  }());
+}
+
+TEST(Task, CancelledErrorIsNotAStdException) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<void> {
+      try {
+        co_await forever();
+      } catch (const std::exception&) {
+        ADD_FAILURE() << "catch (std::exception&) swallowed a cancellation";
+      }
+    }());
+    co_await asyncio::sleep(0);
+    t.cancel();
+    EXPECT_THROW(co_await t, asyncio::CancelledError);
+  }());
+}
+
+TEST(Task, ATaskMaySuppressCancellationAndGoOn) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<int> {
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+        asyncio::current_task().uncancel();
+      }
+      co_await asyncio::sleep(0.001);  // it really goes on: a new await works
+      co_return 5;
+    }());
+    co_await asyncio::sleep(0);
+    t.cancel();
+    EXPECT_EQ(co_await t, 5);
+    EXPECT_FALSE(t.cancelled());
+    EXPECT_EQ(t.cancelling(), 0);
+  }());
+}
+
+TEST(Task, CancellingAnAwaiterCancelsTheAwaitedTask) {
+  run_test([]() -> Coro<void> {
+    auto inner = asyncio::create_task(forever());
+    auto outer = asyncio::create_task(
+        [](asyncio::Task<void> inner) -> Coro<void> { co_await inner; }(inner));
+    co_await asyncio::sleep(0.001);
+    outer.cancel();
+    EXPECT_THROW(co_await outer, asyncio::CancelledError);
+    EXPECT_TRUE(inner.cancelled()) << "asyncio cancels the task being awaited";
+  }());
+}
+
+TEST(Task, TwoCancelsThrowOnce) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<int> {
+      int caught = 0;
+      for (int i = 0; i < 2; ++i) {
+        try {
+          co_await asyncio::sleep(0.01);
+        } catch (const asyncio::CancelledError&) {
+          ++caught;
+        }
+      }
+      co_return caught;
+    }());
+    co_await asyncio::sleep(0);
+    t.cancel();
+    t.cancel();
+    EXPECT_EQ(co_await t, 1);
+    EXPECT_EQ(t.cancelling(), 2);
+  }());
+}
+
+TEST(Task, FireAndForgetTaskStillFinishes) {
+  run_test([]() -> Coro<void> {
+    bool finished = false;
+    {
+      auto dropped = asyncio::create_task([](bool& finished) -> Coro<void> {
+        co_await asyncio::sleep(0.01);
+        finished = true;
+      }(finished));
+    }  // every handle is gone; the loop owns the task
+    co_await asyncio::sleep(0.05);
+    EXPECT_TRUE(finished);
+  }());
+}
+
+TEST(Task, AwaitingItselfIsAnError) {
+  run_test([]() -> Coro<void> {
+    auto self = asyncio::current_task();
+    EXPECT_THROW(co_await self, std::runtime_error);
+  }());
+}
+
+TEST(Task, CurrentTaskAndAllTasks) {
+  run_test([]() -> Coro<void> {
+    EXPECT_TRUE(asyncio::current_task().valid());
+    auto t = asyncio::create_task(forever(), "sleeper");
+    bool found = false;
+    for (auto& task : asyncio::all_tasks())
+      found |= task.get_name() == "sleeper";
+    EXPECT_TRUE(found);
+    t.cancel();
+    co_await asyncio::sleep(0);
+    co_await asyncio::sleep(0);
+    for (auto& task : asyncio::all_tasks())
+      EXPECT_NE(task.get_name(), "sleeper");
+  }());
+  EXPECT_FALSE(asyncio::current_task().valid());
+}
+
+TEST(Task, DoneCallbacksRunThroughTheLoop) {
+  run_test([]() -> Coro<void> {
+    int calls = 0;
+    auto t = asyncio::create_task(answer());
+    t.add_done_callback([&](asyncio::Task<int> done) {
+      ++calls;
+      EXPECT_EQ(done.result(), 42);
+    });
+    co_await t;
+    EXPECT_EQ(calls, 0) << "done callbacks are scheduled with call_soon, not called inline";
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(calls, 1);
+  }());
+}
+
+TEST(Sleep, ZeroYieldsToOtherTasks) {
+  run_test([]() -> Coro<void> {
+    std::vector<int> order;
+    auto a = asyncio::create_task([](std::vector<int>& o) -> Coro<void> {
+      for (int i = 0; i < 3; ++i) {
+        o.push_back(1);
+        co_await asyncio::sleep(0);
+      }
+    }(order));
+    auto b = asyncio::create_task([](std::vector<int>& o) -> Coro<void> {
+      for (int i = 0; i < 3; ++i) {
+        o.push_back(2);
+        co_await asyncio::sleep(0);
+      }
+    }(order));
+    co_await a;
+    co_await b;
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 1, 2, 1, 2}));
+  }());
+}
+
+TEST(Sleep, SleepsAtLeastItsDelay) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const double t0 = loop.time();
+    co_await asyncio::sleep(0.03);
+    EXPECT_GE(loop.time() - t0, 0.029);
+    co_await asyncio::sleep(std::chrono::milliseconds(10));
+    EXPECT_THROW(asyncio::sleep(std::nan("")), std::invalid_argument);
+  }());
+}
+
+TEST(Future, SetResultWakesTheAwaiter) {
+  run_test([]() -> Coro<void> {
+    asyncio::Future<int> f;
+    asyncio::get_running_loop().call_later(0.001, [f]() mutable { f.set_result(9); });
+    EXPECT_EQ(co_await f, 9);
+    EXPECT_THROW(f.set_result(1), asyncio::InvalidStateError);
+    asyncio::Future<void> g;
+    EXPECT_THROW(g.result(), asyncio::InvalidStateError);
+    g.set_exception(std::make_exception_ptr(std::logic_error("x")));
+    EXPECT_THROW(co_await g, std::logic_error);
+    asyncio::Future<int> h;
+    EXPECT_TRUE(h.cancel());
+    EXPECT_THROW(co_await h, asyncio::CancelledError);
+  }());
+}
+
+TEST(Run, ReturnsTheResultAndCancelsLeftovers) {
+  bool cleaned_up = false;
+  struct Flag {
+    bool& f;
+    ~Flag() { f = true; }
+  };
+  const int r = asyncio::run([](bool& cleaned) -> Coro<int> {
+    asyncio::create_task([](bool& cleaned) -> Coro<void> {
+      Flag flag{cleaned};
+      co_await asyncio::sleep(3600);
+    }(cleaned));
+    co_await asyncio::sleep(0);
+    co_return 3;
+  }(cleaned_up));
+  EXPECT_EQ(r, 3);
+  EXPECT_TRUE(cleaned_up) << "run() must cancel and finish the task left behind";
+}
+
+TEST(Run, RethrowsTheException) {
+  EXPECT_THROW(asyncio::run(fail_with("main failed")), std::runtime_error);
+}
+
+TEST(Run, CannotNest) {
+  run_test([]() -> Coro<void> {
+    EXPECT_THROW(asyncio::run(answer()), std::runtime_error);
+    co_return;
+  }());
+}
+
+TEST(Errors, AwaitOutsideATaskAndNoLoop) {
+  EXPECT_THROW(asyncio::get_running_loop(), std::runtime_error);
+  EXPECT_THROW(asyncio::create_task(answer()), std::runtime_error);
+}

@@ -1,0 +1,137 @@
+// tests/test_timeouts.cpp — gilio/asyncio/timeouts.hpp: wait_for, timeout, timeout_at, after
+// Lib/test/test_asyncio/test_waitfor.py and test_timeouts.py.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "asyncio_support.hpp"
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+namespace {
+Coro<int> value_after(int v, double delay) {
+  co_await asyncio::sleep(delay);
+  co_return v;
+}
+}  // namespace
+
+TEST(WaitFor, ReturnsTheResultInTime) {
+  run_test(
+      []() -> Coro<void> { EXPECT_EQ(co_await asyncio::wait_for(value_after(4, 0.001), 5), 4); }());
+}
+
+TEST(WaitFor, TimeoutCancelsAndWaitsForTheInnerTask) {
+  run_test([]() -> Coro<void> {
+    bool cleanup_finished = false;
+    auto inner = asyncio::create_task([](bool& done) -> Coro<int> {
+      bool cancelled = false;
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+        cancelled = true;  // (C++ allows no co_await inside a handler)
+      }
+      if (cancelled) {
+        co_await asyncio::sleep(0.01);  // slow clean-up after the cancellation
+        done = true;
+        throw asyncio::CancelledError();
+      }
+      co_return 0;
+    }(cleanup_finished));
+    const double t0 = asyncio::get_running_loop().time();
+    EXPECT_THROW(co_await asyncio::wait_for(inner, 0.01), asyncio::TimeoutError);
+    EXPECT_TRUE(cleanup_finished) << "wait_for must wait for the cancelled task to finish";
+    EXPECT_TRUE(inner.cancelled());
+    EXPECT_GE(asyncio::get_running_loop().time() - t0, 0.019);
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(WaitFor, ZeroTimeoutNeverStartsACoroutine) {
+  run_test([]() -> Coro<void> {
+    bool ran = false;
+    auto body = [](bool& ran) -> Coro<int> {
+      ran = true;
+      co_return 1;
+    };
+    EXPECT_THROW(co_await asyncio::wait_for(body(ran), 0), asyncio::TimeoutError);
+    EXPECT_FALSE(ran);
+  }());
+}
+
+TEST(WaitFor, AnOuterCancellationStaysACancellation) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task(
+        []() -> Coro<int> { co_return co_await asyncio::wait_for(value_after(1, 3600), 10); }());
+    co_await asyncio::sleep(0.001);
+    t.cancel();
+    EXPECT_THROW(co_await t, asyncio::CancelledError);
+    EXPECT_TRUE(t.cancelled());
+  }());
+}
+
+TEST(Timeout, ExpiryBecomesTimeoutError) {
+  run_test([]() -> Coro<void> {
+    EXPECT_THROW(co_await asyncio::timeout(0.005, asyncio::sleep(3600)), asyncio::TimeoutError);
+    EXPECT_EQ(co_await asyncio::timeout(1.0, value_after(2, 0.001)), 2);
+    EXPECT_EQ(co_await asyncio::timeout(std::numeric_limits<double>::infinity(), value_after(3, 0)),
+              3);
+    const double when = asyncio::get_running_loop().time() + 0.005;
+    EXPECT_THROW(co_await asyncio::timeout_at(when, asyncio::sleep(3600)), asyncio::TimeoutError);
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(Timeout, NestedTimeoutsEachConvertTheirOwn) {
+  run_test([]() -> Coro<void> {
+    // The inner deadline expires first: the inner scope raises TimeoutError, which the outer
+    // scope lets through untouched.
+    bool inner_timed_out = false;
+    auto inner = [](bool& flag) -> Coro<void> {
+      try {
+        co_await asyncio::timeout(0.005, asyncio::sleep(3600));
+      } catch (const asyncio::TimeoutError&) {
+        flag = true;
+      }
+      co_await asyncio::sleep(0.001);
+    };
+    co_await asyncio::timeout(1.0, inner(inner_timed_out));
+    EXPECT_TRUE(inner_timed_out);
+    // The outer deadline expires first: only the outer one converts.
+    bool inner_saw_cancel = false;
+    auto inner2 = [](bool& flag) -> Coro<void> {
+      try {
+        co_await asyncio::timeout(10.0, asyncio::sleep(3600));
+      } catch (const asyncio::CancelledError&) {
+        flag = true;
+        throw;
+      }
+    };
+    EXPECT_THROW(co_await asyncio::timeout(0.005, inner2(inner_saw_cancel)), asyncio::TimeoutError);
+    EXPECT_TRUE(inner_saw_cancel)
+        << "the inner scope must not turn the outer's cancel into a timeout";
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(Timeout, BodyThatSwallowsTheCancellationReturnsNormally) {
+  run_test([]() -> Coro<void> {
+    auto body = []() -> Coro<int> {
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+      }
+      co_return 8;
+    };
+    EXPECT_EQ(co_await asyncio::timeout(0.005, body()), 8);
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(Timeout, NaNIsRejected) {
+  run_test([]() -> Coro<void> {
+    EXPECT_THROW(asyncio::timeout(std::nan(""), value_after(1, 0)), std::invalid_argument);
+    co_return;
+  }());
+}

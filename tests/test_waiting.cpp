@@ -1,0 +1,179 @@
+// tests/test_waiting.cpp — gilio/asyncio/waiting.hpp: gather, wait, as_completed, shield, with
+// the cases asyncio's own tests pin (Lib/test/test_asyncio/test_tasks.py).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "asyncio_support.hpp"
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+using gilio::testing::run_test;
+
+namespace {
+
+Coro<int> value_after(int v, double delay) {
+  co_await asyncio::sleep(delay);
+  co_return v;
+}
+Coro<int> fail_after(double delay, std::string what) {
+  co_await asyncio::sleep(delay);
+  throw std::runtime_error(what);
+}
+Coro<void> forever() {
+  co_await asyncio::sleep(3600);
+}
+
+}  // namespace
+
+TEST(Gather, ResultsInArgumentOrder) {
+  run_test([]() -> Coro<void> {
+    auto [a, b, c] = co_await asyncio::gather(value_after(1, 0.02), value_after(2, 0.001),
+                                              asyncio::sleep(0.005));
+    EXPECT_EQ(a, 1);
+    EXPECT_EQ(b, 2);
+    static_assert(std::is_same_v<decltype(c), std::monostate>);
+  }());
+}
+
+TEST(Gather, VectorOfTasks) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks;
+    for (int i = 0; i < 10; ++i)
+      tasks.push_back(asyncio::create_task(value_after(i, 0.001 * (10 - i))));
+    auto results = co_await asyncio::gather(tasks);
+    for (int i = 0; i < 10; ++i)
+      EXPECT_EQ(results[i], i);
+    auto none = co_await asyncio::gather(std::vector<asyncio::Task<int>>{});
+    EXPECT_TRUE(none.empty());
+  }());
+}
+
+TEST(Gather, FirstExceptionPropagatesAndOthersKeepRunning) {
+  run_test([]() -> Coro<void> {
+    auto slow = asyncio::create_task(value_after(5, 0.05));
+    try {
+      co_await asyncio::gather(fail_after(0.001, "first"), fail_after(0.01, "second"), slow);
+      ADD_FAILURE() << "gather did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "first");
+    }
+    EXPECT_FALSE(slow.done()) << "gather does not cancel the other children";
+    EXPECT_EQ(co_await slow, 5);
+  }());
+}
+
+TEST(Gather, ACancelledChildMakesGatherRaiseCancelledError) {
+  run_test([]() -> Coro<void> {
+    auto child = asyncio::create_task(forever());
+    auto other = asyncio::create_task(value_after(1, 0.01));
+    asyncio::get_running_loop().call_later(0.001, [child]() mutable { child.cancel(); });
+    EXPECT_THROW(co_await asyncio::gather(child, other), asyncio::CancelledError);
+    EXPECT_FALSE(asyncio::current_task().cancelling()) << "the gather's awaiter was not cancelled";
+    co_await other;
+  }());
+}
+
+TEST(Gather, CancellingTheGatherCancelsItsChildren) {
+  run_test([]() -> Coro<void> {
+    auto a = asyncio::create_task(forever());
+    auto b = asyncio::create_task(forever());
+    auto g = asyncio::create_task(
+        [](auto a, auto b) -> Coro<void> { co_await asyncio::gather(a, b); }(a, b));
+    co_await asyncio::sleep(0.001);
+    g.cancel();
+    EXPECT_THROW(co_await g, asyncio::CancelledError);
+    EXPECT_TRUE(g.cancelled());
+    co_await asyncio::sleep(0);
+    EXPECT_TRUE(a.cancelled());
+    EXPECT_TRUE(b.cancelled());
+  }());
+}
+
+TEST(Gather, ReturnExceptionsCollectsOutcomes) {
+  run_test([]() -> Coro<void> {
+    auto cancelled = asyncio::create_task(forever());
+    asyncio::get_running_loop().call_later(0.001, [cancelled]() mutable { cancelled.cancel(); });
+    auto [ok, bad, gone] = co_await asyncio::gather(asyncio::return_exceptions, value_after(3, 0),
+                                                    fail_after(0.002, "x"), cancelled);
+    EXPECT_TRUE(ok.has_value());
+    EXPECT_EQ(ok.value(), 3);
+    EXPECT_TRUE(bad.has_error());
+    EXPECT_THROW(std::rethrow_exception(bad.error()), std::runtime_error);
+    EXPECT_TRUE(gone.has_error());
+    EXPECT_THROW(std::rethrow_exception(gone.error()), asyncio::CancelledError);
+  }());
+}
+
+TEST(Gather, ReturnExceptionsStillRaisesWhenTheGatherIsCancelled) {
+  run_test([]() -> Coro<void> {
+    auto g = asyncio::create_task([]() -> Coro<void> {
+      co_await asyncio::gather(asyncio::return_exceptions, forever(), forever());
+    }());
+    co_await asyncio::sleep(0.001);
+    g.cancel();
+    EXPECT_THROW(co_await g, asyncio::CancelledError);
+  }());
+}
+
+TEST(Wait, FirstCompletedAndAllCompleted) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(1, 0.001)),
+                                          asyncio::create_task(value_after(2, 0.05))};
+    auto first = co_await asyncio::wait(tasks, asyncio::ReturnWhen::FIRST_COMPLETED);
+    EXPECT_EQ(first.done.size(), 1u);
+    if (first.done.size() != 1) co_return;
+    EXPECT_EQ(first.done[0].result(), 1);
+    EXPECT_EQ(first.pending.size(), 1u);
+    auto all = co_await asyncio::wait(tasks);
+    EXPECT_EQ(all.done.size(), 2u);
+    EXPECT_TRUE(all.pending.empty());
+  }());
+}
+
+TEST(Wait, FirstExceptionAndTimeoutCancelNothing) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(fail_after(0.001, "e")),
+                                          asyncio::create_task(value_after(2, 0.05))};
+    auto r = co_await asyncio::wait(tasks, asyncio::ReturnWhen::FIRST_EXCEPTION);
+    EXPECT_EQ(r.done.size(), 1u);
+    EXPECT_THROW(r.done[0].result(), std::runtime_error);
+
+    std::vector<asyncio::Task<void>> slow{asyncio::create_task(forever())};
+    auto t = co_await asyncio::wait(slow, asyncio::ReturnWhen::ALL_COMPLETED, 0.01);
+    EXPECT_TRUE(t.done.empty());
+    EXPECT_EQ(t.pending.size(), 1u);
+    EXPECT_FALSE(slow[0].done()) << "wait() never cancels on timeout";
+    slow[0].cancel();
+    EXPECT_THROW(asyncio::wait(std::vector<asyncio::Task<int>>{}), std::invalid_argument);
+    co_await tasks[1];
+  }());
+}
+
+TEST(AsCompleted, YieldsInCompletionOrder) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(3, 0.03)),
+                                          asyncio::create_task(value_after(1, 0.001)),
+                                          asyncio::create_task(value_after(2, 0.015))};
+    std::vector<int> order;
+    for (auto next : asyncio::as_completed(tasks))
+      order.push_back(co_await next);
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  }());
+}
+
+TEST(Shield, CancellingTheAwaiterDoesNotCancelTheTask) {
+  run_test([]() -> Coro<void> {
+    auto inner = asyncio::create_task(value_after(7, 0.02));
+    auto outer = asyncio::create_task([](asyncio::Task<int> inner) -> Coro<int> {
+      co_return co_await asyncio::shield(inner);
+    }(inner));
+    co_await asyncio::sleep(0.001);
+    outer.cancel();
+    EXPECT_THROW(co_await outer, asyncio::CancelledError);
+    EXPECT_FALSE(inner.cancelled());
+    EXPECT_EQ(co_await inner, 7);
+  }());
+}
