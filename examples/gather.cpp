@@ -44,4 +44,6 @@ asyncio::Coro<> main_coro() {
   fmt::print("[{}, {}, {}] in {:.2f} s\n", a, b, c, asyncio::get_running_loop().time() - t0);
 }
 
-int main() { asyncio::run(main_coro()); }
+int main() {
+  asyncio::run(main_coro());
+}

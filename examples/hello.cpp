@@ -34,4 +34,6 @@ asyncio::Coro<> main_coro() {
   fmt::print("finished in {:.2f} s\n", asyncio::get_running_loop().time() - t0);
 }
 
-int main() { asyncio::run(main_coro()); }
+int main() {
+  asyncio::run(main_coro());
+}

@@ -60,10 +60,13 @@ asyncio::Coro<> main_coro() {
   const double t0 = asyncio::get_running_loop().time();
   co_await queue.join();
   const double elapsed = asyncio::get_running_loop().time() - t0;
-  for (auto& task : tasks) task.cancel();
+  for (auto& task : tasks)
+    task.cancel();
   co_await asyncio::gather(asyncio::return_exceptions, tasks);
   fmt::print("3 workers slept in parallel for {:.2f} seconds\n", elapsed);
   fmt::print("total expected sleep time: {:.2f} seconds\n", total);
 }
 
-int main() { asyncio::run(main_coro()); }
+int main() {
+  asyncio::run(main_coro());
+}

@@ -59,4 +59,6 @@ asyncio::Coro<> main_coro() {
   fmt::print("slow was cancelled: {}\n", slow.cancelled());
 }
 
-int main() { asyncio::run(main_coro()); }
+int main() {
+  asyncio::run(main_coro());
+}

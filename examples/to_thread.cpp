@@ -21,7 +21,8 @@
 //         worker = asyncio.create_task(asyncio.to_thread(cpu_bound))
 //         busy = await overshoot()
 //         stop = True; await worker
-//         print(f"sleep(1 ms) overshoot p50: idle {idle*1e3:.2f} ms, beside to_thread {busy*1e3:.2f} ms")
+//         print(f"sleep(1 ms) overshoot p50: idle {idle*1e3:.2f} ms, beside to_thread
+//         {busy*1e3:.2f} ms")
 //     asyncio.run(main())                   # CPython 3.11 here: 0.14 ms idle, about 5.5 ms busy
 //
 // Why about 5 ms: the loop drops the GIL while it sleeps in io_uring; the worker takes it. When
@@ -74,8 +75,9 @@ asyncio::Coro<> main_coro(bool json) {
   stop = true;
   co_await worker;
   if (json) {
-    fmt::print("{{\"mode\": \"{}\", \"idle_p50_ms\": {}, \"busy_p50_ms\": {}, \"busy_p99_ms\": {}}}\n",
-               gil::to_string(gil::mode()), idle.p50_ms, busy.p50_ms, busy.p99_ms);
+    fmt::print(
+        "{{\"mode\": \"{}\", \"idle_p50_ms\": {}, \"busy_p50_ms\": {}, \"busy_p99_ms\": {}}}\n",
+        gil::to_string(gil::mode()), idle.p50_ms, busy.p50_ms, busy.p99_ms);
     co_return;
   }
   fmt::print("How late does asyncio.sleep(1 ms) wake up? (GIL mode {}, switch interval {} s)\n\n",
@@ -84,8 +86,9 @@ asyncio::Coro<> main_coro(bool json) {
   fmt::print("{:<36} {:>7.2f} ms {:>7.2f} ms\n", "loop alone", idle.p50_ms, idle.p99_ms);
   fmt::print("{:<36} {:>7.2f} ms {:>7.2f} ms\n", "beside a CPU-bound to_thread", busy.p50_ms,
              busy.p99_ms);
-  fmt::print("\nThe loop and the worker share one GIL: each time the loop wakes it waits about\n"
-             "one switch interval for the worker to let go (CPython 3.11 here: p50 ~5.5 ms).\n");
+  fmt::print(
+      "\nThe loop and the worker share one GIL: each time the loop wakes it waits about\n"
+      "one switch interval for the worker to let go (CPython 3.11 here: p50 ~5.5 ms).\n");
 }
 
 int main(int argc, char** argv) {

@@ -46,4 +46,6 @@ asyncio::Coro<> main_coro() {
   fmt::print("This statement will run regardless.\n");
 }
 
-int main() { asyncio::run(main_coro()); }
+int main() {
+  asyncio::run(main_coro());
+}

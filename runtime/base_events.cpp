@@ -82,6 +82,13 @@ void ReadyQueue::grow() {
   tail_ = n;
 }
 
+void* CallbackHandle::operator new(std::size_t size) {
+  return pool_alloc(size);
+}
+void CallbackHandle::operator delete(void* p, std::size_t size) noexcept {
+  pool_free(p, size);
+}
+
 void CallbackHandle::run() {
   if (!cancelled_) {
     try {
@@ -123,6 +130,7 @@ EventLoop& get_running_loop() {
 EventLoop::EventLoop()
     : backend_(std::make_unique<detail::Backend>()), token_(std::make_shared<Token>()) {
   token_->loop = this;
+  trace_ = trace::enabled();
   if (const char* d = std::getenv("GILIO_DEBUG"); d != nullptr && *d != '\0' && *d != '0') {
     debug_ = true;
   }
@@ -175,19 +183,19 @@ void EventLoop::call_soon_threadsafe(std::function<void()> fn) {
     std::lock_guard lk(threadsafe_mutex_);
     if (closed_) throw std::runtime_error("call_soon_threadsafe: the event loop is closed");
     threadsafe_.push_back(std::move(fn));
-    wake = !threadsafe_pending_;
-    threadsafe_pending_ = true;
+    wake = !threadsafe_pending_.load(std::memory_order_relaxed);
+    threadsafe_pending_.store(true, std::memory_order_release);
   }
   if (wake) backend_->wake();
 }
 
 void EventLoop::drain_threadsafe() {
+  if (!threadsafe_pending_.load(std::memory_order_acquire)) return;  // the common case: no lock
   std::vector<std::function<void()>> batch;
   {
     std::lock_guard lk(threadsafe_mutex_);
-    if (!threadsafe_pending_) return;
     batch.swap(threadsafe_);
-    threadsafe_pending_ = false;
+    threadsafe_pending_.store(false, std::memory_order_relaxed);
   }
   for (auto& fn : batch)
     call_soon(std::move(fn));
@@ -267,7 +275,7 @@ void EventLoop::remove_task(detail::TaskCore* t) noexcept {
 }
 
 void EventLoop::run_ready_handle(detail::Runnable* r) {
-  if (!debug_ && !trace::enabled()) {
+  if (!debug_ && !trace_) {
     r->run();
     return;
   }
@@ -275,7 +283,7 @@ void EventLoop::run_ready_handle(detail::Runnable* r) {
   const std::uint64_t t0 = trace::now_ns();
   r->run();
   const std::uint64_t t1 = trace::now_ns();
-  if (trace::enabled()) trace::span(what, "loop", t0, t1);
+  if (trace_) trace::span(what, "loop", t0, t1);
   const double seconds = (t1 - t0) * 1e-9;
   if (debug_ && seconds >= slow_callback_duration) {
     std::fprintf(stderr, "gilio: executing %s took %.3f seconds\n", what.c_str(), seconds);
@@ -296,7 +304,7 @@ void EventLoop::run_once() {
     backend_->wait(0);
   } else {
     // The only place the loop thread lets go of the GIL (DESIGN.md, invariant 4).
-    const std::uint64_t t0 = trace::enabled() ? trace::now_ns() : 0;
+    const std::uint64_t t0 = trace_ ? trace::now_ns() : 0;
     {
       gil::Released nogil;
       backend_->wait(timeout);
@@ -356,11 +364,7 @@ void EventLoop::run_forever() {
 }
 
 void EventLoop::finish_tasks_for_close() {
-  bool posted;
-  {
-    std::lock_guard lk(threadsafe_mutex_);
-    posted = threadsafe_pending_;
-  }
+  const bool posted = threadsafe_pending_.load(std::memory_order_acquire);
   if (task_count_ == 0 && ready_.empty() && !posted) return;
   if (debug_) {
     for_each_task([](detail::TaskCore* t) {

@@ -32,9 +32,9 @@ bool is_cancellation(const std::exception_ptr& e) {
   }
 }
 
-std::uint64_t next_task_id() {
-  static std::atomic<std::uint64_t> id{0};
-  return ++id;
+std::uint32_t next_task_id() {
+  static std::atomic<std::uint32_t> id{0};
+  return id.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 }  // namespace
@@ -48,8 +48,8 @@ TaskCore& current_task_for_await() {
   return *loop->current_task();
 }
 
-void finish_root(TaskCore* task, std::coroutine_handle<> root) noexcept {
-  task->finish(root);
+void finish_root(Driver* task, std::coroutine_handle<> root) noexcept {
+  static_cast<TaskCore*>(task)->finish(root);
 }
 
 FutureCore::~FutureCore() {
@@ -103,8 +103,7 @@ void FutureCore::complete(State state, std::exception_ptr error) {
 
 TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string name)
     : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {
-  driver_.task = this;
-  if (!name.empty()) name_ = std::make_unique<std::string>(std::move(name));
+  if (!name.empty()) extras_ = std::make_unique<Extras>(Extras{std::move(name), {}});
 }
 
 TaskCore::~TaskCore() {
@@ -117,17 +116,21 @@ TaskCore::~TaskCore() {
 }
 
 std::string TaskCore::get_name() const {
-  return name_ ? *name_ : "Task-" + std::to_string(id_);
+  return extras_ && !extras_->name.empty() ? extras_->name : "Task-" + std::to_string(id_);
 }
 
 void TaskCore::set_name(std::string name) {
-  name_ = std::make_unique<std::string>(std::move(name));
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  extras_->name = std::move(name);
 }
 
 bool TaskCore::cancel(std::string message) {
   if (done()) return false;
   ++cancel_requests_;
-  if (!message.empty()) cancel_message_ = std::make_unique<std::string>(std::move(message));
+  if (!message.empty()) {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    extras_->cancel_message = std::move(message);
+  }
   // Interrupt what the task waits on; if that cannot be cancelled, it is already woken and
   // the CancelledError is thrown when it resumes.
   if (waiting_ != nullptr && waiting_->cancel_wait()) return true;
@@ -136,7 +139,7 @@ bool TaskCore::cancel(std::string message) {
 }
 
 void TaskCore::throw_cancelled() const {
-  throw CancelledError(cancel_message_ ? *cancel_message_ : std::string());
+  throw CancelledError(extras_ ? extras_->cancel_message : std::string());
 }
 
 void TaskCore::run() {
@@ -153,14 +156,14 @@ void TaskCore::run() {
       root_.destroy();
       root_ = nullptr;
       finish_with(std::make_exception_ptr(
-          CancelledError(cancel_message_ ? *cancel_message_ : std::string())));
+          CancelledError(extras_ ? extras_->cancel_message : std::string())));
     } else {
       started_ = true;
       // The trampoline: awaiting a coroutine, or finishing one, leaves the next coroutine to
-      // resume in driver_ instead of calling it, so the stack stays flat.
-      driver_.next = resume_at_;
-      while (driver_.next)
-        std::exchange(driver_.next, nullptr).resume();
+      // resume in `next` (our Driver base) instead of calling it, so the stack stays flat.
+      next = resume_at_;
+      while (next)
+        std::exchange(next, nullptr).resume();
     }
     loop->set_current_task(previous);
   }

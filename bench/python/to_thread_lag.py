@@ -41,8 +41,9 @@ async def main():
 
 if __name__ == "__main__":
     if "--uvloop" in sys.argv:
-        import uvloop
-        result = uvloop.run(main())
+        import uvloop  # Debian's 0.17 has no uvloop.run: install its loop policy instead
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        result = asyncio.run(main())
     else:
         result = asyncio.run(main())
     print(json.dumps(result))

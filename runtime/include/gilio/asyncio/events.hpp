@@ -22,6 +22,7 @@
 // Read next: gilio/asyncio/coro.hpp, then tasks.hpp; docs/02-event-loop.md.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -153,6 +154,8 @@ struct TimerNode {
 class CallbackHandle final : public Runnable, public TimerTarget {
  public:
   CallbackHandle(EventLoop* loop, std::function<void()> fn) : loop_(loop), fn_(std::move(fn)) {}
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p, std::size_t size) noexcept;
   void run() override;
   void on_timer() override;
   void discard() override {
@@ -326,7 +329,8 @@ class EventLoop {
   std::size_t task_count_ = 0;
   std::mutex threadsafe_mutex_;
   std::vector<std::function<void()>> threadsafe_;
-  bool threadsafe_pending_ = false;
+  std::atomic<bool> threadsafe_pending_{false};  // read without the mutex on every iteration
+  bool trace_ = false;                           // GILIO_TRACE is on (read once)
   std::shared_ptr<Token> token_;
   std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
   bool running_ = false;

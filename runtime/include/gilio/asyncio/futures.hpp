@@ -61,6 +61,10 @@ class FutureWaiter : public ListNode {
 
 // The task running on this thread's loop, or std::runtime_error if none: only a task can wait.
 TaskCore& current_task_for_await();
+// The task a coroutine runs in: from its promise when it is one of ours (no thread-local
+// look-up), else the running loop's current task.
+template <class P>
+TaskCore& task_of(std::coroutine_handle<P> h);
 
 // What Future<T> and Task<T> share.
 class FutureCore : public Runnable {
@@ -156,8 +160,11 @@ class FutureState final : public FutureCore, public ValueSlot<T> {
 // resume, what it waits on, and asyncio's cancellation bookkeeping — cancelling() counts the
 // cancel() calls not yet matched by uncancel(); must_cancel means "throw CancelledError at the
 // next resumption", for a cancel() that found nothing to interrupt.
-class TaskCore : public FutureCore {
+class TaskCore : public FutureCore, public Driver {
  public:
+  static void* operator new(std::size_t size) { return pool_alloc(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
+
   TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string name);
   ~TaskCore() override;
 
@@ -208,13 +215,15 @@ class TaskCore : public FutureCore {
 
  protected:
   void finish_with(std::exception_ptr error) noexcept;
+  struct Extras {  // rarely set: kept out of line to keep a task small
+    std::string name;
+    std::string cancel_message;
+  };
   std::coroutine_handle<> root_;
   std::coroutine_handle<> resume_at_;
-  Driver driver_;
   Suspension* waiting_ = nullptr;
-  std::unique_ptr<std::string> name_;  // null: "Task-<id>"
-  std::unique_ptr<std::string> cancel_message_;
-  std::uint64_t id_;
+  std::unique_ptr<Extras> extras_;  // null: named "Task-<id>", no cancel message
+  std::uint32_t id_;
   int cancel_requests_ = 0;
   bool must_cancel_ = false;
   bool scheduled_ = false;
@@ -227,7 +236,8 @@ class FutureAwaiter final : public FutureWaiter, public Suspension {
  public:
   explicit FutureAwaiter(State* f) noexcept : fut_(f) {}
   bool await_ready() const noexcept { return fut_->done(); }
-  void await_suspend(std::coroutine_handle<> h);
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h);
   void on_future_done() noexcept override;
   bool cancel_wait() noexcept override { return fut_->cancel(); }
   decltype(auto) await_resume();
@@ -237,9 +247,18 @@ class FutureAwaiter final : public FutureWaiter, public Suspension {
   TaskCore* task_ = nullptr;
 };
 
+template <class P>
+TaskCore& task_of(std::coroutine_handle<P> h) {
+  if constexpr (std::is_base_of_v<PromiseBase, P>) {
+    if (Driver* d = h.promise().driver) return static_cast<TaskCore&>(*d);
+  }
+  return current_task_for_await();
+}
+
 template <class State>
-void FutureAwaiter<State>::await_suspend(std::coroutine_handle<> h) {
-  TaskCore& task = current_task_for_await();
+template <class P>
+void FutureAwaiter<State>::await_suspend(std::coroutine_handle<P> h) {
+  TaskCore& task = task_of(h);
   if (static_cast<FutureCore*>(&task) == static_cast<FutureCore*>(fut_)) {
     throw std::runtime_error("Task cannot await on itself: " + task.get_name());
   }

@@ -33,8 +33,9 @@ class SyncWaiter : public ListNode, public Suspension {
   bool woken = false;      // handed the lock / a unit / a notification; a wake-up is on its way
   bool cancelled = false;  // its wait was cancelled before it was woken
 
-  void park(List<SyncWaiter>& list, std::coroutine_handle<> h) {
-    task = &current_task_for_await();
+  template <class P>
+  void park(List<SyncWaiter>& list, std::coroutine_handle<P> h) {
+    task = &task_of(h);
     list.push_back(this);
     task->suspend(h, this);
   }
@@ -66,7 +67,10 @@ class Parked final : public SyncWaiter {
  public:
   explicit Parked(List<SyncWaiter>& list) : list_(list) {}
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) { park(list_, h); }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    park(list_, h);
+  }
   void await_resume() { task->resume_check(cancelled); }
 
  private:
@@ -85,7 +89,10 @@ class Lock {
    public:
     explicit Acquire(Lock& lock) : lock_(lock) {}
     bool await_ready() noexcept;
-    void await_suspend(std::coroutine_handle<> h) { park(lock_.waiters_, h); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      park(lock_.waiters_, h);
+    }
     void await_resume();
 
    private:
@@ -125,7 +132,10 @@ class Event {
    public:
     explicit Wait(Event& e) : event_(e) {}
     bool await_ready() const noexcept { return event_.flag_; }
-    void await_suspend(std::coroutine_handle<> h) { park(event_.waiters_, h); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      park(event_.waiters_, h);
+    }
     bool await_resume() {
       if (task != nullptr) task->resume_check(cancelled);
       return true;
@@ -186,7 +196,10 @@ class Semaphore {
    public:
     explicit Acquire(Semaphore& s) : sem_(s) {}
     bool await_ready() noexcept;
-    void await_suspend(std::coroutine_handle<> h) { park(sem_.waiters_, h); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      park(sem_.waiters_, h);
+    }
     void await_resume();
 
    private:

@@ -40,7 +40,7 @@ class TaskState final : public TaskCore, public ValueSlot<T> {
  public:
   TaskState(EventLoop* loop, typename Coro<T>::handle_type h, std::string name)
       : TaskCore(loop, h, std::move(name)) {
-    h.promise().driver = &driver_;
+    h.promise().driver = this;
   }
   void finish(std::coroutine_handle<> root) noexcept override {
     auto h = Coro<T>::handle_type::from_address(root.address());
@@ -226,8 +226,9 @@ class Sleep final : public TimerTarget, public Suspension {
     if (node_ != nullptr) loop_->disarm_timer(node_);
   }
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    task_ = &current_task_for_await();
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    task_ = &task_of(h);
     loop_ = task_->loop();
     if (delay_ns_ <= 0) {
       task_->suspend(h, nullptr);

@@ -1,0 +1,148 @@
+// bench/loop_bench.cpp — the event loop's costs, gilio's side of bench/python/loop_bench.py and
+// bench/fiber_bench.cpp (the same five workloads), printed as one JSON line.
+//
+//   spawn_gather     create N trivial tasks and gather them                  (tasks/s)
+//   yield            100 tasks each doing `co_await sleep(0)` K times          (switches/s)
+//   parked_memory    N tasks parked on one Event: resident and heap bytes per task
+//   timers           arm N call_later timers with spread deadlines; run until all fired
+//   queue            one producer, one consumer, N items through Queue(maxsize=64) (items/s)
+//
+// No CPython twin of its own: bench/python/loop_bench.py is the same program for asyncio and
+// uvloop. Usage: loop_bench [--quick]
+#include <fmt/core.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <gilio/asyncio.hpp>
+#include <string>
+#include <vector>
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+long resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+long heap_bytes() {
+  return static_cast<long>(mallinfo2().uordblks);
+}
+
+Coro<int> trivial(int i) {
+  co_return i;
+}
+
+Coro<double> spawn_gather(int n) {
+  const double t0 = now();
+  std::vector<asyncio::Task<int>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(asyncio::create_task(trivial(i)));
+  auto results = co_await asyncio::gather(std::move(tasks));
+  const double dt = now() - t0;
+  if (results.size() != static_cast<std::size_t>(n)) throw std::runtime_error("lost results");
+  co_return n / dt;
+}
+
+Coro<void> yielder(int k) {
+  for (int i = 0; i < k; ++i)
+    co_await asyncio::sleep(0);
+}
+
+Coro<double> yields(int tasks, int k) {
+  std::vector<asyncio::Task<void>> all;
+  for (int i = 0; i < tasks; ++i)
+    all.push_back(asyncio::create_task(yielder(k)));
+  const double t0 = now();
+  co_await asyncio::gather(std::move(all));
+  co_return static_cast<double>(tasks) * k / (now() - t0);
+}
+
+Coro<void> parked(asyncio::Event& event) {
+  co_await event.wait();
+}
+
+struct Memory {
+  double resident_per_task;
+  double heap_per_task;
+};
+
+Coro<Memory> parked_memory(int n) {
+  asyncio::Event event;
+  std::vector<asyncio::Task<void>> tasks;
+  tasks.reserve(n);
+  const long rss0 = resident_bytes();
+  const long heap0 = heap_bytes();
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(asyncio::create_task(parked(event)));
+  co_await asyncio::sleep(0);  // every task has started and is parked
+  const Memory m{static_cast<double>(resident_bytes() - rss0) / n,
+                 static_cast<double>(heap_bytes() - heap0) / n};
+  event.set();
+  co_await asyncio::gather(std::move(tasks));
+  co_return m;
+}
+
+Coro<double> timers(int n) {
+  auto& loop = asyncio::get_running_loop();
+  int fired = 0;
+  asyncio::Event done;
+  const double t0 = now();
+  for (int i = 0; i < n; ++i) {
+    loop.call_later((i % 1000) * 1e-6, [&fired, &done, n] {
+      if (++fired == n) done.set();
+    });
+  }
+  co_await done.wait();
+  co_return n / (now() - t0);
+}
+
+Coro<void> produce(asyncio::Queue<int>& q, int n) {
+  for (int i = 0; i < n; ++i)
+    co_await q.put(i);
+}
+
+Coro<double> queue(int n) {
+  asyncio::Queue<int> q(64);
+  const double t0 = now();
+  auto producer = asyncio::create_task(produce(q, n));
+  long sum = 0;
+  for (int i = 0; i < n; ++i)
+    sum += co_await q.get();
+  co_await producer;
+  if (sum != static_cast<long>(n) * (n - 1) / 2) throw std::runtime_error("lost items");
+  co_return n / (now() - t0);
+}
+
+Coro<std::string> all(bool quick) {
+  const int scale = quick ? 5 : 1;
+  const double spawn = co_await spawn_gather(1'000'000 / scale);
+  const double switches = co_await yields(100, 100'000 / scale);
+  const Memory mem = co_await parked_memory(200'000 / scale);
+  const double timer_rate = co_await timers(1'000'000 / scale);
+  const double items = co_await queue(1'000'000 / scale);
+  co_return fmt::format(
+      "{{\"spawn_gather_per_s\": {:.0f}, \"yield_switches_per_s\": {:.0f}, "
+      "\"parked_resident_bytes\": {:.1f}, \"parked_heap_bytes\": {:.1f}, "
+      "\"timers_per_s\": {:.0f}, \"queue_items_per_s\": {:.0f}}}",
+      spawn, switches, mem.resident_per_task, mem.heap_per_task, timer_rate, items);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  fmt::print("{}\n", asyncio::run(all(quick)));
+}
