@@ -6,9 +6,10 @@ invocation and reports the ratio (../shared/PERF.md). Each comparison is a funct
 rows; a row names the workload, gilio's figure, each peer's figure, the target and whether it is
 met. Results go to build/bench-results/ as JSON and CSV, and one table is printed at the end.
 
-Comparisons so far (the GIL layer): the GIL's own costs (Google Benchmark), the race experiment
-(L8/L9), CPU-bound threads vs processes (L1/L4/L6), and the convoy effect. Later layers add
-theirs to COMPARISONS.
+Comparisons so far: the GIL's own costs (Google Benchmark), the race experiment (L8/L9),
+CPU-bound threads vs processes (L1/L4/L6), the convoy effect, the event loop's costs against
+asyncio, uvloop and Boost.Fiber, and the loop's lag beside a CPU-bound to_thread (L5). Later
+layers add theirs to COMPARISONS.
 """
 import argparse
 import csv
@@ -39,9 +40,17 @@ def run_json(cmd, env=None, timeout=600):
         return json.loads(out.splitlines()[-1])
 
 
-def row(workload, gilio, unit, peers=None, target=None, met=None, note=""):
-    return {"workload": workload, "gilio": gilio, "unit": unit, "peers": peers or {},
-            "target": target or "", "met": met, "note": note}
+def row(workload, gilio, unit, peers=None, target=None, met=None, note="", higher_is_better=None):
+    """One line of the table. With higher_is_better set, `ratio` compares gilio with the best
+    peer of the row (> 1 means gilio is better)."""
+    peers = peers or {}
+    ratio = None
+    values = [v for v in peers.values() if isinstance(v, (int, float)) and v > 0]
+    if higher_is_better is not None and values and gilio > 0:
+        best = max(values) if higher_is_better else min(values)
+        ratio = gilio / best if higher_is_better else best / gilio
+    return {"workload": workload, "gilio": gilio, "unit": unit, "peers": peers,
+            "target": target or "", "met": met, "note": note, "ratio": ratio}
 
 
 def gil_costs(args):
@@ -113,7 +122,53 @@ def convoy(args):
     ]
 
 
-COMPARISONS = [gil_costs, race, cpu_threads, convoy]
+def loop_costs(args):
+    quick = ["--quick"] if args.quick else []
+    progress("event loop costs: gilio (loop_bench)")
+    ours = run_json([os.path.join(args.build, "bench", "loop_bench")] + quick)
+    progress("event loop costs: CPython asyncio")
+    aio = run_json([PYTHON, os.path.join(HERE, "python", "loop_bench.py")] + quick)
+    progress("event loop costs: uvloop")
+    uv = run_json([PYTHON, os.path.join(HERE, "python", "loop_bench.py"), "--uvloop"] + quick)
+    progress("event loop costs: Boost.Fiber (fiber_bench)")
+    fib = run_json([os.path.join(args.build, "bench", "fiber_bench")] + quick)
+
+    def peers(key):
+        return {p["peer"]: p[key] for p in (aio, uv, fib) if key in p}
+
+    spawn, yld = ours["spawn_gather_per_s"], ours["yield_switches_per_s"]
+    mem, timers, items = (ours["parked_resident_bytes"], ours["timers_per_s"],
+                          ours["queue_items_per_s"])
+    return [
+        row("spawn + gather of trivial tasks", spawn / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("spawn_gather_per_s").items()},
+            ">= 10 M/s", spawn >= 10e6, higher_is_better=True),
+        row("sleep(0) switches among 100 tasks", yld / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("yield_switches_per_s").items()},
+            ">= 100 M/s", yld >= 100e6, higher_is_better=True),
+        row("memory per task parked on an Event", mem, "B", peers("parked_resident_bytes"),
+            "<= 256 B", mem <= 256, higher_is_better=False),
+        row("timers armed and fired", timers / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("timers_per_s").items()},
+            ">= 5 M/s", timers >= 5e6, higher_is_better=True),
+        row("Queue producer -> consumer", items / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("queue_items_per_s").items()},
+            higher_is_better=True),
+    ]
+
+
+def loop_lag(args):
+    progress("loop lag beside a CPU-bound to_thread: gilio")
+    ours = run_json([os.path.join(args.build, "examples", "to_thread"), "--json"])
+    progress("loop lag beside a CPU-bound to_thread: CPython")
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", "to_thread_lag.py")])
+    p50 = ours["busy_p50_ms"]
+    return [row("sleep(1 ms) overshoot p50 beside a CPU-bound to_thread", p50, "ms",
+                {f"CPython {theirs['python']}": theirs["busy_p50_ms"]},
+                "~ switch interval (faithful)", 3 <= p50 <= 8)]
+
+
+COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag]
 
 
 def fmt(v):
@@ -128,12 +183,13 @@ def print_table(rows):
         for p in r["peers"]:
             if p not in peer_names:
                 peer_names.append(p)
-    head = ["workload", "gilio", "unit"] + peer_names + ["target", "met"]
+    head = ["workload", "gilio", "unit"] + peer_names + ["vs best peer", "target", "met"]
     table = [head]
     for r in rows:
         met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        ratio = "" if r.get("ratio") is None else f"{r['ratio']:.3g}x"
         table.append([r["workload"], fmt(r["gilio"]), r["unit"]] +
-                     [fmt(r["peers"].get(p, "")) for p in peer_names] + [r["target"], met])
+                     [fmt(r["peers"].get(p, "")) for p in peer_names] + [ratio, r["target"], met])
     widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
     for n, line in enumerate(table):
         print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])

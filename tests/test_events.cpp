@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -10,6 +13,7 @@
 #include "asyncio_support.hpp"
 #include "gilio/gil.hpp"
 #include "gilio/threading.hpp"
+#include "gilio/trace.hpp"
 #include "support.hpp"
 
 namespace asyncio = gilio::asyncio;
@@ -261,4 +265,36 @@ TEST(Loop, DebugModeWarnsAboutSlowCallbacks) {
   }());
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("Task sluggish took"), std::string::npos) << err;
+}
+
+TEST(Loop, DebugModeWarnsAboutTasksPendingAtClose) {
+  ::testing::internal::CaptureStderr();
+  {
+    asyncio::EventLoop loop;
+    loop.set_debug(true);
+    loop.create_task([]() -> Coro<void> { co_await asyncio::sleep(3600); }(), "forgotten");
+    loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0); }());
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("Task was destroyed but it is pending! task: forgotten"), std::string::npos)
+      << err;
+}
+
+TEST(Loop, TraceRecordsLoopWaitsAndTaskSteps) {
+  const std::string path = ::testing::TempDir() + "gilio_loop_trace.json";
+  ASSERT_EQ(::setenv("GILIO_TRACE", path.c_str(), 1), 0);
+  asyncio::run([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<void> { co_await asyncio::sleep(0.002); }(),
+                                  "traced-task");
+    co_await t;
+  }());
+  gilio::trace::flush();
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string json = ss.str();
+  EXPECT_NE(json.find("loop waits (GIL released)"), std::string::npos);
+  EXPECT_NE(json.find("Task traced-task"), std::string::npos);
+  EXPECT_NE(json.find("holding the GIL"), std::string::npos);
+  std::remove(path.c_str());
 }
