@@ -1,8 +1,10 @@
 // runtime/uring.cpp — the io_uring backend (see uring.hpp). The only includer of <liburing.h>.
 #include "uring.hpp"
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,6 +76,41 @@ void* Backend::submission(Completion* op) {
   io_uring_sqe_set_data(sqe, op);
   ++in_flight_;
   return sqe;
+}
+
+namespace {
+io_uring_sqe* as_sqe(void* p) {
+  return static_cast<io_uring_sqe*>(p);
+}
+}  // namespace
+
+void Backend::recv(Completion* op, int fd, void* buf, unsigned len) {
+  io_uring_prep_recv(as_sqe(submission(op)), fd, buf, len, 0);
+}
+void Backend::send(Completion* op, int fd, const void* buf, unsigned len) {
+  io_uring_prep_send(as_sqe(submission(op)), fd, buf, len, MSG_NOSIGNAL);
+}
+void Backend::accept(Completion* op, int fd, void* addr, void* addrlen) {
+  io_uring_prep_accept(as_sqe(submission(op)), fd, static_cast<sockaddr*>(addr),
+                       static_cast<socklen_t*>(addrlen), SOCK_CLOEXEC);
+}
+void Backend::connect(Completion* op, int fd, const void* addr, unsigned addrlen) {
+  io_uring_prep_connect(as_sqe(submission(op)), fd, static_cast<const sockaddr*>(addr), addrlen);
+}
+void Backend::read(Completion* op, int fd, void* buf, unsigned len, std::uint64_t offset) {
+  io_uring_prep_read(as_sqe(submission(op)), fd, buf, len, offset);
+}
+void Backend::write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset) {
+  io_uring_prep_write(as_sqe(submission(op)), fd, buf, len, offset);
+}
+void Backend::openat(Completion* op, const char* path, int flags, unsigned mode) {
+  io_uring_prep_openat(as_sqe(submission(op)), AT_FDCWD, path, flags | O_CLOEXEC, mode);
+}
+void Backend::close(Completion* op, int fd) {
+  io_uring_prep_close(as_sqe(submission(op)), fd);
+}
+void Backend::cancel(Completion* target) {
+  io_uring_prep_cancel(as_sqe(submission(nullptr)), target, 0);
 }
 
 void Backend::arm_wake_read() {

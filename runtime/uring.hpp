@@ -49,6 +49,21 @@ class Backend {
   // an io_uring_sqe*; its user_data is set to `op`.
   void* submission(Completion* op);
 
+  // The operations: each queues one submission whose completion goes to `op`. Buffers and
+  // addresses must stay alive until then (they live in the awaiting coroutine's frame or in an
+  // object the operation keeps alive).
+  void recv(Completion* op, int fd, void* buf, unsigned len);
+  void send(Completion* op, int fd, const void* buf, unsigned len);
+  void accept(Completion* op, int fd, void* addr, void* addrlen);
+  void connect(Completion* op, int fd, const void* addr, unsigned addrlen);
+  void read(Completion* op, int fd, void* buf, unsigned len, std::uint64_t offset);
+  void write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset);
+  void openat(Completion* op, const char* path, int flags, unsigned mode);
+  void close(Completion* op, int fd);
+  // Asks the kernel to cancel the operation whose completion goes to `target`; the target still
+  // completes (with -ECANCELED, or its result if it won the race). Its own completion is ignored.
+  void cancel(Completion* target);
+
  private:
   struct Ring;
   class WakeRead;

@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "gilio/asyncio/coro.hpp"
+
 namespace gilio::concurrent {
 class ThreadPoolExecutor;
 }  // namespace gilio::concurrent
@@ -283,6 +285,26 @@ class EventLoop {
   auto run_in_executor(std::nullptr_t, F fn, Args... args);
   concurrent::ThreadPoolExecutor& default_executor();
   void shutdown_default_executor();
+
+  // Socket operations on io_uring (asyncio's loop.sock_*; runtime/sockets.cpp). `fd` is a
+  // socket the caller owns. Errors throw the OSError subclass for the errno, naming the
+  // operation and the peer; a cancelled operation is cancelled in the kernel and waited for
+  // before CancelledError is thrown, so no buffer is written after its owner is gone.
+  // Up to nbytes bytes; "" at end of stream.
+  Coro<std::string> sock_recv(int fd, std::size_t nbytes);
+  // Into the caller's buffer, which must outlive the await; returns the count (0: end of stream).
+  Coro<std::size_t> sock_recv_into(int fd, char* buf, std::size_t nbytes);
+  // Sends every byte (partial sends are continued).
+  Coro<void> sock_sendall(int fd, std::string data);
+  struct Accepted {
+    int fd;
+    std::string peer;  // "host:port" ("[host]:port" for IPv6)
+  };
+  Coro<Accepted> sock_accept(int fd);
+  // Resolves `host` without blocking the loop (getaddrinfo in the default executor, as asyncio
+  // does) and connects to the first address that accepts. NameResolutionError if it does not
+  // resolve; ConnectionRefusedError etc. otherwise.
+  Coro<void> sock_connect(int fd, std::string host, int port);
 
   // ---- for the runtime's own awaitables (tasks, futures, timers, I/O); not user API ----
   void ready(detail::Runnable* r) { ready_.push(r); }

@@ -11,6 +11,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace gilio::asyncio {
@@ -95,5 +96,53 @@ class ExceptionGroup : public std::runtime_error {
   }
   std::vector<std::exception_ptr> exceptions_;
 };
+
+// Python's OSError family, for I/O. Each carries the errno (code()) and says what failed and on
+// which address or path. os_error() picks the subclass from the errno, as Python does.
+class OSError : public std::system_error {
+ public:
+  OSError(int err, const std::string& what)
+      : std::system_error(err, std::generic_category(), what) {}
+};
+class ConnectionError : public OSError {
+  using OSError::OSError;
+};
+class ConnectionRefusedError : public ConnectionError {
+  using ConnectionError::ConnectionError;
+};
+class ConnectionResetError : public ConnectionError {
+  using ConnectionError::ConnectionError;
+};
+class ConnectionAbortedError : public ConnectionError {
+  using ConnectionError::ConnectionError;
+};
+class BrokenPipeError : public ConnectionError {
+  using ConnectionError::ConnectionError;
+};
+class FileNotFoundError : public OSError {
+  using OSError::OSError;
+};
+class FileExistsError : public OSError {
+  using OSError::OSError;
+};
+class PermissionError : public OSError {
+  using OSError::OSError;
+};
+class IsADirectoryError : public OSError {
+  using OSError::OSError;
+};
+// A host name that does not resolve (Python's socket.gaierror). code() is getaddrinfo's error.
+class NameResolutionError : public std::runtime_error {
+ public:
+  NameResolutionError(int gai_error, const std::string& what)
+      : std::runtime_error(what), code_(gai_error) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+// Throws the OSError subclass for `err` (an errno value), with `what` as its message.
+[[noreturn]] void raise_os_error(int err, const std::string& what);
 
 }  // namespace gilio::asyncio

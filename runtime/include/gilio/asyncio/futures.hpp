@@ -199,6 +199,9 @@ class TaskCore : public FutureCore, public Driver {
     if (wait_cancelled || must) throw_cancelled();
   }
   [[noreturn]] void throw_cancelled() const;
+  // A cancel() arrived while an operation that cannot be undone completed anyway: deliver the
+  // CancelledError at the next co_await instead.
+  void defer_cancel() noexcept { must_cancel_ = true; }
 
   void run() override;  // one step: resume the coroutine where it last suspended
   void discard() override {

@@ -1,0 +1,80 @@
+// runtime/files.cpp — read_file / write_file on io_uring (see files.hpp). No CPython twin.
+#include "gilio/asyncio/files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "gilio/asyncio.hpp"
+#include "io_op.hpp"
+
+namespace gilio::asyncio {
+namespace {
+
+constexpr unsigned kFileChunk = 1u << 20;
+
+Coro<int> open_file(const std::string& path, int flags) {
+  const char* p = path.c_str();
+  const int fd = co_await detail::IoOp(
+      [p, flags](detail::Backend& b, detail::Completion* op) { b.openat(op, p, flags, 0644); });
+  if (fd < 0) raise_os_error(-fd, "open '" + path + "'");
+  co_return fd;
+}
+
+// Closes through the ring; also on the way out of a failed or cancelled read or write.
+Coro<void> close_file(int fd) {
+  co_await detail::IoOp([fd](detail::Backend& b, detail::Completion* op) { b.close(op, fd); });
+}
+
+}  // namespace
+
+Coro<std::string> read_file(std::string path) {
+  const int fd = co_await open_file(path, O_RDONLY);
+  std::string data;
+  std::exception_ptr error;
+  try {
+    std::uint64_t offset = 0;
+    for (;;) {
+      data.resize(offset + kFileChunk);
+      char* buf = data.data() + offset;
+      const int n = co_await detail::IoOp([=](detail::Backend& b, detail::Completion* op) {
+        b.read(op, fd, buf, kFileChunk, offset);
+      });
+      if (n < 0) raise_os_error(-n, "read '" + path + "'");
+      offset += static_cast<std::uint64_t>(n);
+      if (n == 0) break;
+    }
+    data.resize(offset);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (error) ::close(fd);  // (no co_await in a handler; a plain close cannot block on a file)
+  if (error) std::rethrow_exception(error);
+  co_await close_file(fd);
+  co_return data;
+}
+
+Coro<void> write_file(std::string path, std::string data) {
+  const int fd = co_await open_file(path, O_WRONLY | O_CREAT | O_TRUNC);
+  std::exception_ptr error;
+  try {
+    std::uint64_t offset = 0;
+    while (offset < data.size()) {
+      const char* buf = data.data() + offset;
+      const unsigned len =
+          static_cast<unsigned>(std::min<std::uint64_t>(kFileChunk, data.size() - offset));
+      const int n = co_await detail::IoOp(
+          [=](detail::Backend& b, detail::Completion* op) { b.write(op, fd, buf, len, offset); });
+      if (n < 0) raise_os_error(-n, "write '" + path + "'");
+      offset += static_cast<std::uint64_t>(n);
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (error) {
+    ::close(fd);
+    std::rethrow_exception(error);
+  }
+  co_await close_file(fd);
+}
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,112 @@
+// gilio/asyncio/streams.hpp — TCP streams: open_connection, start_server, StreamReader,
+// StreamWriter; mirrors Lib/asyncio/streams.py.
+//
+// asyncio builds streams on a protocol that the selector loop feeds whenever the socket is
+// readable. On io_uring the reader pulls instead: when a read needs more bytes than the buffer
+// holds, it submits one recv of up to 64 KiB and awaits it. So a reader nobody reads from reads
+// nothing — backpressure on the receiving side comes for free.
+//
+// The writer buffers: write() never waits; it appends and, if no send is in flight, submits one.
+// drain() waits while more than the high-water mark (64 KiB) is buffered, until it falls below
+// the low-water mark (16 KiB), as asyncio's flow control does — and rethrows a send error (a
+// peer that vanished mid-write: ConnectionResetError or BrokenPipeError). close() flushes what
+// is buffered, then shuts the socket down; wait_closed() waits for that. write() after close()
+// throws std::runtime_error.
+//
+// Reader edge cases, as asyncio: read(-1) reads to EOF; read(n) returns up to n bytes (fewer
+// only at EOF); readexactly(n) throws IncompleteReadError (partial, expected) at EOF;
+// readuntil(sep) throws IncompleteReadError at EOF and LimitOverrunError when the separator is
+// not within the limit (64 KiB by default); readline() returns what is left at EOF and turns
+// LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two tasks reading at once
+// is an error (std::runtime_error), as in asyncio.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "gilio/asyncio/coro.hpp"
+
+namespace gilio::asyncio {
+
+inline constexpr std::size_t kDefaultStreamLimit = 64 * 1024;
+
+namespace detail {
+struct StreamState;
+struct ServerState;
+}  // namespace detail
+
+class StreamReader {
+ public:
+  StreamReader() = default;
+  explicit StreamReader(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
+
+  Coro<std::string> read(long n = -1);
+  Coro<std::string> readline();
+  Coro<std::string> readexactly(std::size_t n);
+  Coro<std::string> readuntil(std::string separator = "\n");
+  bool at_eof() const;
+  std::size_t limit() const;
+
+ private:
+  std::shared_ptr<detail::StreamState> s_;
+};
+
+class StreamWriter {
+ public:
+  StreamWriter() = default;
+  explicit StreamWriter(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
+
+  void write(std::string_view data);
+  // Waits while the buffer is above the high-water mark; rethrows a send error.
+  Coro<void> drain();
+  // Sends FIN after the buffered data (half-close); reading goes on.
+  void write_eof();
+  void close();
+  Coro<void> wait_closed();
+  bool is_closing() const;
+  std::string peername() const;
+  // Bytes written but not yet handed to the kernel.
+  std::size_t buffered() const;
+
+ private:
+  std::shared_ptr<detail::StreamState> s_;
+};
+
+// Connects to host:port (a name is resolved without blocking the loop).
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(
+    std::string host, int port, std::size_t limit = kDefaultStreamLimit);
+
+using ClientConnected = std::function<Coro<void>(StreamReader, StreamWriter)>;
+
+// asyncio.Server: a copyable handle.
+class Server {
+ public:
+  Server() = default;
+  explicit Server(std::shared_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+  // The port it listens on (useful with port 0, which picks a free one).
+  int port() const;
+  bool is_serving() const;
+  // Serves until cancelled (then closes) or until close().
+  Coro<void> serve_forever();
+  // Stops accepting and closes the listening sockets; connections go on.
+  void close();
+  // Waits until the server is closed and every connection handler has finished.
+  Coro<void> wait_closed();
+
+ private:
+  std::shared_ptr<detail::ServerState> s_;
+};
+
+// Listens on host:port ("" or "0.0.0.0": every IPv4 interface; "::": IPv6) and runs
+// handler(reader, writer) as a task for each connection. An exception from a handler is
+// reported on stderr and closes that connection only. (With g++ 12, pass a capturing lambda as
+// a named variable, not as a temporary inside the co_await expression: g++ 12 destroys such a
+// temporary twice.)
+Coro<Server> start_server(ClientConnected handler, std::string host, int port,
+                          std::size_t limit = kDefaultStreamLimit);
+
+}  // namespace gilio::asyncio

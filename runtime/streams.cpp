@@ -1,0 +1,497 @@
+// runtime/streams.cpp — StreamReader, StreamWriter, open_connection, start_server; mirrors
+// Lib/asyncio/streams.py (and the transport half of selector_events.py).
+//
+// One StreamState per connection, shared by its reader and writer (and kept alive by an
+// operation in flight). Reading: fill() awaits one recv into the state's 64 KiB chunk and
+// appends it to the buffer. Writing: the pending bytes move to `inflight`, whose memory stays
+// put while the kernel sends from it; the send's completion (SendOp) continues a partial send,
+// starts the next batch, wakes drain() waiters, and finishes a requested close.
+#include <fmt/core.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+
+#include "gilio/asyncio.hpp"
+#include "gilio/asyncio/streams.hpp"
+#include "uring.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+
+std::string peer_of(int fd);
+std::string describe_address(const sockaddr* sa);
+Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype);
+socklen_t address_length(const sockaddr_storage& ss);
+Coro<int> connect_to(int fd, const sockaddr_storage& ss);
+
+namespace {
+constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kHighWater = 64 * 1024;
+constexpr std::size_t kLowWater = 16 * 1024;
+
+}  // namespace
+
+std::exception_ptr stream_error(int err, const std::string& what);
+
+struct StreamState : std::enable_shared_from_this<StreamState> {
+  // The completion of the send in flight.
+  struct SendOp final : Completion {
+    StreamState* owner = nullptr;
+    void complete(int result, std::uint32_t) override { owner->on_sent(result); }
+  };
+
+  StreamState(EventLoop* l, int f, std::size_t lim)
+      : loop(l), fd(f), limit(lim), peer(peer_of(f)), chunk(new char[kChunk]) {
+    send_op.owner = this;
+  }
+  ~StreamState() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  EventLoop* loop;
+  int fd;
+  std::size_t limit;
+  std::string peer;
+  std::unique_ptr<char[]> chunk;
+
+  std::string buffer;  // received, not yet read
+  bool eof = false;
+  bool reading = false;
+
+  std::string pending;   // written, not yet handed to the kernel
+  std::string inflight;  // being sent now (stable memory)
+  std::size_t inflight_sent = 0;
+  bool sending = false;
+  bool closing = false;
+  bool eof_requested = false;
+  bool eof_sent = false;
+  std::exception_ptr write_error;
+  SendOp send_op;
+  std::shared_ptr<StreamState> self;  // keeps us alive while a send is in flight
+  List<SyncWaiter> drainers;
+  Event closed;
+
+  std::size_t unsent() const { return pending.size() + (inflight.size() - inflight_sent); }
+
+  Coro<void> fill() {
+    if (reading) throw std::runtime_error("read() called while another task is already reading");
+    if (fd < 0) throw std::runtime_error("read from a closed stream");
+    reading = true;
+    std::size_t n = 0;
+    try {
+      n = co_await loop->sock_recv_into(fd, chunk.get(), kChunk);
+    } catch (...) {
+      reading = false;
+      throw;
+    }
+    reading = false;
+    if (n == 0) {
+      eof = true;
+    } else {
+      buffer.append(chunk.get(), n);
+    }
+  }
+
+  void start_send() {
+    inflight.swap(pending);
+    pending.clear();
+    inflight_sent = 0;
+    sending = true;
+    if (!self) self = shared_from_this();
+    submit_send();
+  }
+  void submit_send() {
+    const std::size_t left = inflight.size() - inflight_sent;
+    loop->backend().send(&send_op, fd, inflight.data() + inflight_sent,
+                         static_cast<unsigned>(std::min<std::size_t>(left, 1u << 30)));
+  }
+  void on_sent(int result) {
+    auto keep = self;  // we may drop the self-reference below
+    if (result < 0) {
+      write_error = stream_error(-result, "send to " + peer);
+      pending.clear();
+      inflight.clear();
+      inflight_sent = 0;
+      sending = false;
+    } else {
+      inflight_sent += static_cast<std::size_t>(result);
+      if (inflight_sent < inflight.size()) {
+        submit_send();
+        return;
+      }
+      inflight.clear();
+      inflight_sent = 0;
+      if (!pending.empty()) {
+        start_send();
+        wake_drainers();
+        return;
+      }
+      sending = false;
+    }
+    wake_drainers();
+    if (!sending) {
+      if (eof_requested && !eof_sent) shutdown_write();
+      if (closing) finish_close();
+      self.reset();
+    }
+  }
+  void wake_drainers() {
+    if (write_error || unsent() <= kLowWater) {
+      while (wake_first(drainers)) {
+      }
+    }
+  }
+  void shutdown_write() {
+    eof_sent = true;
+    if (fd >= 0) ::shutdown(fd, SHUT_WR);
+  }
+  void finish_close() {
+    if (fd >= 0) {
+      ::shutdown(fd, SHUT_RDWR);  // wakes a recv in flight (it completes with 0)
+      ::close(fd);
+      fd = -1;
+    }
+    eof = true;
+    closed.set();
+  }
+};
+
+struct ServerState {
+  EventLoop* loop = nullptr;
+  ClientConnected handler;
+  std::size_t limit = kDefaultStreamLimit;
+  std::vector<int> listeners;
+  int port = 0;
+  std::vector<Task<void>> acceptors;
+  std::vector<Task<void>> connections;
+  bool serving = false;
+  Event closed;
+
+  ~ServerState() {
+    for (int fd : listeners)
+      ::close(fd);
+  }
+};
+
+}  // namespace detail
+
+std::exception_ptr detail::stream_error(int err, const std::string& what) {
+  try {
+    raise_os_error(err, what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+// ---- StreamReader ----
+
+Coro<std::string> StreamReader::read(long n) {
+  auto s = s_;
+  if (n == 0) co_return std::string();
+  if (n < 0) {
+    while (!s->eof)
+      co_await s->fill();
+    co_return std::exchange(s->buffer, std::string());
+  }
+  if (s->buffer.empty() && !s->eof) co_await s->fill();
+  const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n), s->buffer.size());
+  std::string out = s->buffer.substr(0, take);
+  s->buffer.erase(0, take);
+  co_return out;
+}
+
+Coro<std::string> StreamReader::readexactly(std::size_t n) {
+  auto s = s_;
+  while (s->buffer.size() < n) {
+    if (s->eof) throw IncompleteReadError(std::exchange(s->buffer, std::string()), n);
+    co_await s->fill();
+  }
+  std::string out = s->buffer.substr(0, n);
+  s->buffer.erase(0, n);
+  co_return out;
+}
+
+Coro<std::string> StreamReader::readuntil(std::string separator) {
+  auto s = s_;
+  if (separator.empty()) throw std::invalid_argument("readuntil: the separator is empty");
+  const std::size_t seplen = separator.size();
+  std::size_t offset = 0;
+  std::size_t found = std::string::npos;
+  for (;;) {
+    if (s->buffer.size() >= offset + seplen) {
+      found = s->buffer.find(separator, offset);
+      if (found != std::string::npos) break;
+      offset = s->buffer.size() + 1 - seplen;
+      if (offset > s->limit) {
+        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset);
+      }
+    }
+    if (s->eof) {
+      throw IncompleteReadError(std::exchange(s->buffer, std::string()), std::string::npos);
+    }
+    co_await s->fill();
+  }
+  if (found > s->limit) {
+    throw LimitOverrunError("Separator is found, but chunk is longer than limit", found);
+  }
+  std::string out = s->buffer.substr(0, found + seplen);
+  s->buffer.erase(0, found + seplen);
+  co_return out;
+}
+
+Coro<std::string> StreamReader::readline() {
+  auto s = s_;
+  std::string line;
+  std::string message;
+  std::size_t consumed = 0;
+  bool overrun = false;
+  try {
+    line = co_await readuntil("\n");
+  } catch (const IncompleteReadError& e) {
+    line = e.partial;  // the last line, without its newline, at EOF
+  } catch (const LimitOverrunError& e) {
+    overrun = true;
+    message = e.what();
+    consumed = e.consumed;
+  }
+  if (overrun) {
+    // As asyncio: drop the overlong line if its end is in the buffer, else the whole buffer.
+    if (s->buffer.compare(consumed, 1, "\n") == 0) {
+      s->buffer.erase(0, consumed + 1);
+    } else {
+      s->buffer.clear();
+    }
+    throw std::invalid_argument(message);
+  }
+  co_return line;
+}
+
+bool StreamReader::at_eof() const {
+  return s_->eof && s_->buffer.empty();
+}
+std::size_t StreamReader::limit() const {
+  return s_->limit;
+}
+
+// ---- StreamWriter ----
+
+void StreamWriter::write(std::string_view data) {
+  detail::StreamState& s = *s_;
+  if (s.closing || s.fd < 0) throw std::runtime_error("StreamWriter.write: the writer is closed");
+  if (s.eof_requested) throw std::runtime_error("StreamWriter.write: write after write_eof()");
+  if (s.write_error) std::rethrow_exception(s.write_error);
+  if (data.empty()) return;
+  s.pending.append(data);
+  if (!s.sending) s.start_send();
+}
+
+Coro<void> StreamWriter::drain() {
+  auto s = s_;
+  if (s->write_error) std::rethrow_exception(s->write_error);
+  if (s->unsent() > detail::kHighWater) {
+    while (s->unsent() > detail::kLowWater && !s->write_error) {
+      detail::Parked p(s->drainers);
+      co_await p;
+    }
+  }
+  if (s->write_error) std::rethrow_exception(s->write_error);
+}
+
+void StreamWriter::write_eof() {
+  detail::StreamState& s = *s_;
+  if (s.eof_requested) return;
+  s.eof_requested = true;
+  if (!s.sending) s.shutdown_write();
+}
+
+void StreamWriter::close() {
+  detail::StreamState& s = *s_;
+  if (s.closing) return;
+  s.closing = true;
+  if (!s.sending) s.finish_close();  // else: after the buffered data is sent
+}
+
+Coro<void> StreamWriter::wait_closed() {
+  auto s = s_;
+  co_await s->closed.wait();
+}
+
+bool StreamWriter::is_closing() const {
+  return s_->closing;
+}
+std::string StreamWriter::peername() const {
+  return s_->peer;
+}
+std::size_t StreamWriter::buffered() const {
+  return s_->unsent();
+}
+
+// ---- connections and servers ----
+
+namespace {
+
+std::exception_ptr os_error_ptr(int err, const std::string& what) {
+  try {
+    raise_os_error(err, what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+int make_socket(int family) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) raise_os_error(errno, "socket");
+  return fd;
+}
+
+void set_nodelay(int fd) {
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
+  auto state = std::make_shared<detail::StreamState>(&get_running_loop(), fd, limit);
+  return {StreamReader(state), StreamWriter(state)};
+}
+
+}  // namespace
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
+                                                            std::size_t limit) {
+  const auto addresses = co_await detail::resolve(host, port, SOCK_STREAM);
+  std::exception_ptr last;
+  for (const sockaddr_storage& ss : addresses) {
+    const int fd = make_socket(ss.ss_family);
+    bool connected = false;
+    try {
+      const int err = co_await detail::connect_to(fd, ss);
+      if (err == 0) {
+        connected = true;
+      } else {
+        last = os_error_ptr(err, "connect to " + host + ":" + std::to_string(port));
+      }
+    } catch (...) {  // cancelled
+      ::close(fd);
+      throw;
+    }
+    if (!connected) {
+      ::close(fd);
+      continue;
+    }
+    set_nodelay(fd);
+    co_return make_streams(fd, limit);
+  }
+  if (last) std::rethrow_exception(last);
+  raise_os_error(EADDRNOTAVAIL, "open_connection to " + host + ":" + std::to_string(port));
+}
+
+namespace {
+
+Coro<void> run_handler(std::shared_ptr<detail::ServerState> state, StreamReader r, StreamWriter w) {
+  try {
+    co_await state->handler(std::move(r), std::move(w));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gilio: unhandled exception in a client connection handler: %s\n",
+                 e.what());
+  }
+}
+
+Coro<void> accept_loop(std::shared_ptr<detail::ServerState> state, int listener) {
+  auto& loop = *state->loop;
+  for (;;) {
+    EventLoop::Accepted conn{-1, {}};
+    try {
+      conn = co_await loop.sock_accept(listener);
+    } catch (const OSError& e) {
+      // EMFILE, ECONNABORTED...: report and keep serving, as asyncio's _accept_connection does.
+      std::fprintf(stderr, "gilio: accept failed: %s\n", e.what());
+      continue;
+    }
+    set_nodelay(conn.fd);
+    auto [reader, writer] = make_streams(conn.fd, state->limit);
+    std::erase_if(state->connections, [](const Task<void>& t) { return t.done(); });
+    state->connections.push_back(create_task(run_handler(state, reader, writer)));
+  }
+}
+
+}  // namespace
+
+Coro<Server> start_server(ClientConnected handler, std::string host, int port, std::size_t limit) {
+  auto state = std::make_shared<detail::ServerState>();
+  state->loop = &get_running_loop();
+  state->handler = std::move(handler);
+  state->limit = limit;
+  // g++ 12 bug: a temporary made by ?: inside a co_await expression is freed twice; name it.
+  std::string bind_host = host.empty() ? std::string("0.0.0.0") : host;
+  const auto addresses = co_await detail::resolve(std::move(bind_host), port, SOCK_STREAM);
+  for (const sockaddr_storage& ss : addresses) {
+    const int fd = make_socket(ss.ss_family);
+    state->listeners.push_back(fd);
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
+      raise_os_error(errno, "bind to " + host + ":" + std::to_string(port));
+    }
+    if (::listen(fd, SOMAXCONN) != 0) raise_os_error(errno, "listen");
+    if (state->port == 0) {
+      sockaddr_storage bound{};
+      socklen_t len = sizeof bound;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+      state->port =
+          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    }
+  }
+  for (int fd : state->listeners)
+    state->acceptors.push_back(create_task(accept_loop(state, fd)));
+  state->serving = true;
+  co_return Server(state);
+}
+
+int Server::port() const {
+  return s_->port;
+}
+bool Server::is_serving() const {
+  return s_->serving;
+}
+
+void Server::close() {
+  if (!s_->serving) return;
+  s_->serving = false;
+  for (auto& t : s_->acceptors)
+    t.cancel();  // their accepts are cancelled in the kernel
+  s_->closed.set();
+}
+
+Coro<void> Server::serve_forever() {
+  auto state = s_;
+  bool cancelled = false;
+  try {
+    co_await state->closed.wait();
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) {
+    Server(state).close();
+    throw CancelledError();
+  }
+}
+
+Coro<void> Server::wait_closed() {
+  auto state = s_;
+  co_await state->closed.wait();
+  co_await gather(return_exceptions, state->acceptors);
+  for (int fd : state->listeners)
+    ::close(fd);
+  state->listeners.clear();
+  std::erase_if(state->connections, [](const Task<void>& t) { return t.done(); });
+  co_await gather(return_exceptions, state->connections);
+}
+
+}  // namespace gilio::asyncio
