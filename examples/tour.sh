@@ -24,4 +24,6 @@ step gather "L5: gather runs the three on one thread, concurrently: 0.3 s, not 0
 lines interleave."
 step to_thread "L5: asyncio does not get around the GIL. A CPU-bound function in to_thread makes
 every wake-up of the loop about one switch interval (5 ms) late."
+step concurrent_requests "L5 on real sockets: ten requests to a slow server one after another take
+a second; ten threads or ten tasks take a tenth of it — the tasks on one thread."
 printf '\nThe course: docs/README.md. The comparisons with CPython and the peers: make bench.\n'
