@@ -168,7 +168,62 @@ def loop_lag(args):
                 "~ switch interval (faithful)", 3 <= p50 <= 8)]
 
 
-COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag]
+def start_server(cmd):
+    """Starts an echo server pinned to core 1; returns (process, port)."""
+    proc = subprocess.Popen(["taskset", "-c", "1"] + cmd, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL)
+    line = proc.stdout.readline()
+    if "Serving on" not in line:
+        proc.kill()
+        raise RuntimeError(f"{cmd[0]} did not start: {line!r}")
+    return proc, int(line.strip().rsplit(":", 1)[1])
+
+
+def echo(args):
+    servers = {
+        "gilio streams": [os.path.join(args.build, "examples", "echo_server"), "0"],
+        "gilio sock_*": [os.path.join(args.build, "bench", "sock_echo"), "0"],
+        "liburing floor": [os.path.join(args.build, "bench", "uring_echo"), "0"],
+        "asyncio streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0", "streams"],
+        "asyncio protocol": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
+                             "protocol"],
+        "uvloop protocol": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
+                            "protocol", "--uvloop"],
+        "uvloop streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
+                           "streams", "--uvloop"],
+    }
+    seconds = "0.5" if args.quick else "2"
+    results = {}
+    for size in (128, 1024):
+        for name, cmd in servers.items():
+            progress(f"echo, 50 connections x {size} B: {name}")
+            proc, port = start_server(cmd)
+            try:
+                results[(name, size)] = run_json(
+                    [os.path.join(args.build, "bench", "loadgen"), str(port), "50", str(size),
+                     seconds, str(proc.pid), "0"], timeout=120)
+            finally:
+                proc.kill()
+                proc.wait()
+    rows = []
+    for size in (128, 1024):
+        ours = results[("gilio streams", size)]
+        floor = results[("liburing floor", size)]["server_cpu_us_per_req"]
+        uv = results[("uvloop protocol", size)]["requests_per_s"]
+        others = [n for n in servers if n != "gilio streams"]
+        rows.append(row(f"echo {size} B x 50 conns: server CPU per request",
+                        ours["server_cpu_us_per_req"], "us",
+                        {n: results[(n, size)]["server_cpu_us_per_req"] for n in others},
+                        "<= 1.0x liburing floor", ours["server_cpu_us_per_req"] <= floor * 1.0))
+        rows.append(row(f"echo {size} B x 50 conns: requests/s", ours["requests_per_s"] / 1e3,
+                        "k/s", {n: results[(n, size)]["requests_per_s"] / 1e3 for n in others},
+                        ">= 1.25x uvloop", ours["requests_per_s"] >= 1.25 * uv))
+        rows.append(row(f"echo {size} B x 50 conns: p99 latency", ours["p99_us"], "us",
+                        {n: results[(n, size)]["p99_us"] for n in others}))
+    return rows
+
+
+COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag, echo]
 
 
 def fmt(v):

@@ -1,0 +1,42 @@
+"""bench/python/echo_server.py — the Python echo servers of the echo comparison.
+
+Modes: streams (asyncio.start_server, as examples/echo_server.cpp) or protocol (an
+asyncio.Protocol that writes back what it receives — the fastest asyncio can do), on asyncio or
+uvloop. Prints "Serving on 127.0.0.1:PORT" and serves until killed.
+Usage: echo_server.py PORT {streams|protocol} [--uvloop]
+"""
+import asyncio
+import sys
+
+
+async def handle_echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def main(port, mode):
+    loop = asyncio.get_running_loop()
+    if mode == "streams":
+        server = await asyncio.start_server(handle_echo, "127.0.0.1", port)
+    else:
+        server = await loop.create_server(EchoProtocol, "127.0.0.1", port)
+    print(f"Serving on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    if "--uvloop" in sys.argv:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
