@@ -397,6 +397,9 @@ void EventLoop::close() {
   // (call_soon_threadsafe) is delivered and freed, not leaked.
   shutdown_default_executor();
   finish_tasks_for_close();
+  // Operations not owned by a task (a server's multishot accept, a writer's send) are cancelled
+  // and their completions run before anything is freed (DESIGN.md invariant 6).
+  backend_->drain();
   {
     std::lock_guard lk(token_->mutex);
     token_->loop = nullptr;

@@ -12,8 +12,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <memory>
 
 #include "gilio/asyncio.hpp"
@@ -161,20 +165,68 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   }
 };
 
-struct ServerState {
+// A server accepts with one multishot accept per listening socket: one submission, and a
+// completion for every connection, until it is cancelled. The completions queue the new
+// sockets; one dispatcher task turns each into a handler task.
+struct ServerState : std::enable_shared_from_this<ServerState> {
+  struct MultishotAccept final : Completion {
+    ServerState* owner = nullptr;
+    int fd = -1;
+    bool armed = false;
+    void complete(int result, std::uint32_t flags) override {
+      owner->on_accept(*this, result, flags);
+    }
+  };
+
   EventLoop* loop = nullptr;
   ClientConnected handler;
   std::size_t limit = kDefaultStreamLimit;
   std::vector<int> listeners;
+  std::vector<std::unique_ptr<MultishotAccept>> accepts;
+  std::shared_ptr<ServerState> self;  // while an accept is armed
+  std::deque<int> accepted;
+  Event have_accepted;
   int port = 0;
-  std::vector<Task<void>> acceptors;
+  Task<void> dispatcher;
   std::vector<Task<void>> connections;
   bool serving = false;
   Event closed;
 
   ~ServerState() {
+    for (int fd : accepted)
+      ::close(fd);
     for (int fd : listeners)
       ::close(fd);
+  }
+  bool any_armed() const {
+    return std::any_of(accepts.begin(), accepts.end(), [](const auto& a) { return a->armed; });
+  }
+  void arm(MultishotAccept& a) {
+    loop->backend().accept_multishot(&a, a.fd);
+    a.armed = true;
+    if (!self) self = shared_from_this();
+  }
+  void on_accept(MultishotAccept& a, int result, std::uint32_t flags) {
+    auto keep = self;  // dropping the self-reference below must not destroy us mid-call
+    if (result >= 0) {
+      if (serving) {
+        accepted.push_back(result);
+        have_accepted.set();
+      } else {
+        ::close(result);
+      }
+    } else if (result != -ECANCELED) {
+      // EMFILE, ENFILE...: report and go on serving, as asyncio's _accept_connection does.
+      std::fprintf(stderr, "gilio: accept failed: %s\n", std::strerror(-result));
+    }
+    if (!(flags & kCompletionMore)) {
+      a.armed = false;
+      if (serving && result != -ECANCELED) {
+        arm(a);  // the kernel ended the multishot (after an error): re-arm
+      } else if (!any_armed()) {
+        self.reset();
+      }
+    }
   }
 };
 
@@ -401,19 +453,17 @@ Coro<void> run_handler(std::shared_ptr<detail::ServerState> state, StreamReader 
   }
 }
 
-Coro<void> accept_loop(std::shared_ptr<detail::ServerState> state, int listener) {
-  auto& loop = *state->loop;
+// Turns accepted sockets into handler tasks.
+Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
   for (;;) {
-    EventLoop::Accepted conn{-1, {}};
-    try {
-      conn = co_await loop.sock_accept(listener);
-    } catch (const OSError& e) {
-      // EMFILE, ECONNABORTED...: report and keep serving, as asyncio's _accept_connection does.
-      std::fprintf(stderr, "gilio: accept failed: %s\n", e.what());
-      continue;
+    while (state->accepted.empty()) {
+      state->have_accepted.clear();
+      co_await state->have_accepted.wait();
     }
-    set_nodelay(conn.fd);
-    auto [reader, writer] = make_streams(conn.fd, state->limit);
+    const int fd = state->accepted.front();
+    state->accepted.pop_front();
+    set_nodelay(fd);
+    auto [reader, writer] = make_streams(fd, state->limit);
     std::erase_if(state->connections, [](const Task<void>& t) { return t.done(); });
     state->connections.push_back(create_task(run_handler(state, reader, writer)));
   }
@@ -448,9 +498,15 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     }
   }
-  for (int fd : state->listeners)
-    state->acceptors.push_back(create_task(accept_loop(state, fd)));
   state->serving = true;
+  for (int fd : state->listeners) {
+    auto a = std::make_unique<detail::ServerState::MultishotAccept>();
+    a->owner = state.get();
+    a->fd = fd;
+    state->arm(*a);
+    state->accepts.push_back(std::move(a));
+  }
+  state->dispatcher = create_task(dispatch(state));
   co_return Server(state);
 }
 
@@ -464,8 +520,10 @@ bool Server::is_serving() const {
 void Server::close() {
   if (!s_->serving) return;
   s_->serving = false;
-  for (auto& t : s_->acceptors)
-    t.cancel();  // their accepts are cancelled in the kernel
+  for (auto& a : s_->accepts) {
+    if (a->armed) s_->loop->backend().cancel(a.get());  // ends with a last completion
+  }
+  s_->dispatcher.cancel();
   s_->closed.set();
 }
 
@@ -486,7 +544,11 @@ Coro<void> Server::serve_forever() {
 Coro<void> Server::wait_closed() {
   auto state = s_;
   co_await state->closed.wait();
-  co_await gather(return_exceptions, state->acceptors);
+  // g++ 12 bug: a braced initializer list inside a co_await expression does not compile.
+  std::vector<Task<void>> dispatcher{state->dispatcher};
+  co_await gather(return_exceptions, std::move(dispatcher));
+  while (state->any_armed())
+    co_await sleep(0.001);  // the accepts' last completions
   for (int fd : state->listeners)
     ::close(fd);
   state->listeners.clear();

@@ -94,6 +94,9 @@ void Backend::accept(Completion* op, int fd, void* addr, void* addrlen) {
   io_uring_prep_accept(as_sqe(submission(op)), fd, static_cast<sockaddr*>(addr),
                        static_cast<socklen_t*>(addrlen), SOCK_CLOEXEC);
 }
+void Backend::accept_multishot(Completion* op, int fd) {
+  io_uring_prep_multishot_accept(as_sqe(submission(op)), fd, nullptr, nullptr, SOCK_CLOEXEC);
+}
 void Backend::connect(Completion* op, int fd, const void* addr, unsigned addrlen) {
   io_uring_prep_connect(as_sqe(submission(op)), fd, static_cast<const sockaddr*>(addr), addrlen);
 }
@@ -111,6 +114,17 @@ void Backend::close(Completion* op, int fd) {
 }
 void Backend::cancel(Completion* target) {
   io_uring_prep_cancel(as_sqe(submission(nullptr)), target, 0);
+}
+
+static_assert(kCompletionMore == IORING_CQE_F_MORE);
+
+void Backend::drain(int rounds) {
+  for (int i = 0; i < rounds && in_flight_ > 1; ++i) {
+    io_uring_sqe* sqe = static_cast<io_uring_sqe*>(submission(nullptr));
+    io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
+    wait(10'000'000);
+    reap();
+  }
 }
 
 void Backend::arm_wake_read() {

@@ -20,6 +20,9 @@
 
 namespace gilio::asyncio::detail {
 
+// A completion's flags: more completions will follow for this submission (multishot).
+inline constexpr std::uint32_t kCompletionMore = 1u << 1;  // IORING_CQE_F_MORE
+
 // The object a submission's user_data points at; complete() is called with the CQE's result.
 class Completion {
  public:
@@ -55,6 +58,8 @@ class Backend {
   void recv(Completion* op, int fd, void* buf, unsigned len);
   void send(Completion* op, int fd, const void* buf, unsigned len);
   void accept(Completion* op, int fd, void* addr, void* addrlen);
+  // One submission, one completion per accepted connection (kCompletionMore on all but the last).
+  void accept_multishot(Completion* op, int fd);
   void connect(Completion* op, int fd, const void* addr, unsigned addrlen);
   void read(Completion* op, int fd, void* buf, unsigned len, std::uint64_t offset);
   void write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset);
@@ -63,6 +68,9 @@ class Backend {
   // Asks the kernel to cancel the operation whose completion goes to `target`; the target still
   // completes (with -ECANCELED, or its result if it won the race). Its own completion is ignored.
   void cancel(Completion* target);
+  // Loop close: cancels every operation in flight and reaps until only the eventfd read is
+  // left (or `rounds` waits of 10 ms have passed), so each one's completion has run.
+  void drain(int rounds = 200);
 
  private:
   struct Ring;

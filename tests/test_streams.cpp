@@ -331,3 +331,19 @@ TEST(SockMethods, RecvSendallAcceptConnect) {
     ::close(listener);
   }());
 }
+
+TEST(Streams, AServerAndASendLeftOpenAreCleanedUpAtLoopClose) {
+  // Neither the server nor the connection is closed; the peer never reads, so a 16 MiB send is
+  // still in flight when run() ends. Loop close must cancel the multishot accept and the send
+  // and run their completions, so nothing leaks (LeakSanitizer, under ASan) and nothing hangs.
+  run_test([]() -> Coro<void> {
+    asyncio::ClientConnected idle = [](StreamReader, StreamWriter) -> Coro<void> {
+      co_await asyncio::sleep(3600);
+    };
+    auto server = co_await asyncio::start_server(idle, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write(std::string(16 << 20, 'x'));
+    co_await asyncio::sleep(0.01);
+    EXPECT_GT(w.buffered(), 0u);
+  }());
+}
