@@ -2,9 +2,10 @@
 //
 // No CPython twin (CPython has pymalloc, its own small-object allocator, for the same reason:
 // many small, short-lived objects). Each thread keeps a free list per 16-byte size class up to
-// 512 bytes; an empty list is refilled from a fresh 64 KiB slab. A block freed on another thread
-// joins that thread's list — blocks are plain memory, never returned to a slab. Slabs are never
-// freed: they stay reachable from one global registry, so a program that once had a million
+// 512 bytes, linked through the free blocks themselves; an empty list is refilled from a fresh
+// 64 KiB slab. A block freed on another thread joins that thread's list — blocks are plain
+// memory, never returned to a slab; a thread's list is lost (not freed) when it exits. Slabs are
+// never freed: they stay reachable from one global registry, so a program that once had a million
 // tasks keeps that memory for the next million. Under ASan or TSan the pool steps aside, so
 // that every use after free is still caught.
 #include <cstddef>
@@ -26,35 +27,46 @@ constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 512 / kGranule;
 constexpr std::size_t kSlab = 64 * 1024;
 
+// Per thread, per size class: a singly linked list threaded through the free blocks themselves.
+// Plain data, zero-initialised: reaching it costs one TLS offset, no guard, no constructor —
+// and it stays usable while other thread_local objects are being destroyed.
 struct FreeLists {
-  std::vector<void*> lists[kClasses + 1];
+  void* head[kClasses + 1];
+  char* bump[kClasses + 1];  // the unused rest of the class's current slab...
+  char* end[kClasses + 1];   // ...up to here: blocks are carved only when needed
 };
+thread_local FreeLists tl_free;
 
 struct Registry {
   std::mutex mutex;
   std::vector<void*> slabs;
-  std::vector<FreeLists*> threads;
 };
 Registry& registry() {
   static Registry* r = new Registry;  // never destroyed: frames may die during exit
   return *r;
 }
 
-// Trivially destructible on purpose: frames may still be freed after thread_local destructors.
-thread_local FreeLists* tl_lists = nullptr;
-
-FreeLists& lists() {
-  if (tl_lists == nullptr) {
-    tl_lists = new FreeLists;
-    Registry& r = registry();
-    std::lock_guard lk(r.mutex);
-    r.threads.push_back(tl_lists);
-  }
-  return *tl_lists;
-}
-
 std::size_t size_class(std::size_t size) {
   return (size + kGranule - 1) / kGranule;
+}
+
+// The list is empty: carve the next block from the current slab, or from a new one. Pages of a
+// slab are touched only as blocks are used, so memory counts what is really in use.
+void* refill(std::size_t c) {
+  const std::size_t block = c * kGranule;
+  if (tl_free.bump[c] == nullptr || tl_free.bump[c] + block > tl_free.end[c]) {
+    char* slab = static_cast<char*>(::operator new(kSlab));
+    {
+      Registry& r = registry();
+      std::lock_guard lk(r.mutex);
+      r.slabs.push_back(slab);
+    }
+    tl_free.bump[c] = slab;
+    tl_free.end[c] = slab + kSlab / block * block;
+  }
+  void* p = tl_free.bump[c];
+  tl_free.bump[c] += block;
+  return p;
 }
 
 }  // namespace
@@ -62,21 +74,9 @@ std::size_t size_class(std::size_t size) {
 void* pool_alloc(std::size_t size) {
   const std::size_t c = size_class(size);
   if (!kPooled || c > kClasses) return ::operator new(size);
-  std::vector<void*>& free = lists().lists[c];
-  if (free.empty()) {
-    const std::size_t block = c * kGranule;
-    char* slab = static_cast<char*>(::operator new(kSlab));
-    {
-      Registry& r = registry();
-      std::lock_guard lk(r.mutex);
-      r.slabs.push_back(slab);
-    }
-    for (std::size_t off = kSlab / block * block; off >= block; off -= block) {
-      free.push_back(slab + off - block);
-    }
-  }
-  void* p = free.back();
-  free.pop_back();
+  void* p = tl_free.head[c];
+  if (p == nullptr) return refill(c);
+  tl_free.head[c] = *static_cast<void**>(p);
   return p;
 }
 
@@ -86,10 +86,8 @@ void pool_free(void* p, std::size_t size) noexcept {
     ::operator delete(p);
     return;
   }
-  try {
-    lists().lists[c].push_back(p);
-  } catch (...) {  // out of memory for the list itself: let the block go
-  }
+  *static_cast<void**>(p) = tl_free.head[c];
+  tl_free.head[c] = p;
 }
 
 }  // namespace gilio::asyncio::detail

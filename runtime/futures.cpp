@@ -101,7 +101,7 @@ void FutureCore::complete(State state, std::exception_ptr error) {
   }
 }
 
-TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string name)
+TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string&& name)
     : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {
   if (!name.empty()) extras_ = std::make_unique<Extras>(Extras{std::move(name), {}});
 }

@@ -38,7 +38,7 @@ namespace detail {
 template <class T>
 class TaskState final : public TaskCore, public ValueSlot<T> {
  public:
-  TaskState(EventLoop* loop, typename Coro<T>::handle_type h, std::string name)
+  TaskState(EventLoop* loop, typename Coro<T>::handle_type h, std::string&& name)
       : TaskCore(loop, h, std::move(name)) {
     h.promise().driver = this;
   }
