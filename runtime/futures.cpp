@@ -85,8 +85,7 @@ void FutureCore::add_done_callback(std::function<void()> fn) {
     loop_->call_soon(std::move(fn));
     return;
   }
-  if (!callbacks_) callbacks_ = std::make_unique<std::vector<std::function<void()>>>();
-  callbacks_->push_back(std::move(fn));
+  cold().callbacks.push_back(std::move(fn));
 }
 
 void FutureCore::complete(State state, std::exception_ptr error) {
@@ -94,8 +93,10 @@ void FutureCore::complete(State state, std::exception_ptr error) {
   error_ = std::move(error);
   while (FutureWaiter* w = waiters_.pop_front())
     w->on_future_done();
-  if (callbacks_) {
-    auto callbacks = std::move(callbacks_);
+  if (cold_ && !cold_->callbacks.empty()) {
+    auto callbacks =
+        std::make_unique<std::vector<std::function<void()>>>(std::move(cold_->callbacks));
+    cold_->callbacks.clear();
     for (auto& fn : *callbacks)
       loop_->call_soon(std::move(fn));
   }
@@ -103,7 +104,7 @@ void FutureCore::complete(State state, std::exception_ptr error) {
 
 TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string&& name)
     : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {
-  if (!name.empty()) extras_ = std::make_unique<Extras>(Extras{std::move(name), {}});
+  if (!name.empty()) cold().name = std::move(name);
 }
 
 TaskCore::~TaskCore() {
@@ -116,20 +117,18 @@ TaskCore::~TaskCore() {
 }
 
 std::string TaskCore::get_name() const {
-  return extras_ && !extras_->name.empty() ? extras_->name : "Task-" + std::to_string(id_);
+  return cold_ && !cold_->name.empty() ? cold_->name : "Task-" + std::to_string(id_);
 }
 
 void TaskCore::set_name(std::string name) {
-  if (!extras_) extras_ = std::make_unique<Extras>();
-  extras_->name = std::move(name);
+  cold().name = std::move(name);
 }
 
 bool TaskCore::cancel(std::string message) {
   if (done()) return false;
   ++cancel_requests_;
   if (!message.empty()) {
-    if (!extras_) extras_ = std::make_unique<Extras>();
-    extras_->cancel_message = std::move(message);
+    cold().cancel_message = std::move(message);
   }
   // Interrupt what the task waits on; if that cannot be cancelled, it is already woken and
   // the CancelledError is thrown when it resumes.
@@ -139,7 +138,7 @@ bool TaskCore::cancel(std::string message) {
 }
 
 void TaskCore::throw_cancelled() const {
-  throw CancelledError(extras_ ? extras_->cancel_message : std::string());
+  throw CancelledError(cancel_message());
 }
 
 void TaskCore::run() {
@@ -155,8 +154,7 @@ void TaskCore::run() {
       must_cancel_ = false;
       root_.destroy();
       root_ = nullptr;
-      finish_with(std::make_exception_ptr(
-          CancelledError(extras_ ? extras_->cancel_message : std::string())));
+      finish_with(std::make_exception_ptr(CancelledError(cancel_message())));
     } else {
       started_ = true;
       // The trampoline: awaiting a coroutine, or finishing one, leaves the next coroutine to

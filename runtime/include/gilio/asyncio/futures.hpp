@@ -100,13 +100,28 @@ class FutureCore : public Runnable {
  protected:
   // Marks the future done and wakes everyone waiting for it.
   void complete(State state, std::exception_ptr error);
+  // What is rarely there, out of line so that a task stays small: done callbacks, a task's name
+  // and its cancel message.
+  struct Cold {
+    std::vector<std::function<void()>> callbacks;
+    std::string name;
+    std::string cancel_message;
+  };
+  Cold& cold() {
+    if (!cold_) cold_ = std::make_unique<Cold>();
+    return *cold_;
+  }
   EventLoop* loop_;
-  int refs_ = 1;
-  State state_ = State::pending;
-  bool retrieved_ = false;  // was the exception looked at? (else it is reported at destruction)
   std::exception_ptr error_;
   List<FutureWaiter> waiters_;
-  std::unique_ptr<std::vector<std::function<void()>>> callbacks_;
+  std::unique_ptr<Cold> cold_;
+  int refs_ = 1;
+  State state_ = State::pending;
+  bool retrieved_ : 1 = false;  // was the exception looked at? (else reported at destruction)
+  // TaskCore's flags, kept here to share this word (a task is 112 bytes, not 128).
+  bool must_cancel_ : 1 = false;
+  bool scheduled_ : 1 = false;
+  bool started_ : 1 = false;
   std::string describe() const override { return "Future"; }
 };
 
@@ -218,19 +233,12 @@ class TaskCore : public FutureCore, public Driver {
 
  protected:
   void finish_with(std::exception_ptr error) noexcept;
-  struct Extras {  // rarely set: kept out of line to keep a task small
-    std::string name;
-    std::string cancel_message;
-  };
+  std::string cancel_message() const { return cold_ ? cold_->cancel_message : std::string(); }
   std::coroutine_handle<> root_;
   std::coroutine_handle<> resume_at_;
   Suspension* waiting_ = nullptr;
-  std::unique_ptr<Extras> extras_;  // null: named "Task-<id>", no cancel message
   std::uint32_t id_;
   int cancel_requests_ = 0;
-  bool must_cancel_ = false;
-  bool scheduled_ = false;
-  bool started_ = false;
 };
 
 // Waits for a future (or a task) from inside a task.
