@@ -18,18 +18,12 @@
 
 namespace fibers = boost::fibers;
 
+#include "bench_util.hpp"
+
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-long resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  long size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-}
+using bench::now;
+using bench::resident_bytes;
 
 double spawn_join(int n) {
   const double t0 = now();

@@ -23,18 +23,12 @@
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
 
+#include "bench_util.hpp"
+
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-long resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  long size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-}
+using bench::now;
+using bench::resident_bytes;
 
 long heap_bytes() {
   return static_cast<long>(mallinfo2().uordblks);

@@ -47,6 +47,12 @@ void submit_recv(Conn* c, Op* op) {
   io_uring_sqe_set_data(s, op);
 }
 
+void drop(Conn* c, Op* op) {
+  ::close(c->fd);
+  delete c;
+  delete op;
+}
+
 void submit_send(Conn* c, Op* op) {
   op->kind = kSend;
   io_uring_sqe* s = sqe();
@@ -98,9 +104,7 @@ int main(int argc, char** argv) {
       } else if (op->kind == kRecv) {
         Conn* c = op->conn;
         if (res <= 0) {
-          ::close(c->fd);
-          delete c;
-          delete op;
+          drop(c, op);
         } else {
           c->len = static_cast<unsigned>(res);
           c->sent = 0;
@@ -109,9 +113,7 @@ int main(int argc, char** argv) {
       } else {
         Conn* c = op->conn;
         if (res <= 0) {
-          ::close(c->fd);
-          delete c;
-          delete op;
+          drop(c, op);
         } else {
           c->sent += static_cast<unsigned>(res);
           if (c->sent < c->len) {

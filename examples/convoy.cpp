@@ -52,24 +52,14 @@ struct Result {
   double p99_us = 0;
 };
 
-// The I/O thread's loop: send a byte, read it back, for `seconds`. Both calls in gil::Released.
+// The I/O thread's loop: send a byte, read it back, for `seconds` (lab::round_trip: both calls
+// in gil::Released).
 Result round_trips(int fd, double seconds) {
   std::vector<double> latencies;
   const double end = lab::now() + seconds;
-  char byte = 'x';
   while (lab::now() < end) {
     const double t0 = lab::now();
-    ssize_t n;
-    {
-      gil::Released nogil;
-      n = ::send(fd, &byte, 1, 0);
-    }
-    if (n != 1) throw std::runtime_error("send failed");
-    {
-      gil::Released nogil;
-      n = ::recv(fd, &byte, 1, 0);
-    }
-    if (n != 1) throw std::runtime_error("the echo peer went away");
+    lab::round_trip(fd);
     latencies.push_back(lab::now() - t0);
   }
   std::sort(latencies.begin(), latencies.end());

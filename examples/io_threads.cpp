@@ -45,23 +45,6 @@ namespace {
 constexpr int kWaits = 8;
 constexpr double kLatency = 0.1;
 
-// One client request over a socket: send a byte, wait for the answer. Both calls block, so both
-// sit in gil::Released — as CPython's socket module wraps them in Py_BEGIN_ALLOW_THREADS.
-void request(int fd) {
-  char byte = '?';
-  ssize_t n;
-  {
-    gil::Released nogil;
-    n = ::send(fd, &byte, 1, 0);
-  }
-  if (n != 1) throw std::runtime_error("send failed");
-  {
-    gil::Released nogil;
-    n = ::recv(fd, &byte, 1, 0);
-  }
-  if (n != 1) throw std::runtime_error("the server closed the connection");
-}
-
 // Runs `work(i)` for i in [0, kWaits) one after another, then in kWaits threads.
 template <class Work>
 std::pair<double, double> sequential_and_threaded(Work work) {
@@ -107,7 +90,8 @@ int main(int argc, char** argv) {
 
   const auto [sleep_seq, sleep_thr] =
       sequential_and_threaded([](int) { gilio::time::sleep(kLatency); });
-  const auto [sock_seq, sock_thr] = sequential_and_threaded([&](int i) { request(clients[i]); });
+  const auto [sock_seq, sock_thr] =
+      sequential_and_threaded([&](int i) { lab::round_trip(clients[i]); });
 
   for (int fd : clients)
     ::shutdown(fd, SHUT_RDWR);

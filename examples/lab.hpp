@@ -2,12 +2,14 @@
 //
 // A GIL mode is chosen once per process (as CPython's build decides whether it has a GIL), so an
 // example that compares modes runs itself again as a child process with GILIO_GIL set, and reads
-// the child's one-line answer from a pipe: run_self(). cpu_work() is the "interpreter code" of the
-// CPU-bound lessons: a pure loop that calls gil::checkpoint() once per iteration, where CPython's
-// eval loop would check its eval breaker at the loop's backward jump.
+// the child's one-line answer from a pipe: run_self(). round_trip() is a blocking one-byte request
+// over a socket, with the GIL released around each call. cpu_work() is the "interpreter code" of
+// the CPU-bound lessons: a pure loop that calls gil::checkpoint() once per iteration, where
+// CPython's eval loop would check its eval breaker at the loop's backward jump.
 #pragma once
 
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +45,24 @@ inline std::int64_t cpu_work(std::int64_t limit) {
   }
   asm volatile("" : : "r"(count) : "memory");  // the result counts even when the caller drops it
   return count;
+}
+
+// One blocking request over a socket: send a byte, wait for a byte back. Each call blocks, so
+// each sits in gil::Released — as CPython's socket module wraps send and recv in
+// Py_BEGIN_ALLOW_THREADS — and coming back from each, the thread must take the GIL again.
+inline void round_trip(int fd) {
+  char byte = 'x';
+  ssize_t n;
+  {
+    gilio::gil::Released nogil;
+    n = ::send(fd, &byte, 1, MSG_NOSIGNAL);
+  }
+  if (n != 1) throw std::runtime_error("send failed");
+  {
+    gilio::gil::Released nogil;
+    n = ::recv(fd, &byte, 1, 0);
+  }
+  if (n != 1) throw std::runtime_error("the peer closed the connection");
 }
 
 // Runs this program again with `args` and extra environment entries ("NAME=value"); returns what

@@ -3,8 +3,23 @@
 #pragma once
 
 #include <gilio/asyncio.hpp>
+#include <stdexcept>
+#include <string>
 
 namespace gilio::testing {
+
+// Coroutines the tests share: a value after a delay, a failure after a delay, a wait forever.
+inline asyncio::Coro<int> value_after(int v, double delay) {
+  co_await asyncio::sleep(delay);
+  co_return v;
+}
+inline asyncio::Coro<int> fail_after(double delay, std::string what) {
+  co_await asyncio::sleep(delay);
+  throw std::runtime_error(what);
+}
+inline asyncio::Coro<void> forever() {
+  co_await asyncio::sleep(3600);
+}
 
 template <class T>
 T run_test(asyncio::Coro<T> body, double limit_seconds = 20.0) {

@@ -8,18 +8,10 @@
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
+using gilio::testing::fail_after;
+using gilio::testing::forever;
 using gilio::testing::run_test;
-
-namespace {
-Coro<int> value_after(int v, double delay) {
-  co_await asyncio::sleep(delay);
-  co_return v;
-}
-Coro<void> fail_after(double delay, std::string what) {
-  co_await asyncio::sleep(delay);
-  throw std::runtime_error(what);
-}
-}  // namespace
+using gilio::testing::value_after;
 
 TEST(TaskGroup, JoinWaitsForEveryTask) {
   run_test([]() -> Coro<void> {

@@ -9,6 +9,7 @@
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
+using gilio::testing::forever;
 using gilio::testing::run_test;
 
 namespace {
@@ -23,9 +24,6 @@ Coro<int> add_later(int a, int b) {
 Coro<int> nested(int depth) {
   if (depth == 0) co_return 0;
   co_return 1 + co_await nested(depth - 1);
-}
-Coro<void> forever() {
-  co_await asyncio::sleep(3600);
 }
 Coro<void> fail_with(std::string what) {
   co_await asyncio::sleep(0);

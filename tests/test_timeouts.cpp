@@ -8,14 +8,10 @@
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
+using gilio::testing::fail_after;
+using gilio::testing::forever;
 using gilio::testing::run_test;
-
-namespace {
-Coro<int> value_after(int v, double delay) {
-  co_await asyncio::sleep(delay);
-  co_return v;
-}
-}  // namespace
+using gilio::testing::value_after;
 
 TEST(WaitFor, ReturnsTheResultInTime) {
   run_test(
