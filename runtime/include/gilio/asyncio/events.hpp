@@ -28,7 +28,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
@@ -151,11 +153,48 @@ struct TimerNode {
   TimerTarget* target = nullptr;
 };
 
+// A type-erased void() callable that stores callables of up to 48 bytes inline (no allocation:
+// std::function's small buffer holds 16, so a lambda capturing three references would allocate).
+class Callback {
+ public:
+  Callback() = default;
+  template <class F>
+  explicit Callback(F&& f) {
+    using Fn = std::decay_t<F>;
+    if constexpr (sizeof(Fn) <= sizeof(buf_) && alignof(Fn) <= alignof(std::max_align_t) &&
+                  std::is_nothrow_move_constructible_v<Fn>) {
+      new (buf_) Fn(std::forward<F>(f));
+      invoke_ = [](void* p) { (*static_cast<Fn*>(p))(); };
+      destroy_ = [](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); };
+    } else {
+      *reinterpret_cast<Fn**>(buf_) = new Fn(std::forward<F>(f));
+      invoke_ = [](void* p) { (**static_cast<Fn**>(p))(); };
+      destroy_ = [](void* p) noexcept { delete *static_cast<Fn**>(p); };
+    }
+  }
+  Callback(const Callback&) = delete;
+  Callback& operator=(const Callback&) = delete;
+  ~Callback() { reset(); }
+  void operator()() { invoke_(buf_); }
+  explicit operator bool() const noexcept { return invoke_ != nullptr; }
+  void reset() noexcept {
+    if (destroy_) destroy_(buf_);
+    invoke_ = nullptr;
+    destroy_ = nullptr;
+  }
+
+ private:
+  alignas(std::max_align_t) unsigned char buf_[48];
+  void (*invoke_)(void*) = nullptr;
+  void (*destroy_)(void*) noexcept = nullptr;
+};
+
 // A callback scheduled with call_soon / call_later / call_at: asyncio's Handle / TimerHandle.
 // Reference-counted: the ready queue or the timer heap holds one reference, every Handle one.
 class CallbackHandle final : public Runnable, public TimerTarget {
  public:
-  CallbackHandle(EventLoop* loop, std::function<void()> fn) : loop_(loop), fn_(std::move(fn)) {}
+  template <class F>
+  CallbackHandle(EventLoop* loop, F&& fn) : loop_(loop), fn_(std::forward<F>(fn)) {}
   static void* operator new(std::size_t size);
   static void operator delete(void* p, std::size_t size) noexcept;
   void run() override;
@@ -177,7 +216,7 @@ class CallbackHandle final : public Runnable, public TimerTarget {
  private:
   int refs_ = 1;
   bool cancelled_ = false;
-  std::function<void()> fn_;
+  Callback fn_;
 };
 
 // A growable ring buffer: the ready queue.
@@ -242,11 +281,31 @@ class EventLoop {
   // The loop's clock: monotonic seconds (loop.time()).
   double time() const;
 
-  // Schedules fn for the next iteration; callbacks run in the order they were scheduled.
-  Handle call_soon(std::function<void()> fn);
+  // Schedules fn (anything callable with no arguments) for the next iteration; callbacks run in
+  // the order they were scheduled.
+  template <class F>
+  Handle call_soon(F&& fn) {
+    check_open("call_soon");
+    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
+    h->add_ref();  // the ready queue's
+    ready(h);
+    return Handle(h);
+  }
   // Schedules fn after `delay` seconds / at loop time `when`. Equal deadlines run in FIFO order.
-  TimerHandle call_later(double delay, std::function<void()> fn);
-  TimerHandle call_at(double when, std::function<void()> fn);
+  template <class F>
+  TimerHandle call_later(double delay, F&& fn) {
+    return call_at(time() + delay, std::forward<F>(fn));
+  }
+  template <class F>
+  TimerHandle call_at(double when, F&& fn) {
+    check_open("call_at");
+    const std::int64_t when_ns = to_ns(when);
+    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
+    h->when_ns = when_ns;
+    h->add_ref();  // the heap's
+    h->node = arm_timer(when_ns, h);
+    return TimerHandle(h);
+  }
   // The only method safe to call from another thread: wakes a sleeping loop through the ring.
   // Throws std::runtime_error if the loop is closed.
   void call_soon_threadsafe(std::function<void()> fn);
@@ -327,6 +386,8 @@ class EventLoop {
   std::shared_ptr<Token> token() const { return token_; }
 
  private:
+  void check_open(const char* who) const;
+  static std::int64_t to_ns(double seconds);
   struct TimerEntry {
     std::int64_t when;
     std::uint64_t seq;
