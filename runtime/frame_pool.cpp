@@ -8,7 +8,9 @@
 // never freed: they stay reachable from one global registry, so a program that once had a million
 // tasks keeps that memory for the next million. Under ASan or TSan the pool steps aside, so
 // that every use after free is still caught.
+#include <pthread.h>
 #include <cstddef>
+
 #include <mutex>
 #include <new>
 #include <vector>
@@ -41,10 +43,17 @@ struct Registry {
   std::mutex mutex;
   std::vector<void*> slabs;
 };
+Registry* registry_ptr = new Registry;  // never destroyed: frames may die during exit
 Registry& registry() {
-  static Registry* r = new Registry;  // never destroyed: frames may die during exit
-  return *r;
+  return *registry_ptr;
 }
+
+// A fork while another thread refills a slab must not leave the child a locked mutex.
+[[maybe_unused]] const bool fork_safe = [] {
+  pthread_atfork([] { registry().mutex.lock(); }, [] { registry().mutex.unlock(); },
+                 [] { registry_ptr = new Registry; });  // the child's: the old one stays locked
+  return true;
+}();
 
 std::size_t size_class(std::size_t size) {
   return (size + kGranule - 1) / kGranule;

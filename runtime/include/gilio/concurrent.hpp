@@ -184,6 +184,20 @@ class Future {
 template <class F, class... Args>
 using call_result_t = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
 
+// Executor::map for any executor: submits every call first, then collects in order.
+template <class Executor, class F, class Range>
+auto map_with(Executor& executor, F fn, const Range& inputs) {
+  using Fut = decltype(executor.submit(fn, *std::begin(inputs)));
+  std::vector<Fut> futures;
+  for (const auto& x : inputs)
+    futures.push_back(executor.submit(fn, x));
+  std::vector<decltype(futures.front().result())> out;
+  out.reserve(futures.size());
+  for (auto& f : futures)
+    out.push_back(f.result());
+  return out;
+}
+
 // Runs fn(args...) and completes `future` with what it returned or threw.
 template <class R, class F, class Tuple>
 void run_call(Future<R>& future, F& fn, Tuple& args) {
@@ -222,15 +236,7 @@ class ThreadPoolExecutor {
   // exception in order.
   template <class F, class Range>
   auto map(F fn, const Range& inputs) {
-    using R = call_result_t<F, decltype(*std::begin(inputs))>;
-    std::vector<Future<R>> futures;
-    for (const auto& x : inputs)
-      futures.push_back(submit(fn, x));
-    std::vector<R> out;
-    out.reserve(futures.size());
-    for (auto& f : futures)
-      out.push_back(f.result());
-    return out;
+    return map_with(*this, fn, inputs);
   }
   void shutdown(bool wait = true, bool cancel_futures = false);
   std::size_t max_workers() const noexcept { return max_workers_; }
@@ -243,3 +249,4 @@ class ThreadPoolExecutor {
 };
 
 }  // namespace gilio::concurrent
+#include "gilio/concurrent/process.hpp"  // ProcessPoolExecutor (it includes this header first)

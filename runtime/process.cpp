@@ -1,0 +1,398 @@
+// runtime/process.cpp — ProcessPoolExecutor; mirrors Lib/concurrent/futures/process.py (its
+// queue management thread is the manager thread here). See process.hpp for the design.
+//
+// Wire protocol, over one SOCK_STREAM socketpair per worker, every frame prefixed by its length
+// (u32):
+//   call:   u64 id, u64 trampoline, u64 fn, argument bytes
+//   result: u64 id, u8 kind (0 value, 1 exception), value bytes or "type\0message"
+// A worker exits when its channel reaches EOF (shutdown closes the parent's write side).
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <typeinfo>
+#include <unordered_map>
+
+#include "gilio/concurrent/process.hpp"
+#include "gilio/gil.hpp"
+
+namespace gilio::concurrent {
+namespace {
+
+constexpr std::size_t kInFlightPerWorker = 256;  // calls sent to one worker, not yet answered
+
+void put_u32(std::string& s, std::uint32_t v) {
+  s.append(reinterpret_cast<const char*>(&v), 4);
+}
+void put_u64(std::string& s, std::uint64_t v) {
+  s.append(reinterpret_cast<const char*>(&v), 8);
+}
+std::uint32_t u32_at(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+std::uint64_t u64_at(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+std::string demangled(const char* mangled) {
+  int status = 0;
+  char* name = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && name != nullptr ? name : mangled;
+  std::free(name);
+  return out;
+}
+
+// ---- the worker process ----
+
+// Writes all of `data`, with the GIL released (a blocking call).
+bool write_all(int fd, const std::string& data) {
+  gil::Released nogil;
+  std::size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+[[noreturn]] void worker_main(int fd) {
+  if (!gil::held()) gil::acquire();  // a worker runs fn holding its own GIL, like Python code
+  std::string in;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    // Answer every complete call that has arrived, then send the answers in one write.
+    std::size_t pos = 0;
+    while (in.size() - pos >= 4 && in.size() - pos - 4 >= u32_at(in.data() + pos)) {
+      const std::uint32_t len = u32_at(in.data() + pos);
+      const char* p = in.data() + pos + 4;
+      const std::uint64_t id = u64_at(p);
+      const auto trampoline = reinterpret_cast<detail::Trampoline>(u64_at(p + 8));
+      const std::uintptr_t fn = u64_at(p + 16);
+      wire::Reader args(std::string_view(p + 24, len - 24));
+      wire::Writer result;
+      char kind = 0;
+      try {
+        trampoline(fn, args, result);
+      } catch (const std::exception& e) {
+        kind = 1;
+        result = wire::Writer();
+        const std::string text = demangled(typeid(e).name()) + '\0' + e.what();
+        result.raw(text.data(), text.size());
+      } catch (...) {
+        kind = 1;
+        result = wire::Writer();
+        const std::string text = std::string("unknown exception") + '\0';
+        result.raw(text.data(), text.size());
+      }
+      put_u32(out, static_cast<std::uint32_t>(8 + 1 + result.data().size()));
+      put_u64(out, id);
+      out.push_back(kind);
+      out += result.data();
+      pos += 4 + len;
+    }
+    in.erase(0, pos);
+    if (!out.empty()) {
+      if (!write_all(fd, out)) ::_exit(1);
+      out.clear();
+    }
+    ssize_t n;
+    {
+      gil::Released nogil;
+      do {
+        n = ::read(fd, buf, sizeof buf);
+      } while (n < 0 && errno == EINTR);
+    }
+    if (n <= 0) ::_exit(0);  // the pool closed our channel: done
+    in.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+// ---- the parent ----
+
+struct ProcessPoolExecutor::Impl {
+  struct Call {
+    std::uint64_t id;
+    std::string frame;  // the encoded call, length prefix included
+    std::function<void(Outcome)> done;
+    std::function<bool(bool cancel)> start;  // start(false): mark running; start(true): cancel
+  };
+  struct Worker {
+    pid_t pid = -1;
+    int fd = -1;
+    std::string out;  // frames not yet written
+    std::string in;   // bytes not yet parsed
+    std::size_t in_flight = 0;
+  };
+
+  std::size_t max_workers;
+  mutable std::mutex mutex;  // guards everything below but the workers' buffers
+  std::deque<Call> queue;
+  std::unordered_map<std::uint64_t, std::function<void(Outcome)>> sent;
+  std::vector<Worker> workers;  // created once; their buffers belong to the manager thread
+  std::uint64_t next_id = 1;
+  bool started = false;
+  bool shutting_down = false;
+  bool broken = false;
+  std::string broken_reason;
+  int wake_fds[2] = {-1, -1};
+  std::thread manager;
+
+  ~Impl() {
+    for (int fd : wake_fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void wake() {
+    const char c = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fds[1], &c, 1);
+  }
+
+  void start_workers() {
+    if (::pipe2(wake_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+      throw std::system_error(errno, std::generic_category(), "ProcessPoolExecutor: pipe");
+    }
+    for (std::size_t i = 0; i < max_workers; ++i) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        throw std::system_error(errno, std::generic_category(), "ProcessPoolExecutor: socketpair");
+      }
+      const pid_t pid = ::fork();
+      if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+      if (pid == 0) {
+        // The child keeps stdin/stdout/stderr and its channel (as fd 3), nothing else.
+        ::dup2(sv[1], 3);
+        ::close_range(4, ~0U, 0);
+        worker_main(3);
+      }
+      ::close(sv[1]);
+      ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
+      Worker w;
+      w.pid = pid;
+      w.fd = sv[0];
+      workers.push_back(std::move(w));
+    }
+    manager = std::thread([this] { manage(); });
+  }
+
+  // Hands each queued call to the worker with the fewest calls in flight (manager thread, mutex
+  // held) — as Python's idle workers pull from one queue, so a long call does not hold up the
+  // calls behind it while another worker is free. Several calls for one worker leave in one
+  // write.
+  void dispatch_locked() {
+    while (!queue.empty()) {
+      Worker* best = &workers.front();
+      for (Worker& w : workers) {
+        if (w.in_flight < best->in_flight) best = &w;
+      }
+      if (best->in_flight >= kInFlightPerWorker) return;
+      Call call = std::move(queue.front());
+      queue.pop_front();
+      if (!call.start(false)) continue;  // cancelled while queued: it never runs
+      best->out += call.frame;
+      ++best->in_flight;
+      sent.emplace(call.id, std::move(call.done));
+    }
+  }
+
+  void fail_everything(const std::string& reason) {
+    std::vector<std::function<void(Outcome)>> failed;
+    {
+      std::lock_guard lk(mutex);
+      broken = true;
+      broken_reason = reason;
+      for (auto& [id, done] : sent)
+        failed.push_back(std::move(done));
+      sent.clear();
+      for (auto& call : queue) {
+        if (call.start(false)) failed.push_back(std::move(call.done));
+      }
+      queue.clear();
+    }
+    for (auto& done : failed)
+      done(Outcome{Outcome::Kind::broken, reason});
+  }
+
+  // Reads what a worker sent; completes the futures. False if the worker is gone.
+  bool read_results(Worker& w) {
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(w.fd, buf, sizeof buf);
+      if (n > 0) {
+        w.in.append(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      return false;  // EOF or error: the worker died
+    }
+    std::size_t pos = 0;
+    std::vector<std::pair<std::function<void(Outcome)>, Outcome>> ready;
+    {
+      std::lock_guard lk(mutex);
+      while (w.in.size() - pos >= 4 && w.in.size() - pos - 4 >= u32_at(w.in.data() + pos)) {
+        const std::uint32_t len = u32_at(w.in.data() + pos);
+        const char* p = w.in.data() + pos + 4;
+        const std::uint64_t id = u64_at(p);
+        const auto kind = p[8] == 0 ? Outcome::Kind::value : Outcome::Kind::remote_error;
+        auto it = sent.find(id);
+        if (it != sent.end()) {
+          ready.emplace_back(std::move(it->second), Outcome{kind, std::string(p + 9, len - 9)});
+          sent.erase(it);
+        }
+        --w.in_flight;
+        pos += 4 + len;
+      }
+    }
+    w.in.erase(0, pos);
+    for (auto& [done, outcome] : ready)
+      done(std::move(outcome));  // outside the lock
+    return true;
+  }
+
+  void manage() {
+    std::vector<pollfd> fds;
+    for (;;) {
+      bool finished;
+      {
+        std::lock_guard lk(mutex);
+        if (!broken) dispatch_locked();
+        std::size_t busy = 0;
+        for (const Worker& w : workers)
+          busy += w.in_flight;
+        finished = broken || (shutting_down && queue.empty() && busy == 0);
+      }
+      if (finished) break;
+      fds.clear();
+      fds.push_back({wake_fds[0], POLLIN, 0});
+      for (const Worker& w : workers) {
+        fds.push_back({w.fd, static_cast<short>(POLLIN | (w.out.empty() ? 0 : POLLOUT)), 0});
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+      if (fds[0].revents & POLLIN) {
+        char drain[256];
+        while (::read(wake_fds[0], drain, sizeof drain) > 0) {
+        }
+      }
+      for (std::size_t i = 0; i < workers.size(); ++i) {
+        Worker& w = workers[i];
+        const short ev = fds[i + 1].revents;
+        bool alive = true;
+        if (ev & POLLOUT) {
+          const ssize_t n = ::write(w.fd, w.out.data(), w.out.size());
+          if (n > 0) w.out.erase(0, static_cast<std::size_t>(n));
+          if (n < 0 && errno != EAGAIN && errno != EINTR) alive = false;
+        }
+        if (ev & (POLLIN | POLLHUP | POLLERR)) alive = read_results(w) && alive;
+        if (!alive) {
+          fail_everything("A process in the process pool was terminated abruptly (pid " +
+                          std::to_string(w.pid) + ")");
+          break;
+        }
+      }
+    }
+    // Close the channels (workers see EOF and exit); kill them if the pool is broken; reap all.
+    bool was_broken;
+    {
+      std::lock_guard lk(mutex);
+      was_broken = broken;
+    }
+    for (Worker& w : workers) {
+      if (was_broken) ::kill(w.pid, SIGKILL);
+      ::close(w.fd);
+      w.fd = -1;
+    }
+    for (Worker& w : workers) {
+      while (::waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+};
+
+ProcessPoolExecutor::ProcessPoolExecutor(std::size_t max_workers)
+    : max_workers_(max_workers != 0 ? max_workers
+                                    : std::max(1u, std::thread::hardware_concurrency())),
+      impl_(std::make_unique<Impl>()) {
+  impl_->max_workers = max_workers_;
+}
+
+ProcessPoolExecutor::~ProcessPoolExecutor() {
+  shutdown(true);
+}
+
+void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t fn,
+                                  std::string args, std::function<void(Outcome)> done,
+                                  std::function<bool(bool)> start) {
+  Impl& m = *impl_;
+  {
+    std::lock_guard lk(m.mutex);
+    if (m.broken) throw BrokenProcessPool(m.broken_reason);
+    if (m.shutting_down) throw std::runtime_error("cannot schedule new futures after shutdown");
+    if (args.size() > (1u << 31))
+      throw std::invalid_argument("ProcessPoolExecutor: arguments over 2 GiB");
+    if (!m.started) {
+      m.started = true;
+      m.start_workers();
+    }
+    Impl::Call call;
+    call.id = m.next_id++;
+    put_u32(call.frame, static_cast<std::uint32_t>(24 + args.size()));
+    put_u64(call.frame, call.id);
+    put_u64(call.frame, reinterpret_cast<std::uint64_t>(trampoline));
+    put_u64(call.frame, fn);
+    call.frame += args;
+    call.done = std::move(done);
+    call.start = std::move(start);
+    m.queue.push_back(std::move(call));
+  }
+  m.wake();
+}
+
+void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  Impl& m = *impl_;
+  std::deque<Impl::Call> cancelled;
+  {
+    std::lock_guard lk(m.mutex);
+    m.shutting_down = true;
+    if (cancel_futures) cancelled.swap(m.queue);
+  }
+  if (!m.started) {
+    for (auto& call : cancelled)
+      call.start(true);
+    return;
+  }
+  for (auto& call : cancelled)
+    call.start(true);  // never sent: cancelled, as Python does
+  m.wake();
+  if (wait && m.manager.joinable()) {
+    gil::Released nogil;  // the manager may be completing futures whose callbacks want the GIL
+    m.manager.join();
+  }
+}
+
+std::vector<pid_t> ProcessPoolExecutor::worker_pids() const {
+  std::lock_guard lk(impl_->mutex);
+  std::vector<pid_t> pids;
+  for (const auto& w : impl_->workers)
+    pids.push_back(w.pid);
+  return pids;
+}
+
+}  // namespace gilio::concurrent
