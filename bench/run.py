@@ -223,7 +223,29 @@ def echo(args):
     return rows
 
 
-COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag, echo]
+def process_pool(args):
+    quick = ["--quick"] if args.quick else []
+    progress("process pool: gilio ProcessPoolExecutor")
+    ours = run_json([os.path.join(args.build, "bench", "process_bench")] + quick)
+    progress("process pool: CPython ProcessPoolExecutor")
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", "process_bench.py")] + quick)
+    py = f"CPython {theirs['python']}"
+    return [
+        row("process pool: tiny calls pipelined", ours["pipelined_per_s"] / 1e3, "k/s",
+            {py: theirs["pipelined_per_s"] / 1e3}, ">= 500 k/s",
+            ours["pipelined_per_s"] >= 500e3, higher_is_better=True),
+        row("process pool: sequential round trip", ours["round_trip_us"], "us",
+            {py: theirs["round_trip_us"]}, "<= 20 us", ours["round_trip_us"] <= 20,
+            higher_is_better=False),
+        row("process pool: start-up of 2 workers + first call", ours["startup_ms"], "ms",
+            {py: theirs["startup_ms"]}, higher_is_better=False),
+        row("CPU jobs: 2 worker processes, speedup", ours["cpu_speedup"], "x",
+            {py: theirs["cpu_speedup"]}, ">= 1.9x", ours["cpu_speedup"] >= 1.9,
+            higher_is_better=True),
+    ]
+
+
+COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag, echo, process_pool]
 
 
 def fmt(v):

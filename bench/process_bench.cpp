@@ -1,0 +1,83 @@
+// bench/process_bench.cpp — what the process pool costs and gives (lessons L6, L7), gilio's
+// side of bench/python/process_bench.py, printed as one JSON line:
+//   pipelined_per_s   N tiny calls submitted at once, then all results collected
+//   round_trip_us     one tiny call at a time: submit, wait for the result
+//   startup_ms        a pool of 2 workers created and its first call answered
+//   cpu_speedup       8 CPU-bound jobs: sequential time / time on 2 workers (start-up included)
+// Usage: process_bench [--quick]
+#include <fmt/core.h>
+
+#include <cstring>
+#include <gilio/concurrent.hpp>
+#include <gilio/gil.hpp>
+#include <vector>
+
+#include "bench_util.hpp"
+
+namespace concurrent = gilio::concurrent;
+using bench::now;
+
+namespace {
+
+long square(long x) {
+  return x * x;
+}
+
+long count_primes(long limit) {  // the same naive CPU work as examples/cpu_threads
+  long count = 0;
+  for (long n = 2; n < limit; ++n) {
+    bool prime = true;
+    for (long d = 2; d * d <= n; ++d) {
+      if (n % d == 0) {
+        prime = false;
+        break;
+      }
+    }
+    count += prime;
+    gilio::gil::checkpoint();
+  }
+  return count;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int scale = argc > 1 && std::strcmp(argv[1], "--quick") == 0 ? 5 : 1;
+  double t0 = now();
+  concurrent::ProcessPoolExecutor pool(2);
+  pool.submit(square, 1L).result();
+  const double startup = now() - t0;
+
+  const int n = 200'000 / scale;
+  std::vector<concurrent::Future<long>> futures;
+  futures.reserve(n);
+  t0 = now();
+  for (long i = 0; i < n; ++i)
+    futures.push_back(pool.submit(square, i));
+  for (auto& f : futures)
+    f.result();
+  const double pipelined = n / (now() - t0);
+
+  const int trips = 5000 / scale;
+  t0 = now();
+  for (long i = 0; i < trips; ++i)
+    pool.submit(square, i).result();
+  const double round_trip = (now() - t0) / trips;
+
+  const long limit = 300'000 / scale;
+  const std::vector<long> jobs(8, limit);
+  t0 = now();
+  for (long j : jobs)
+    count_primes(j);
+  const double sequential = now() - t0;
+  t0 = now();
+  {
+    concurrent::ProcessPoolExecutor workers(2);
+    workers.map(count_primes, jobs);
+  }
+  const double parallel = now() - t0;
+  fmt::print(
+      "{{\"pipelined_per_s\": {:.0f}, \"round_trip_us\": {:.1f}, \"startup_ms\": {:.2f}, "
+      "\"cpu_speedup\": {:.3f}}}\n",
+      pipelined, round_trip * 1e6, startup * 1e3, sequential / parallel);
+}

@@ -1,0 +1,67 @@
+"""bench/python/process_bench.py — CPython's side of bench/process_bench.cpp.
+
+concurrent.futures.ProcessPoolExecutor: tiny calls pipelined and one at a time, the start-up of
+a 2-worker pool, and the speedup of 8 CPU-bound jobs on 2 workers (start-up included).
+Prints one JSON line. Usage: process_bench.py [--quick]
+"""
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+
+def square(x):
+    return x * x
+
+
+def count_primes(limit):
+    count = 0
+    for n in range(2, limit):
+        d = 2
+        prime = True
+        while d * d <= n:
+            if n % d == 0:
+                prime = False
+                break
+            d += 1
+        count += prime
+    return count
+
+
+def main():
+    scale = 5 if "--quick" in sys.argv else 1
+    t0 = time.perf_counter()
+    pool = ProcessPoolExecutor(max_workers=2)
+    pool.submit(square, 1).result()
+    startup = time.perf_counter() - t0
+
+    n = 20_000 // scale
+    t0 = time.perf_counter()
+    futures = [pool.submit(square, i) for i in range(n)]
+    for f in futures:
+        f.result()
+    pipelined = n / (time.perf_counter() - t0)
+
+    trips = 2000 // scale
+    t0 = time.perf_counter()
+    for i in range(trips):
+        pool.submit(square, i).result()
+    round_trip = (time.perf_counter() - t0) / trips
+    pool.shutdown()
+
+    jobs = [20_000 // scale] * 8
+    t0 = time.perf_counter()
+    for j in jobs:
+        count_primes(j)
+    sequential = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as workers:
+        list(workers.map(count_primes, jobs))
+    parallel = time.perf_counter() - t0
+    print(json.dumps({"python": sys.version.split()[0], "pipelined_per_s": pipelined,
+                      "round_trip_us": round_trip * 1e6, "startup_ms": startup * 1e3,
+                      "cpu_speedup": sequential / parallel}))
+
+
+if __name__ == "__main__":
+    main()
