@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
-#include <typeinfo>
 
 #include "gilio/asyncio.hpp"
 #include "gilio/concurrent.hpp"
@@ -79,24 +78,10 @@ void heap_make(std::vector<E>& h) {
     heap_push(h, e);
 }
 
+// Called in a catch handler: reports the exception being handled.
 void report_callback_error(const char* where) {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gilio: exception in %s: %s: %s\n", where, typeid(e).name(), e.what());
-  } catch (const CancelledError&) {
-    std::fprintf(stderr, "gilio: CancelledError escaped %s\n", where);
-  } catch (...) {
-    std::fprintf(stderr, "gilio: unknown exception in %s\n", where);
-  }
-}
-
-std::int64_t seconds_to_ns(double s, const char* who) {
-  if (std::isnan(s)) throw std::invalid_argument(std::string(who) + ": time is NaN");
-  const double ns = s * 1e9;
-  return ns > 9e18    ? static_cast<std::int64_t>(9e18)
-         : ns < -9e18 ? static_cast<std::int64_t>(-9e18)
-                      : static_cast<std::int64_t>(ns);
+  std::fprintf(stderr, "gilio: exception in %s: %s\n", where,
+               detail::describe_exception(std::current_exception()).c_str());
 }
 
 // Holds the GIL for the loop's run unless the thread already holds it.
@@ -206,7 +191,7 @@ void EventLoop::check_open(const char* who) const {
 }
 
 std::int64_t EventLoop::to_ns(double seconds) {
-  return seconds_to_ns(seconds, "call_at");
+  return detail::seconds_to_ns(seconds, "call_at");
 }
 
 void EventLoop::call_soon_threadsafe(std::function<void()> fn) {

@@ -7,9 +7,7 @@
 
 namespace gilio::asyncio {
 namespace detail {
-namespace {
-
-std::string what_of(const std::exception_ptr& e) {
+std::string describe_exception(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
@@ -20,6 +18,8 @@ std::string what_of(const std::exception_ptr& e) {
     return "an exception that is not a std::exception";
   }
 }
+
+namespace {
 
 bool is_cancellation(const std::exception_ptr& e) {
   if (!e) return false;
@@ -55,7 +55,7 @@ void finish_root(Driver* task, std::coroutine_handle<> root) noexcept {
 FutureCore::~FutureCore() {
   if (state_ == State::finished && error_ && !retrieved_) {
     std::fprintf(stderr, "gilio: %s exception was never retrieved: %s\n", describe().c_str(),
-                 what_of(error_).c_str());
+                 describe_exception(error_).c_str());
   }
 }
 
@@ -111,7 +111,7 @@ TaskCore::~TaskCore() {
   if (root_) root_.destroy();
   if (state_ == State::finished && error_ && !retrieved_) {
     std::fprintf(stderr, "gilio: Task exception was never retrieved: %s: %s\n", get_name().c_str(),
-                 what_of(error_).c_str());
+                 describe_exception(error_).c_str());
     retrieved_ = true;
   }
 }

@@ -20,6 +20,7 @@
 
 #include "gilio/asyncio.hpp"
 #include "io_op.hpp"
+#include "net.hpp"
 
 namespace gilio::asyncio {
 
@@ -50,6 +51,14 @@ namespace gilio::asyncio {
 }
 
 namespace detail {
+
+std::exception_ptr os_error_ptr(int err, const std::string& what) {
+  try {
+    raise_os_error(err, what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
 
 std::string describe_address(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -119,7 +128,6 @@ socklen_t address_length(const sockaddr_storage& ss) {
   return ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
 }
 
-// One connect attempt to one address: 0, or the errno.
 Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
   const socklen_t len = address_length(ss);
   const int rc =

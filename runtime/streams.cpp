@@ -22,16 +22,11 @@
 
 #include "gilio/asyncio.hpp"
 #include "gilio/asyncio/streams.hpp"
+#include "net.hpp"
 #include "uring.hpp"
 
 namespace gilio::asyncio {
 namespace detail {
-
-std::string peer_of(int fd);
-std::string describe_address(const sockaddr* sa);
-Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype);
-socklen_t address_length(const sockaddr_storage& ss);
-Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 
 namespace {
 constexpr std::size_t kChunk = 64 * 1024;
@@ -39,8 +34,6 @@ constexpr std::size_t kHighWater = 64 * 1024;
 constexpr std::size_t kLowWater = 16 * 1024;
 
 }  // namespace
-
-std::exception_ptr stream_error(int err, const std::string& what);
 
 struct StreamState : std::enable_shared_from_this<StreamState> {
   // The completion of the send in flight.
@@ -117,7 +110,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   void on_sent(int result) {
     auto keep = self;  // we may drop the self-reference below
     if (result < 0) {
-      write_error = stream_error(-result, "send to " + peer);
+      write_error = os_error_ptr(-result, "send to " + peer);
       pending.clear();
       inflight.clear();
       inflight_sent = 0;
@@ -187,6 +180,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   std::deque<int> accepted;
   Event have_accepted;
   int port = 0;
+  Event accepts_ended;  // set when the last accept has had its last completion
   Task<void> dispatcher;
   std::vector<Task<void>> connections;
   bool serving = false;
@@ -224,6 +218,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       if (serving && result != -ECANCELED) {
         arm(a);  // the kernel ended the multishot (after an error): re-arm
       } else if (!any_armed()) {
+        accepts_ended.set();
         self.reset();
       }
     }
@@ -231,14 +226,6 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 };
 
 }  // namespace detail
-
-std::exception_ptr detail::stream_error(int err, const std::string& what) {
-  try {
-    raise_os_error(err, what);
-  } catch (...) {
-    return std::current_exception();
-  }
-}
 
 // ---- StreamReader ----
 
@@ -387,14 +374,6 @@ std::size_t StreamWriter::buffered() const {
 
 namespace {
 
-std::exception_ptr os_error_ptr(int err, const std::string& what) {
-  try {
-    raise_os_error(err, what);
-  } catch (...) {
-    return std::current_exception();
-  }
-}
-
 int make_socket(int family) {
   const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) raise_os_error(errno, "socket");
@@ -425,7 +404,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
       if (err == 0) {
         connected = true;
       } else {
-        last = os_error_ptr(err, "connect to " + host + ":" + std::to_string(port));
+        last = detail::os_error_ptr(err, "connect to " + host + ":" + std::to_string(port));
       }
     } catch (...) {  // cancelled
       ::close(fd);

@@ -131,3 +131,16 @@ TEST(Timeout, NaNIsRejected) {
     co_return;
   }());
 }
+
+TEST(Timeout, ExtremeDeadlinesAreClampedNotUndefined) {
+  run_test([]() -> Coro<void> {
+    // A deadline long past expires at once; one absurdly far away simply never comes.
+    EXPECT_THROW(co_await asyncio::timeout(-1e300, asyncio::sleep(3600)), asyncio::TimeoutError);
+    EXPECT_THROW(co_await asyncio::timeout_at(-1.0, asyncio::sleep(3600)), asyncio::TimeoutError);
+    EXPECT_EQ(co_await asyncio::timeout(1e300, value_after(5, 0.001)), 5);
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(1, 0.001))};
+    EXPECT_THROW(asyncio::wait(tasks, asyncio::ReturnWhen::ALL_COMPLETED, std::nan("")),
+                 std::invalid_argument);
+    co_await tasks[0];
+  }());
+}

@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -51,6 +52,16 @@ namespace detail {
 
 class Backend;  // runtime/uring.hpp: the io_uring backend
 class TaskCore;
+
+// Seconds as the loop's nanoseconds, saturating at about ±285 years; NaN throws
+// std::invalid_argument naming `who`. The one conversion every delay and deadline goes through.
+inline std::int64_t seconds_to_ns(double seconds, const char* who) {
+  if (seconds != seconds) throw std::invalid_argument(std::string(who) + ": the time is NaN");
+  const double ns = seconds * 1e9;
+  return ns > 9e18    ? static_cast<std::int64_t>(9e18)
+         : ns < -9e18 ? static_cast<std::int64_t>(-9e18)
+                      : static_cast<std::int64_t>(ns);
+}
 
 // An entry of the ready queue.
 class Runnable {

@@ -59,6 +59,9 @@ class FutureWaiter : public ListNode {
   ~FutureWaiter() = default;
 };
 
+// "Type: what()" for a stored exception — how the runtime reports one it cannot hand to anyone.
+std::string describe_exception(const std::exception_ptr& e);
+
 // The task running on this thread's loop, or std::runtime_error if none: only a task can wait.
 TaskCore& current_task_for_await();
 // The task a coroutine runs in: from its promise when it is one of ours (no thread-local

@@ -17,6 +17,7 @@
 // sleep(0) just yields: the task goes to the back of the ready queue.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -263,11 +264,7 @@ class Sleep final : public TimerTarget, public Suspension {
 
 // asyncio.sleep(seconds): negative counts as 0; NaN throws std::invalid_argument.
 inline detail::Sleep sleep(double seconds) {
-  if (std::isnan(seconds)) throw std::invalid_argument("sleep: the delay is NaN");
-  const double ns = seconds * 1e9;
-  return detail::Sleep(ns <= 0     ? 0
-                       : ns > 9e18 ? static_cast<std::int64_t>(9e18)
-                                   : static_cast<std::int64_t>(ns));
+  return detail::Sleep(std::max<std::int64_t>(0, detail::seconds_to_ns(seconds, "sleep")));
 }
 template <class Rep, class Period>
 detail::Sleep sleep(std::chrono::duration<Rep, Period> d) {

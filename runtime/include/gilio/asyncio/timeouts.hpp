@@ -14,6 +14,7 @@
 // becomes a task that is cancelled before its first step, as in asyncio.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -66,10 +67,10 @@ Coro<R> run_with_deadline(std::int64_t when_ns, Aw aw) {
   }
 }
 
+// +infinity: no deadline (-1); anything else through the loop's one conversion.
 inline std::int64_t deadline_ns(double when_seconds) {
-  if (std::isnan(when_seconds)) throw std::invalid_argument("timeout: the deadline is NaN");
-  if (std::isinf(when_seconds)) return when_seconds > 0 ? -1 : 0;
-  return static_cast<std::int64_t>(when_seconds * 1e9);
+  if (std::isinf(when_seconds) && when_seconds > 0) return -1;
+  return std::max<std::int64_t>(0, seconds_to_ns(when_seconds, "timeout"));
 }
 
 }  // namespace detail
@@ -84,8 +85,14 @@ auto timeout_at(double when, Aw&& aw) {
 template <Awaitable Aw>
 auto timeout(double delay, Aw&& aw) {
   using R = detail::await_result_t<Aw>;
+  // A deadline below zero would read as "none": a past one is clamped to 0 (already expired).
   const std::int64_t when =
-      std::isinf(delay) && delay > 0 ? -1 : EventLoop::now_ns() + detail::deadline_ns(delay);
+      std::isinf(delay) && delay > 0
+          ? -1
+          : std::max<std::int64_t>(
+                0, EventLoop::now_ns() + std::clamp(detail::seconds_to_ns(delay, "timeout"),
+                                                    std::int64_t{-4'000'000'000'000'000'000},
+                                                    std::int64_t{4'000'000'000'000'000'000}));
   return detail::run_with_deadline<R>(when, std::forward<Aw>(aw));
 }
 

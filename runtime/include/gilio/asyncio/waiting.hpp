@@ -241,7 +241,7 @@ template <class T>
 detail::Wait<T> wait(std::vector<Task<T>> tasks, ReturnWhen when = ReturnWhen::ALL_COMPLETED,
                      double timeout = -1) {
   if (tasks.empty()) throw std::invalid_argument("wait: the set of tasks is empty");
-  const std::int64_t ns = timeout < 0 ? -1 : static_cast<std::int64_t>(timeout * 1e9);
+  const std::int64_t ns = timeout < 0 ? -1 : detail::seconds_to_ns(timeout, "wait");
   return detail::Wait<T>(std::move(tasks), when, ns);
 }
 
