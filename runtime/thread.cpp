@@ -72,23 +72,18 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
 }
 
 void ThreadPoolExecutor::enqueue(std::function<void()> work, std::function<void()> cancel) {
-  bool start_worker = false;
-  {
-    std::lock_guard lk(impl_->mutex);
-    if (impl_->shutting_down) {
-      throw std::runtime_error("cannot schedule new futures after shutdown");
-    }
-    impl_->queue.push_back({std::move(work), std::move(cancel)});
-    if (impl_->idle > 0) {
-      impl_->cv.notify_one();
-    } else if (impl_->workers.size() < max_workers_) {
-      start_worker = true;
-      impl_->workers.emplace_back([impl = impl_.get()] { impl->worker_loop(); });
-      impl_->workers.back().set_name("ThreadPoolExecutor-" + std::to_string(impl_->counter++));
-    }
+  std::lock_guard lk(impl_->mutex);
+  if (impl_->shutting_down) {
+    throw std::runtime_error("cannot schedule new futures after shutdown");
   }
-  if (start_worker) {
-    std::lock_guard lk(impl_->mutex);
+  impl_->queue.push_back({std::move(work), std::move(cancel)});
+  if (impl_->idle > 0) {
+    impl_->cv.notify_one();
+  } else if (impl_->workers.size() < max_workers_) {
+    // Created and started under the lock, so two submitting threads cannot start one worker
+    // twice; the new worker blocks on this mutex until we return.
+    impl_->workers.emplace_back([impl = impl_.get()] { impl->worker_loop(); });
+    impl_->workers.back().set_name("ThreadPoolExecutor-" + std::to_string(impl_->counter++));
     impl_->workers.back().start();
   }
 }

@@ -150,3 +150,22 @@ TEST(ThreadPoolExecutor, WorkersTakeTurnsOnTheGil) {
   b.result();
   EXPECT_EQ(most.load(), 1);
 }
+
+TEST(ThreadPoolExecutor, ManyThreadsSubmittingAtOnce) {
+  // Workers are created as submissions arrive; concurrent submitters must not start one twice.
+  concurrent::ThreadPoolExecutor pool(8);
+  std::atomic<int> ran{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < 4; ++t) {
+    submitters.emplace_back([&] {
+      std::vector<concurrent::Future<void>> fs;
+      for (int i = 0; i < 200; ++i)
+        fs.push_back(pool.submit([&ran] { ++ran; }));
+      for (auto& f : fs)
+        f.result();
+    });
+  }
+  for (auto& t : submitters)
+    t.join();
+  EXPECT_EQ(ran.load(), 800);
+}

@@ -18,6 +18,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -173,7 +174,10 @@ class Future {
     for (auto& cb : cbs) {
       try {
         cb(*this);
-      } catch (...) {  // Python logs and goes on ("exception calling callback for ...")
+      } catch (const std::exception& e) {  // Python logs and goes on
+        std::fprintf(stderr, "gilio: exception calling a done callback: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "gilio: exception calling a done callback\n");
       }
     }
   }
