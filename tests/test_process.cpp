@@ -188,6 +188,8 @@ TEST(ProcessPool, KillNineBreaksThePool) {
 TEST(ProcessPool, ShutdownCancelsWhatWasNotSent) {
   concurrent::ProcessPoolExecutor pool(1);
   auto first = pool.submit(nap, 200);
+  // shutdown(cancel_futures) rightly cancels `first` too if the manager has not sent it yet.
+  ASSERT_TRUE(gilio::testing::spin_until([&] { return first.running(); }));
   std::vector<concurrent::Future<long>> queued;
   for (int i = 0; i < 2000; ++i)
     queued.push_back(pool.submit(square, 1L));
