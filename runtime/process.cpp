@@ -140,10 +140,12 @@ struct ProcessPoolExecutor::Impl {
     std::string out;  // frames not yet written
     std::string in;   // bytes not yet parsed
     std::size_t in_flight = 0;
+    std::size_t sent_total = 0;  // calls ever sent to this process (for max_tasks_per_child)
   };
 
   std::size_t max_workers;
-  mutable std::mutex mutex;  // guards everything below but the workers' buffers
+  std::size_t max_tasks_per_child = 0;  // 0: a worker lives as long as the pool
+  mutable std::mutex mutex;             // guards everything below but the workers' buffers
   std::deque<Call> queue;
   std::unordered_map<std::uint64_t, std::function<void(Outcome)>> sent;
   std::vector<Worker> workers;  // created once; their buffers belong to the manager thread
@@ -170,27 +172,56 @@ struct ProcessPoolExecutor::Impl {
     if (::pipe2(wake_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
       throw std::system_error(errno, std::generic_category(), "ProcessPoolExecutor: pipe");
     }
-    for (std::size_t i = 0; i < max_workers; ++i) {
-      int sv[2];
-      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        throw std::system_error(errno, std::generic_category(), "ProcessPoolExecutor: socketpair");
-      }
-      const pid_t pid = ::fork();
-      if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
-      if (pid == 0) {
-        // The child keeps stdin/stdout/stderr and its channel (as fd 3), nothing else.
-        ::dup2(sv[1], 3);
-        ::close_range(4, ~0U, 0);
-        worker_main(3);
-      }
-      ::close(sv[1]);
-      ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
-      Worker w;
-      w.pid = pid;
-      w.fd = sv[0];
-      workers.push_back(std::move(w));
-    }
+    workers.resize(max_workers);
+    for (Worker& w : workers)
+      spawn(w);
     manager = std::thread([this] { manage(); });
+  }
+
+  // Forks one worker into `w` (a fresh one, or the successor of a retired one).
+  static void spawn(Worker& w) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      throw std::system_error(errno, std::generic_category(), "ProcessPoolExecutor: socketpair");
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      const int err = errno;
+      ::close(sv[0]);
+      ::close(sv[1]);
+      throw std::system_error(err, std::generic_category(), "ProcessPoolExecutor: fork");
+    }
+    if (pid == 0) {
+      // The child keeps stdin/stdout/stderr and its channel (as fd 3), nothing else.
+      ::dup2(sv[1], 3);
+      ::close_range(4, ~0U, 0);
+      worker_main(3);
+    }
+    ::close(sv[1]);
+    ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    w = Worker{};
+    w.pid = pid;
+    w.fd = sv[0];
+  }
+
+  // max_tasks_per_child: a worker that has been sent its quota and answered all of it is
+  // retired — its channel closed (it exits on EOF), reaped — and a fresh fork takes its place
+  // (manager thread). As Python's, the quota counts calls, so a leak in fn cannot grow forever.
+  // Returns false if no successor could be forked (then the pool is broken).
+  bool retire_and_replace(Worker& w) {
+    ::close(w.fd);
+    while (::waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    std::lock_guard lk(mutex);  // worker_pids() reads the pids
+    w = Worker{};
+    if (shutting_down && queue.empty()) return true;  // nothing left for a successor to do
+    try {
+      spawn(w);
+      return true;
+    } catch (const std::system_error& e) {
+      broken_reason = std::string("could not replace a retired worker: ") + e.what();
+      return false;
+    }
   }
 
   // Hands each queued call to the worker with the fewest calls in flight (manager thread, mutex
@@ -199,16 +230,19 @@ struct ProcessPoolExecutor::Impl {
   // write.
   void dispatch_locked() {
     while (!queue.empty()) {
-      Worker* best = &workers.front();
+      Worker* best = nullptr;
       for (Worker& w : workers) {
-        if (w.in_flight < best->in_flight) best = &w;
+        if (w.in_flight >= kInFlightPerWorker || w.fd < 0) continue;
+        if (max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child) continue;
+        if (best == nullptr || w.in_flight < best->in_flight) best = &w;
       }
-      if (best->in_flight >= kInFlightPerWorker) return;
+      if (best == nullptr) return;  // every worker is full or waiting to be retired
       Call call = std::move(queue.front());
       queue.pop_front();
       if (!call.start(false)) continue;  // cancelled while queued: it never runs
       best->out += call.frame;
       ++best->in_flight;
+      ++best->sent_total;
       sent.emplace(call.id, std::move(call.done));
     }
   }
@@ -301,6 +335,12 @@ struct ProcessPoolExecutor::Impl {
           if (n < 0 && errno != EAGAIN && errno != EINTR) alive = false;
         }
         if (ev & (POLLIN | POLLHUP | POLLERR)) alive = read_results(w) && alive;
+        if (alive && max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child &&
+            w.in_flight == 0) {
+          if (retire_and_replace(w)) continue;
+          fail_everything(std::string(broken_reason));
+          break;
+        }
         if (!alive) {
           fail_everything("A process in the process pool was terminated abruptly (pid " +
                           std::to_string(w.pid) + ")");
@@ -315,22 +355,25 @@ struct ProcessPoolExecutor::Impl {
       was_broken = broken;
     }
     for (Worker& w : workers) {
+      if (w.pid < 0) continue;  // a retired worker that could not be replaced
       if (was_broken) ::kill(w.pid, SIGKILL);
       ::close(w.fd);
       w.fd = -1;
     }
     for (Worker& w : workers) {
+      if (w.pid < 0) continue;
       while (::waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
       }
     }
   }
 };
 
-ProcessPoolExecutor::ProcessPoolExecutor(std::size_t max_workers)
+ProcessPoolExecutor::ProcessPoolExecutor(std::size_t max_workers, std::size_t max_tasks_per_child)
     : max_workers_(max_workers != 0 ? max_workers
                                     : std::max(1u, std::thread::hardware_concurrency())),
       impl_(std::make_unique<Impl>()) {
   impl_->max_workers = max_workers_;
+  impl_->max_tasks_per_child = max_tasks_per_child;
 }
 
 ProcessPoolExecutor::~ProcessPoolExecutor() {
@@ -390,8 +433,9 @@ void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
 std::vector<pid_t> ProcessPoolExecutor::worker_pids() const {
   std::lock_guard lk(impl_->mutex);
   std::vector<pid_t> pids;
-  for (const auto& w : impl_->workers)
-    pids.push_back(w.pid);
+  for (const auto& w : impl_->workers) {
+    if (w.pid >= 0) pids.push_back(w.pid);
+  }
   return pids;
 }
 

@@ -1,7 +1,8 @@
 // tests/test_process.cpp — gilio/concurrent/process.hpp: ProcessPoolExecutor with real worker
 // processes: every built-in serializable type and a user type, RemoteError, worker death
 // (abort, kill -9) breaking the pool with no zombie left, cancellation, shutdown, a pool started
-// while gilio threads pass the GIL around, descriptors, and run_in_executor with a live loop.
+// while gilio threads pass the GIL around, descriptors, run_in_executor with a live loop, and
+// max_tasks_per_child recycling workers.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -9,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -271,4 +274,28 @@ TEST(ProcessPool, RunInExecutorKeepsTheLoopResponsive) {
     EXPECT_EQ(r, cpu_work(100000));
     ticker.cancel();
   }(pool));
+}
+
+TEST(ProcessPool, MaxTasksPerChildRecyclesWorkers) {
+  concurrent::ProcessPoolExecutor pool(2, 3);
+  std::vector<concurrent::Future<pid_t>> calls;
+  for (int i = 0; i < 30; ++i)
+    calls.push_back(pool.submit(my_pid, 0));
+  std::map<pid_t, int> per_process;
+  for (auto& f : calls)
+    ++per_process[f.result()];
+  EXPECT_GE(per_process.size(), 10u) << "30 calls, at most 3 per process";
+  for (const auto& [pid, n] : per_process)
+    EXPECT_LE(n, 3) << "process " << pid << " ran more calls than max_tasks_per_child";
+  // The pool goes on with fresh workers, and the retired ones were reaped.
+  EXPECT_EQ(pool.submit(square, 9L).result(), 81);
+  const auto live = pool.worker_pids();
+  pool.shutdown();
+  for (const auto& [pid, n] : per_process) {
+    if (std::find(live.begin(), live.end(), pid) == live.end()) {
+      EXPECT_TRUE(reaped(pid)) << "retired worker " << pid << " left behind";
+    }
+  }
+  for (pid_t pid : live)
+    EXPECT_TRUE(reaped(pid));
 }

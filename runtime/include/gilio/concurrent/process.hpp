@@ -103,8 +103,9 @@ struct Signature<R (*)(A...)> {
 
 class ProcessPoolExecutor {
  public:
-  // max_workers = 0: as many as the machine has cores.
-  explicit ProcessPoolExecutor(std::size_t max_workers = 0);
+  // max_workers = 0: as many as the machine has cores. max_tasks_per_child = n > 0: a worker
+  // exits after n calls and a fresh one replaces it (Python's max_tasks_per_child); 0: never.
+  explicit ProcessPoolExecutor(std::size_t max_workers = 0, std::size_t max_tasks_per_child = 0);
   ~ProcessPoolExecutor();
   ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
   ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
