@@ -26,4 +26,6 @@ step to_thread "L5: asyncio does not get around the GIL. A CPU-bound function in
 every wake-up of the loop about one switch interval (5 ms) late."
 step concurrent_requests "L5 on real sockets: ten requests to a slow server one after another take
 a second; ten threads or ten tasks take a tenth of it — the tasks on one thread."
+step cpu_offload "L4/L6/L7, the headline: CPU jobs from an event loop. Run in the task they stall
+the loop; in to_thread they share one GIL (~1x); only processes (or no GIL) give ~2x on 2 cores."
 printf '\nThe course: docs/README.md. The comparisons with CPython and the peers: make bench.\n'
