@@ -4,7 +4,7 @@
 //
 // The Python program it mirrors:
 //
-//     import asyncio, time
+//     import asyncio, time, zlib
 //     from concurrent.futures import ProcessPoolExecutor
 //     def count_primes(limit):                      # pure interpreter code
 //         return sum(all(n % d for d in range(2, int(n**0.5) + 1)) for n in range(2, limit))
@@ -19,16 +19,20 @@
 //         print("in the task", time.perf_counter() - t0, max(late))      #     the loop stalls
 //         t0 = time.perf_counter()                                       # (b) to_thread: ~1x
 //         await asyncio.gather(*(asyncio.to_thread(count_primes, j) for j in jobs))
-//         with ProcessPoolExecutor(2) as pool:                           # (d) processes: ~2x
+//         await asyncio.gather(*(asyncio.to_thread(zlib.compress, big) for _ in jobs))
+//                                   # (d) native code that releases the GIL (zlib, NumPy): ~2x
+//         with ProcessPoolExecutor(2) as pool:                           # (e) processes: ~2x
 //             t0 = time.perf_counter()
 //             await asyncio.gather(*(loop.run_in_executor(pool, count_primes, j) for j in jobs))
 //     asyncio.run(main())
 //
 // Row (c), to_thread with the GIL off (CPython 3.13t's free-threaded build), runs in a child
-// process started with GILIO_GIL=off, because the GIL's mode is fixed per process. The ticker's
-// worst lateness shows what each way does to the loop: run directly, the jobs stall it for their
-// whole length; in to_thread, each of its wake-ups waits about one switch interval for the GIL;
-// in the process pool it barely notices. Then L7: what a process costs — start-up, and the
+// process started with GILIO_GIL=off, because the GIL's mode is fixed per process. Row (d) is
+// lesson L11: the same loop written as a C extension writes it, with the GIL released around
+// the whole computation — threads are enough for that. The ticker's lateness shows what each
+// way does to the loop: run directly, the jobs stall it for their whole length; in to_thread
+// under the GIL, each of its wake-ups waits up to a switch interval or more for the GIL; in the
+// process pool it barely notices. Then L7: what a process costs — start-up, and the
 // round trip of a tiny call — beside a thread pool.
 #include <fmt/core.h>
 #include <fmt/format.h>
@@ -57,6 +61,9 @@ constexpr int kWorkers = 2;
 
 std::int64_t count_primes(std::int64_t limit) {
   return lab::cpu_work(limit);
+}
+std::int64_t count_primes_native(std::int64_t limit) {  // as a C extension would: GIL released
+  return lab::native_work(limit);
 }
 long tiny(long x) {
   return x + 1;
@@ -176,9 +183,18 @@ asyncio::Coro<> main_coro(std::int64_t limit, bool json) {
       throw std::runtime_error("cpu_offload: unexpected answer from the child: " + answer);
     }
     rows.push_back(row);
+    co_await asyncio::sleep(0.011);  // the ticker's late wake-up belongs to no row: let it pass
   }
 
-  // (d) In a process pool: processes, each with its own GIL; the loop only waits.
+  // (d) L11: native code that releases the GIL (as NumPy does) runs in parallel in to_thread.
+  {
+    pulse.reset();
+    auto offload = [](std::int64_t l) { return asyncio::to_thread(count_primes_native, l); };
+    const double s = co_await run_all(limit, offload);
+    rows.push_back(make_row("to_thread, native code", s, pulse));
+  }
+
+  // (e) In a process pool: processes, each with its own GIL; the loop only waits.
   {
     concurrent::ProcessPoolExecutor pool(kWorkers);
     co_await loop.run_in_executor(&pool, tiny, 0L);  // start-up is L7's row, not this one's
@@ -223,8 +239,10 @@ asyncio::Coro<> main_coro(std::int64_t limit, bool json) {
   fmt::print("{:<28} {:>9.2f} ms {:>13.1f} µs\n", "process pool", processes.startup_ms,
              processes.round_trip_us);
   fmt::print(
-      "\nOnly processes (or no GIL at all) run the jobs in parallel, and only the process pool\n"
-      "leaves the loop free. Each process costs a fork, and each call crosses two sockets.\n");
+      "\nInterpreter code runs in parallel only in processes (or with no GIL at all); native\n"
+      "code that releases the GIL is parallel in threads too (L11). Only the process pool and\n"
+      "the threads that let go of the GIL leave the loop free. A process costs a fork, and\n"
+      "each call crosses two sockets.");
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // the child's one-line answer from a pipe: run_self(). round_trip() is a blocking one-byte request
 // over a socket, with the GIL released around each call. cpu_work() is the "interpreter code" of
 // the CPU-bound lessons: a pure loop that calls gil::checkpoint() once per iteration, where
-// CPython's eval loop would check its eval breaker at the loop's backward jump.
+// CPython's eval loop would check its eval breaker at the loop's backward jump; native_work() is
+// the same loop as a C extension runs it, with the GIL released.
 #pragma once
 
 #include <spawn.h>
@@ -29,8 +30,10 @@ inline double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Counts primes below `limit` by trial division — deliberately naive CPU work.
-inline std::int64_t cpu_work(std::int64_t limit) {
+// Counts primes below `limit` by trial division — deliberately naive CPU work — calling
+// `between()` after each number.
+template <class Between>
+std::int64_t count_primes(std::int64_t limit, Between between) {
   std::int64_t count = 0;
   for (std::int64_t n = 2; n < limit; ++n) {
     bool prime = true;
@@ -41,10 +44,23 @@ inline std::int64_t cpu_work(std::int64_t limit) {
       }
     }
     count += prime;
-    gilio::gil::checkpoint();  // the loop's backward jump: where CPython checks the eval breaker
+    between();
   }
   asm volatile("" : : "r"(count) : "memory");  // the result counts even when the caller drops it
   return count;
+}
+
+// The work as interpreter code: holding the GIL, checking the eval breaker at the loop's
+// backward jump, where CPython's eval loop checks it.
+inline std::int64_t cpu_work(std::int64_t limit) {
+  return count_primes(limit, [] { gilio::gil::checkpoint(); });
+}
+
+// The work as a native library does it (L11: NumPy and the like): the GIL released around the
+// whole computation, which touches no interpreter object.
+inline std::int64_t native_work(std::int64_t limit) {
+  gilio::gil::Released nogil;
+  return count_primes(limit, [] {});
 }
 
 // One blocking request over a socket: send a byte, wait for a byte back. Each call blocks, so
