@@ -4,8 +4,15 @@
 //   round_trip_us     one tiny call at a time: submit, wait for the result
 //   startup_ms        a pool of 2 workers created and its first call answered
 //   cpu_speedup       8 CPU-bound jobs: sequential time / time on 2 workers (start-up included)
+//   floor_round_trip_us  the machine's floor for any such round trip: one byte to a forked
+//                     process and back over a socketpair, blocking reads, no library at all
+//                     (two cross-core wake-ups; a call through the pool needs three)
 // Usage: process_bench [--quick]
 #include <fmt/core.h>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <gilio/concurrent.hpp>
@@ -39,6 +46,30 @@ long count_primes(long limit) {  // the same naive CPU work as examples/cpu_thre
   return count;
 }
 
+// One byte there and back between two processes, `trips` times; µs per trip.
+double socket_ping_pong_us(int trips) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(sv[0]);  // else the parent's close would never read as EOF here
+    char b;
+    while (::read(sv[1], &b, 1) == 1 && ::write(sv[1], &b, 1) == 1) {
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  char b = 'x';
+  const double t0 = now();
+  for (int i = 0; i < trips; ++i) {
+    if (::write(sv[0], &b, 1) != 1 || ::read(sv[0], &b, 1) != 1) return -1;
+  }
+  const double us = (now() - t0) / trips * 1e6;
+  ::close(sv[0]);
+  ::waitpid(pid, nullptr, 0);
+  return us;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -63,6 +94,7 @@ int main(int argc, char** argv) {
   for (long i = 0; i < trips; ++i)
     pool.submit(square, i).result();
   const double round_trip = (now() - t0) / trips;
+  const double floor_us = socket_ping_pong_us(trips);
 
   const long limit = 300'000 / scale;
   const std::vector<long> jobs(8, limit);
@@ -78,6 +110,6 @@ int main(int argc, char** argv) {
   const double parallel = now() - t0;
   fmt::print(
       "{{\"pipelined_per_s\": {:.0f}, \"round_trip_us\": {:.1f}, \"startup_ms\": {:.2f}, "
-      "\"cpu_speedup\": {:.3f}}}\n",
-      pipelined, round_trip * 1e6, startup * 1e3, sequential / parallel);
+      "\"cpu_speedup\": {:.3f}, \"floor_round_trip_us\": {:.1f}}}\n",
+      pipelined, round_trip * 1e6, startup * 1e3, sequential / parallel, floor_us);
 }

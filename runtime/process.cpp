@@ -224,6 +224,35 @@ struct ProcessPoolExecutor::Impl {
     }
   }
 
+  // Writes what it can of w.out without blocking (mutex held); false if the worker is gone.
+  static bool flush_locked(Worker& w) {
+    if (w.out.empty()) return true;
+    const ssize_t n = ::write(w.fd, w.out.data(), w.out.size());
+    if (n > 0) w.out.erase(0, static_cast<std::size_t>(n));
+    return n >= 0 || errno == EAGAIN || errno == EINTR;
+  }
+
+  // The fast path of submit() (mutex held): with nothing queued and a worker idle, the call goes
+  // straight to that worker from the submitting thread — one thread hop fewer than through the
+  // manager, which is what a lone round trip costs most. False if the manager must dispatch it.
+  bool send_directly_locked(Call& call) {
+    if (!queue.empty() || broken) return false;
+    for (Worker& w : workers) {
+      if (w.fd < 0 || w.in_flight != 0 || !w.out.empty()) continue;
+      if (max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child) continue;
+      if (!call.start(false)) return true;  // cancelled already: nothing to send
+      w.out = std::move(call.frame);
+      ++w.in_flight;
+      ++w.sent_total;
+      sent.emplace(call.id, std::move(call.done));
+      // A partial write leaves the rest in w.out for the manager (woken by the caller); a dead
+      // worker is the manager's to notice, on its channel.
+      flush_locked(w);
+      return true;
+    }
+    return false;
+  }
+
   // Hands each queued call to the worker with the fewest calls in flight (manager thread, mutex
   // held) — as Python's idle workers pull from one queue, so a long call does not hold up the
   // calls behind it while another worker is free. Several calls for one worker leave in one
@@ -312,13 +341,13 @@ struct ProcessPoolExecutor::Impl {
         for (const Worker& w : workers)
           busy += w.in_flight;
         finished = broken || (shutting_down && queue.empty() && busy == 0);
+        fds.clear();
+        fds.push_back({wake_fds[0], POLLIN, 0});
+        for (const Worker& w : workers) {
+          fds.push_back({w.fd, static_cast<short>(POLLIN | (w.out.empty() ? 0 : POLLOUT)), 0});
+        }
       }
       if (finished) break;
-      fds.clear();
-      fds.push_back({wake_fds[0], POLLIN, 0});
-      for (const Worker& w : workers) {
-        fds.push_back({w.fd, static_cast<short>(POLLIN | (w.out.empty() ? 0 : POLLOUT)), 0});
-      }
       if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
       if (fds[0].revents & POLLIN) {
         char drain[256];
@@ -330,9 +359,8 @@ struct ProcessPoolExecutor::Impl {
         const short ev = fds[i + 1].revents;
         bool alive = true;
         if (ev & POLLOUT) {
-          const ssize_t n = ::write(w.fd, w.out.data(), w.out.size());
-          if (n > 0) w.out.erase(0, static_cast<std::size_t>(n));
-          if (n < 0 && errno != EAGAIN && errno != EINTR) alive = false;
+          std::lock_guard lk(mutex);  // submit() may write to an idle worker itself
+          alive = flush_locked(w);
         }
         if (ev & (POLLIN | POLLHUP | POLLERR)) alive = read_results(w) && alive;
         if (alive && max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child &&
@@ -403,7 +431,16 @@ void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t 
     call.frame += args;
     call.done = std::move(done);
     call.start = std::move(start);
-    m.queue.push_back(std::move(call));
+    // Straight to an idle worker when possible; the manager still reads the answer (it polls
+    // every channel), so it needs no wake-up unless part of the frame is left to write.
+    if (m.send_directly_locked(call)) {
+      bool all_written = true;
+      for (const auto& w : m.workers)
+        all_written = all_written && w.out.empty();
+      if (all_written) return;
+    } else {
+      m.queue.push_back(std::move(call));
+    }
   }
   m.wake();
 }
