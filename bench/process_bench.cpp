@@ -2,6 +2,7 @@
 // side of bench/python/process_bench.py, printed as one JSON line:
 //   pipelined_per_s   N tiny calls submitted at once, then all results collected
 //   round_trip_us     one tiny call at a time: submit, wait for the result
+//   map_chunked_per_s N tiny calls through map(fn, inputs, chunksize = 1000)
 //   startup_ms        a pool of 2 workers created and its first call answered
 //   cpu_speedup       8 CPU-bound jobs: sequential time / time on 2 workers (start-up included)
 //   floor_round_trip_us  the machine's floor for any such round trip: one byte to a forked
@@ -96,6 +97,13 @@ int main(int argc, char** argv) {
   const double round_trip = (now() - t0) / trips;
   const double floor_us = socket_ping_pong_us(trips);
 
+  std::vector<long> items(2'000'000 / scale);
+  for (std::size_t i = 0; i < items.size(); ++i)
+    items[i] = static_cast<long>(i);
+  t0 = now();
+  pool.map(square, items, 1000);
+  const double chunked = items.size() / (now() - t0);
+
   const long limit = 300'000 / scale;
   const std::vector<long> jobs(8, limit);
   t0 = now();
@@ -110,6 +118,6 @@ int main(int argc, char** argv) {
   const double parallel = now() - t0;
   fmt::print(
       "{{\"pipelined_per_s\": {:.0f}, \"round_trip_us\": {:.1f}, \"startup_ms\": {:.2f}, "
-      "\"cpu_speedup\": {:.3f}, \"floor_round_trip_us\": {:.1f}}}\n",
-      pipelined, round_trip * 1e6, startup * 1e3, sequential / parallel, floor_us);
+      "\"cpu_speedup\": {:.3f}, \"floor_round_trip_us\": {:.1f}, \"map_chunked_per_s\": {:.0f}}}\n",
+      pipelined, round_trip * 1e6, startup * 1e3, sequential / parallel, floor_us, chunked);
 }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -145,6 +146,22 @@ TEST(ProcessPool, MapAndManyPipelinedCalls) {
   for (auto& f : futures)
     sum += f.result();
   EXPECT_EQ(sum, 19999L * 20000 * 39999 / 6);
+}
+
+TEST(ProcessPool, MapWithAChunksizeKeepsOrderAndErrors) {
+  concurrent::ProcessPoolExecutor pool(2);
+  std::vector<long> inputs(1001);
+  std::iota(inputs.begin(), inputs.end(), -500L);
+  std::vector<long> expected;
+  for (long x : inputs)
+    expected.push_back(x * x);
+  for (std::size_t chunksize : {1u, 7u, 1000u, 5000u})
+    EXPECT_EQ(pool.map(square, inputs, chunksize), expected) << "chunksize " << chunksize;
+  EXPECT_EQ(pool.map([](std::string s) { return s + "!"; }, std::vector<std::string>{"a", "b"}, 2),
+            (std::vector<std::string>{"a!", "b!"}));
+  EXPECT_TRUE(pool.map(square, std::vector<long>{}, 3).empty());
+  EXPECT_THROW(pool.map(square, inputs, 0), std::invalid_argument);
+  EXPECT_THROW(pool.map(fail, std::vector<int>{1, 2, 3}, 2), concurrent::RemoteError);
 }
 
 TEST(ProcessPool, ExceptionsComeBackAsRemoteError) {
