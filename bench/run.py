@@ -6,16 +6,20 @@ invocation and reports the ratio (../shared/PERF.md). Each comparison is a funct
 rows; a row names the workload, gilio's figure, each peer's figure, the target and whether it is
 met. Results go to build/bench-results/ as JSON and CSV, and one table is printed at the end.
 
-Comparisons so far: the GIL's own costs (Google Benchmark), the race experiment (L8/L9),
-CPU-bound threads vs processes (L1/L4/L6), the convoy effect, the event loop's costs against
-asyncio, uvloop and Boost.Fiber, and the loop's lag beside a CPU-bound to_thread (L5). Later
-layers add theirs to COMPARISONS.
+The comparisons (COMPARISONS): the GIL's own costs (Google Benchmark), the race experiment
+(L8/L9), CPU-bound threads vs processes (L1/L4/L6), the convoy effect, the event loop's costs
+(spawn, switches, timers, queue, memory per task) against asyncio, uvloop and Boost.Fiber, the
+loop's lag beside a CPU-bound to_thread (L5), echo servers against asyncio and uvloop on
+loopback, and the process pool against CPython's. Then charts.py draws the results and the GIL
+timelines: into docs/bench/ after a full run (committed, with the date and machine), into
+build/bench-results/charts/ after a quick one.
 """
 import argparse
 import csv
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -50,7 +54,8 @@ def row(workload, gilio, unit, peers=None, target=None, met=None, note="", highe
         best = max(values) if higher_is_better else min(values)
         ratio = gilio / best if higher_is_better else best / gilio
     return {"workload": workload, "gilio": gilio, "unit": unit, "peers": peers,
-            "target": target or "", "met": met, "note": note, "ratio": ratio}
+            "target": target or "", "met": met, "note": note, "ratio": ratio,
+            "higher_is_better": higher_is_better}
 
 
 def gil_costs(args):
@@ -249,7 +254,16 @@ def process_pool(args):
     ]
 
 
-COMPARISONS = [gil_costs, race, cpu_threads, convoy, loop_costs, loop_lag, echo, process_pool]
+COMPARISONS = [  # (title, function): the order of the run, the table and the charts
+    ("The GIL's own costs", gil_costs),
+    ("Race (L8, L9)", race),
+    ("CPU-bound threads (L1, L4)", cpu_threads),
+    ("Convoy effect", convoy),
+    ("Event loop costs", loop_costs),
+    ("Loop lag beside to_thread (L5)", loop_lag),
+    ("Echo servers", echo),
+    ("Process pool (L6, L7)", process_pool),
+]
 
 
 def fmt(v):
@@ -258,25 +272,27 @@ def fmt(v):
     return str(v)
 
 
-def print_table(rows):
-    peer_names = []
-    for r in rows:
-        for p in r["peers"]:
-            if p not in peer_names:
-                peer_names.append(p)
-    head = ["workload", "gilio", "unit"] + peer_names + ["vs best peer", "target", "met"]
-    table = [head]
-    for r in rows:
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
-        ratio = "" if r.get("ratio") is None else f"{r['ratio']:.3g}x"
-        table.append([r["workload"], fmt(r["gilio"]), r["unit"]] +
-                     [fmt(r["peers"].get(p, "")) for p in peer_names] + [ratio, r["target"], met])
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
-    for n, line in enumerate(table):
-        print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
-                        for i, c in enumerate(line)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+def print_table(groups):
+    """One table, a section per comparison, each with its own peers' columns."""
+    for title, rows in groups:
+        peer_names = []
+        for r in rows:
+            peer_names += [p for p in r["peers"] if p not in peer_names]
+        head = ["workload", "gilio", "unit"] + peer_names + ["vs best peer", "target", "met"]
+        table = [head]
+        for r in rows:
+            met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+            ratio = "" if r.get("ratio") is None else f"{r['ratio']:.3g}x"
+            table.append([r["workload"], fmt(r["gilio"]), r["unit"]] +
+                         [fmt(r["peers"].get(p, "")) for p in peer_names] +
+                         [ratio, r["target"], met])
+        widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
+        print(f"\n== {title}")
+        for n, line in enumerate(table):
+            print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+                            for i, c in enumerate(line)))
+            if n == 0:
+                print("  ".join("-" * w for w in widths))
 
 
 def main():
@@ -285,24 +301,34 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
 
-    rows = []
-    for comparison in COMPARISONS:
-        rows.extend(comparison(args))
+    groups = []
+    for title, comparison in COMPARISONS:
+        groups.append((title, comparison(args)))
+    rows = [r for _, rs in groups for r in rs]
 
     out_dir = os.path.join(args.build, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
             "cpus": os.cpu_count(), "kernel": platform.release(), "quick": args.quick}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        json.dump({"meta": meta, "groups": [{"title": t, "rows": rs} for t, rs in groups]}, f,
+                  indent=1)
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["workload", "gilio", "unit", "peers", "target", "met"])
-        for r in rows:
-            w.writerow([r["workload"], r["gilio"], r["unit"], json.dumps(r["peers"]),
-                        r["target"], r["met"]])
-    print()
-    print_table(rows)
+        w.writerow(["comparison", "workload", "gilio", "unit", "peers", "target", "met"])
+        for title, rs in groups:
+            for r in rs:
+                w.writerow([title, r["workload"], r["gilio"], r["unit"], json.dumps(r["peers"]),
+                            r["target"], r["met"]])
+    # Charts: a full run refreshes the committed ones in docs/bench/; a quick one stays in build/.
+    chart_dir = os.path.join(out_dir, "charts") if args.quick else os.path.join(HERE, "..", "docs",
+                                                                                "bench")
+    progress(f"charts and GIL timelines -> {os.path.normpath(chart_dir)}")
+    import charts  # matplotlib is only needed from here on
+    charts.render(groups, meta, chart_dir, args.build, PYTHON)
+    if not args.quick:
+        shutil.copy(os.path.join(out_dir, "results.json"), chart_dir)
+    print_table(groups)
     missed = [r["workload"] for r in rows if r["met"] is False]
     print(f"\n{len(rows)} figures, {len(missed)} targets missed; results in {out_dir}/")
     return 0
