@@ -1,4 +1,8 @@
 // runtime/files.cpp — read_file / write_file on io_uring (see files.hpp). No CPython twin.
+//
+// A whole file is opened, read or written in chunks, and closed, each step an operation on the
+// loop's ring that the task awaits, so a big file never blocks the loop. The essay on why, and
+// on cancellation, is in files.hpp.
 #include "gilio/asyncio/files.hpp"
 
 #include <fcntl.h>

@@ -1,4 +1,8 @@
 // runtime/uring.cpp — the io_uring backend (see uring.hpp). The only includer of <liburing.h>.
+//
+// It turns the loop's requests into submission queue entries, flushes a full submission queue
+// instead of failing, and hands each completion back to the operation that owns it. How the
+// ring, the wake-up and the single kernel timeout fit together is uring.hpp's essay.
 #include "uring.hpp"
 
 #include <fcntl.h>

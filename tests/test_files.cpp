@@ -1,4 +1,5 @@
 // tests/test_files.cpp — gilio/asyncio/files.hpp: whole files through the ring.
+// A large file's round trip through write_file and read_file, and errors that name the path.
 #include <gtest/gtest.h>
 
 #include <cstdio>

@@ -1,4 +1,6 @@
 // tests/test_locks.cpp — gilio/asyncio/locks.hpp, after Lib/test/test_asyncio/test_locks.py.
+// Lock's FIFO hand-off and a cancelled waiter passing it on, Event, Condition (re-acquiring on
+// cancel), Semaphore, BoundedSemaphore's over-release, and Barrier's indices and abort.
 #include <gtest/gtest.h>
 
 #include <vector>

@@ -1,4 +1,6 @@
 // tests/test_queues.cpp — gilio/asyncio/queues.hpp, after Lib/test/test_asyncio/test_queues.py.
+// FIFO, priority and LIFO order, maxsize back-pressure, the nowait variants, task_done/join, a
+// cancelled getter passing its item on, and 3.13's shutdown.
 #include <gtest/gtest.h>
 
 #include <string>

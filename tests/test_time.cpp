@@ -1,4 +1,6 @@
 // tests/test_time.cpp — gilio/time.hpp: sleep blocks for its length with the GIL released.
+// Sleeps last their length, sleeping threads overlap and release the GIL meanwhile, and a
+// negative or NaN length is a clear error.
 #include <gtest/gtest.h>
 
 #include <atomic>
