@@ -133,11 +133,9 @@ def timelines(build, out_dir, python):
     return made
 
 
-def markdown(groups, meta, images):
+def markdown(groups, meta, images, fmt):
     def cell(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-        return "" if v is None else str(v)
+        return "" if v is None else fmt(v)
 
     lines = ["# Benchmark results", "",
              f"Written by `make bench` on {meta['date']}, machine `{meta['machine']}` "
@@ -164,7 +162,8 @@ def markdown(groups, meta, images):
     return "\n".join(lines) + "\n"
 
 
-def render(groups, meta, out_dir, build, python):
+def render(groups, meta, out_dir, build, python, fmt):
+    """fmt: how a figure is written in the tables (run.py's, so both tables agree)."""
     os.makedirs(out_dir, exist_ok=True)
     rows = [r for _, rs in groups for r in rs]
     images = []
@@ -178,5 +177,5 @@ def render(groups, meta, out_dir, build, python):
             images.append(path)
     images += timelines(build, out_dir, python)
     with open(os.path.join(out_dir, "README.md"), "w") as f:
-        f.write(markdown(groups, meta, images))
+        f.write(markdown(groups, meta, images, fmt))
     return images

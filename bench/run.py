@@ -325,7 +325,7 @@ def main():
                                                                                 "bench")
     progress(f"charts and GIL timelines -> {os.path.normpath(chart_dir)}")
     import charts  # matplotlib is only needed from here on
-    charts.render(groups, meta, chart_dir, args.build, PYTHON)
+    charts.render(groups, meta, chart_dir, args.build, PYTHON, fmt)
     if not args.quick:
         shutil.copy(os.path.join(out_dir, "results.json"), chart_dir)
     print_table(groups)

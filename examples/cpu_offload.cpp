@@ -102,22 +102,22 @@ Row make_row(std::string how, double seconds, Pulse& pulse) {
   return Row{std::move(how), seconds, pulse.median_ms(), pulse.worst_ms()};
 }
 
-// Runs every job through `offload` (a function returning an awaitable), all at once.
+// Runs every job through `offload` (a function returning an awaitable), all at once; the row
+// holds how long they took and how late the pulse was meanwhile.
 template <class Offload>
-asyncio::Coro<double> run_all(std::int64_t limit, Offload offload) {
+asyncio::Coro<Row> run_all(std::string how, std::int64_t limit, Pulse& pulse, Offload offload) {
+  pulse.reset();
   const double t0 = lab::now();
   std::vector<asyncio::Task<std::int64_t>> tasks;
   for (int j = 0; j < kJobs; ++j)
     tasks.push_back(asyncio::create_task(offload(limit)));
   co_await asyncio::gather(std::move(tasks));
-  co_return lab::now() - t0;
+  co_return make_row(std::move(how), lab::now() - t0, pulse);
 }
 
 asyncio::Coro<Row> in_to_thread(std::int64_t limit, Pulse& pulse, std::string how) {
-  pulse.reset();
   auto offload = [](std::int64_t l) { return asyncio::to_thread(count_primes, l); };
-  const double s = co_await run_all(limit, offload);
-  co_return make_row(std::move(how), s, pulse);
+  co_return co_await run_all(std::move(how), limit, pulse, offload);
 }
 
 // The child's part for row (c): the to_thread row, with whatever GIL mode it was started with.
@@ -188,20 +188,18 @@ asyncio::Coro<> main_coro(std::int64_t limit, bool json) {
 
   // (d) L11: native code that releases the GIL (as NumPy does) runs in parallel in to_thread.
   {
-    pulse.reset();
+    std::string how = "to_thread, native code";  // named: g++ 12 and co_await temporaries
     auto offload = [](std::int64_t l) { return asyncio::to_thread(count_primes_native, l); };
-    const double s = co_await run_all(limit, offload);
-    rows.push_back(make_row("to_thread, native code", s, pulse));
+    rows.push_back(co_await run_all(how, limit, pulse, offload));
   }
 
   // (e) In a process pool: processes, each with its own GIL; the loop only waits.
   {
     concurrent::ProcessPoolExecutor pool(kWorkers);
     co_await loop.run_in_executor(&pool, tiny, 0L);  // start-up is L7's row, not this one's
-    pulse.reset();
     auto offload = [&](std::int64_t l) { return loop.run_in_executor(&pool, count_primes, l); };
-    const double s = co_await run_all(limit, offload);
-    rows.push_back(make_row(fmt::format("process pool, {} workers", kWorkers), s, pulse));
+    std::string how = fmt::format("process pool, {} workers", kWorkers);
+    rows.push_back(co_await run_all(how, limit, pulse, offload));
   }
   tick.cancel();
 

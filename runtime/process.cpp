@@ -145,10 +145,13 @@ struct ProcessPoolExecutor::Impl {
 
   std::size_t max_workers;
   std::size_t max_tasks_per_child = 0;  // 0: a worker lives as long as the pool
-  mutable std::mutex mutex;             // guards everything below but the workers' buffers
+  mutable std::mutex mutex;             // guards everything below but each worker's `in`
   std::deque<Call> queue;
   std::unordered_map<std::uint64_t, std::function<void(Outcome)>> sent;
-  std::vector<Worker> workers;  // created once; their buffers belong to the manager thread
+  // One slot per worker, created at the first submit (a retired worker's successor reuses its
+  // slot). `out` is shared with submit()'s fast path, so it is touched only under the mutex;
+  // `in` belongs to the manager thread.
+  std::vector<Worker> workers;
   std::uint64_t next_id = 1;
   bool started = false;
   bool shutting_down = false;
@@ -224,6 +227,24 @@ struct ProcessPoolExecutor::Impl {
     }
   }
 
+  // Whether `w` may be sent another call now (mutex held): alive, not full, not past its quota.
+  bool accepts_calls(const Worker& w) const {
+    if (w.fd < 0 || w.in_flight >= kInFlightPerWorker) return false;
+    return max_tasks_per_child == 0 || w.sent_total < max_tasks_per_child;
+  }
+
+  // Moves an accepted call into `w`'s output (mutex held).
+  void assign_locked(Worker& w, Call& call) {
+    if (w.out.empty()) {
+      w.out = std::move(call.frame);
+    } else {
+      w.out += call.frame;
+    }
+    ++w.in_flight;
+    ++w.sent_total;
+    sent.emplace(call.id, std::move(call.done));
+  }
+
   // Writes what it can of w.out without blocking (mutex held); false if the worker is gone.
   static bool flush_locked(Worker& w) {
     if (w.out.empty()) return true;
@@ -234,23 +255,20 @@ struct ProcessPoolExecutor::Impl {
 
   // The fast path of submit() (mutex held): with nothing queued and a worker idle, the call goes
   // straight to that worker from the submitting thread — one thread hop fewer than through the
-  // manager, which is what a lone round trip costs most. False if the manager must dispatch it.
-  bool send_directly_locked(Call& call) {
-    if (!queue.empty() || broken) return false;
+  // manager, which is what a lone round trip costs most. Returns the worker it went to, or
+  // nullptr if the manager must dispatch it.
+  Worker* send_directly_locked(Call& call) {
+    if (!queue.empty() || broken) return nullptr;
     for (Worker& w : workers) {
-      if (w.fd < 0 || w.in_flight != 0 || !w.out.empty()) continue;
-      if (max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child) continue;
-      if (!call.start(false)) return true;  // cancelled already: nothing to send
-      w.out = std::move(call.frame);
-      ++w.in_flight;
-      ++w.sent_total;
-      sent.emplace(call.id, std::move(call.done));
+      if (w.in_flight != 0 || !w.out.empty() || !accepts_calls(w)) continue;
+      call.start(false);  // a call nobody has seen yet cannot have been cancelled
+      assign_locked(w, call);
       // A partial write leaves the rest in w.out for the manager (woken by the caller); a dead
       // worker is the manager's to notice, on its channel.
       flush_locked(w);
-      return true;
+      return &w;
     }
-    return false;
+    return nullptr;
   }
 
   // Hands each queued call to the worker with the fewest calls in flight (manager thread, mutex
@@ -261,18 +279,13 @@ struct ProcessPoolExecutor::Impl {
     while (!queue.empty()) {
       Worker* best = nullptr;
       for (Worker& w : workers) {
-        if (w.in_flight >= kInFlightPerWorker || w.fd < 0) continue;
-        if (max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child) continue;
-        if (best == nullptr || w.in_flight < best->in_flight) best = &w;
+        if (accepts_calls(w) && (best == nullptr || w.in_flight < best->in_flight)) best = &w;
       }
       if (best == nullptr) return;  // every worker is full or waiting to be retired
       Call call = std::move(queue.front());
       queue.pop_front();
       if (!call.start(false)) continue;  // cancelled while queued: it never runs
-      best->out += call.frame;
-      ++best->in_flight;
-      ++best->sent_total;
-      sent.emplace(call.id, std::move(call.done));
+      assign_locked(*best, call);
     }
   }
 
@@ -433,11 +446,8 @@ void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t 
     call.start = std::move(start);
     // Straight to an idle worker when possible; the manager still reads the answer (it polls
     // every channel), so it needs no wake-up unless part of the frame is left to write.
-    if (m.send_directly_locked(call)) {
-      bool all_written = true;
-      for (const auto& w : m.workers)
-        all_written = all_written && w.out.empty();
-      if (all_written) return;
+    if (const auto* w = m.send_directly_locked(call)) {
+      if (w->out.empty()) return;
     } else {
       m.queue.push_back(std::move(call));
     }
