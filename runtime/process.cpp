@@ -245,6 +245,14 @@ struct ProcessPoolExecutor::Impl {
     sent.emplace(call.id, std::move(call.done));
   }
 
+  // Whether `w` has been sent its max_tasks_per_child quota and answered all of it. Read under
+  // the mutex, as submit()'s fast path counts calls too; once true it stays true (no one sends
+  // such a worker more calls).
+  bool quota_done(const Worker& w) {
+    std::lock_guard lk(mutex);
+    return max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child && w.in_flight == 0;
+  }
+
   // Writes what it can of w.out without blocking (mutex held); false if the worker is gone.
   static bool flush_locked(Worker& w) {
     if (w.out.empty()) return true;
@@ -376,8 +384,7 @@ struct ProcessPoolExecutor::Impl {
           alive = flush_locked(w);
         }
         if (ev & (POLLIN | POLLHUP | POLLERR)) alive = read_results(w) && alive;
-        if (alive && max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child &&
-            w.in_flight == 0) {
+        if (alive && quota_done(w)) {
           if (retire_and_replace(w)) continue;
           fail_everything(std::string(broken_reason));
           break;
