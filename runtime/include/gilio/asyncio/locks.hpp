@@ -29,13 +29,21 @@ namespace detail {
 // A task parked on a primitive.
 class SyncWaiter : public ListNode, public Suspension {
  public:
-  TaskCore* task = nullptr;
+  // From park() on, the task parked here. Before that the slot may hold what the awaiter waits
+  // on (Event::Wait keeps its Event there, which keeps a task parked on an Event to 112 bytes
+  // of coroutine frame instead of 128); `parked` tells which.
+  union {
+    TaskCore* task = nullptr;
+    void* subject;
+  };
+  bool parked = false;
   bool woken = false;      // handed the lock / a unit / a notification; a wake-up is on its way
   bool cancelled = false;  // its wait was cancelled before it was woken
 
   template <class P>
   void park(List<SyncWaiter>& list, std::coroutine_handle<P> h) {
     task = &task_of(h);
+    parked = true;
     list.push_back(this);
     task->suspend(h, this);
   }
@@ -130,19 +138,19 @@ class Event {
 
   class Wait final : public detail::SyncWaiter {
    public:
-    explicit Wait(Event& e) : event_(e) {}
-    bool await_ready() const noexcept { return event_.flag_; }
+    explicit Wait(Event& e) noexcept { subject = &e; }
+    bool await_ready() const noexcept { return event().flag_; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-      park(event_.waiters_, h);
+      park(event().waiters_, h);
     }
     bool await_resume() {
-      if (task != nullptr) task->resume_check(cancelled);
+      if (parked) task->resume_check(cancelled);
       return true;
     }
 
    private:
-    Event& event_;
+    Event& event() const noexcept { return *static_cast<Event*>(subject); }  // until parked
   };
   // Waits until the flag is set; returns true.
   [[nodiscard]] Wait wait() { return Wait(*this); }
