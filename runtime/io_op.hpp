@@ -4,6 +4,9 @@
 // user_data points at this object; complete() records the result and wakes the task. The task
 // resumes only after complete() has run — also when cancelled: cancel_wait() submits an
 // async-cancel and keeps waiting for the original completion (DESIGN.md invariant 1).
+// An optional second callable sees every completion (result and flags) before the task is
+// woken — a stream's pooled recv copies its bytes out there and returns the kernel's buffer at
+// once, even if the task is cancelled before it runs again.
 #pragma once
 
 #include <cerrno>
@@ -15,10 +18,15 @@
 
 namespace gilio::asyncio::detail {
 
-template <class Prep>
+struct NoCompletionHook {
+  void operator()(int, std::uint32_t) const noexcept {}
+};
+
+template <class Prep, class OnComplete = NoCompletionHook>
 class [[nodiscard]] IoOp final : public Completion, public Suspension {
  public:
-  explicit IoOp(Prep prep) : prep_(std::move(prep)) {}
+  explicit IoOp(Prep prep, OnComplete on_complete = {})
+      : prep_(std::move(prep)), on_complete_(std::move(on_complete)) {}
   IoOp(const IoOp&) = delete;
   IoOp& operator=(const IoOp&) = delete;
 
@@ -42,7 +50,8 @@ class [[nodiscard]] IoOp final : public Completion, public Suspension {
     }
     return result_;
   }
-  void complete(int result, std::uint32_t) override {
+  void complete(int result, std::uint32_t flags) override {
+    on_complete_(result, flags);
     result_ = result;
     done_ = true;
     task_->wake();
@@ -61,6 +70,7 @@ class [[nodiscard]] IoOp final : public Completion, public Suspension {
 
  private:
   Prep prep_;
+  [[no_unique_address]] OnComplete on_complete_;
   TaskCore* task_ = nullptr;
   Backend* backend_ = nullptr;
   int result_ = 0;

@@ -22,6 +22,7 @@
 
 #include "gilio/asyncio.hpp"
 #include "gilio/asyncio/streams.hpp"
+#include "io_op.hpp"
 #include "net.hpp"
 #include "uring.hpp"
 
@@ -29,7 +30,6 @@ namespace gilio::asyncio {
 namespace detail {
 
 namespace {
-constexpr std::size_t kChunk = 64 * 1024;
 constexpr std::size_t kHighWater = 64 * 1024;
 constexpr std::size_t kLowWater = 16 * 1024;
 
@@ -42,8 +42,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     void complete(int result, std::uint32_t) override { owner->on_sent(result); }
   };
 
-  StreamState(EventLoop* l, int f, std::size_t lim)
-      : loop(l), fd(f), limit(lim), peer(peer_of(f)), chunk(new char[kChunk]) {
+  StreamState(EventLoop* l, int f, std::size_t lim) : loop(l), fd(f), limit(lim), peer(peer_of(f)) {
     send_op.owner = this;
   }
   ~StreamState() {
@@ -54,7 +53,6 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   int fd;
   std::size_t limit;
   std::string peer;
-  std::unique_ptr<char[]> chunk;
 
   std::string buffer;  // received, not yet read
   bool eof = false;
@@ -79,19 +77,23 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     if (reading) throw std::runtime_error("read() called while another task is already reading");
     if (fd < 0) throw std::runtime_error("read from a closed stream");
     reading = true;
-    std::size_t n = 0;
+    int n = -ENOBUFS;
     try {
-      n = co_await loop->sock_recv_into(fd, chunk.get(), kChunk);
+      // The bytes are appended to `buffer` inside the completion, which also returns the
+      // kernel's buffer to the ring; -ENOBUFS (the ring was empty) leaves the data in the socket.
+      while (n == -ENOBUFS) {
+        n = co_await IoOp([fd = fd](Backend& b, Completion* op) { b.recv_pooled(op, fd); },
+                          [this](int result, std::uint32_t flags) {
+                            loop->backend().take_buffer(result, flags, buffer);
+                          });
+      }
     } catch (...) {
       reading = false;
       throw;
     }
     reading = false;
-    if (n == 0) {
-      eof = true;
-    } else {
-      buffer.append(chunk.get(), n);
-    }
+    if (n < 0) raise_os_error(-n, "recv from " + peer);
+    if (n == 0) eof = true;
   }
 
   void start_send() {

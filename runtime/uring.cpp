@@ -8,11 +8,13 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <system_error>
 
 namespace gilio::asyncio::detail {
@@ -60,10 +62,65 @@ Backend::Backend(unsigned entries) : ring_(new Ring), wake_read_(new WakeRead(*t
   arm_wake_read();
 }
 
+// The provided-buffer ring: kCount buffers of kSize bytes, group kGroup. The ring of buffer
+// descriptors is shared with the kernel (page-aligned, hence mmap); the buffers are one mapping,
+// whose pages the kernel touches only as data arrives.
+struct Backend::BufferRing {
+  static constexpr unsigned kCount = 128;  // a power of two
+  static constexpr unsigned kSize = 32 * 1024;
+  static constexpr unsigned short kGroup = 0;
+  io_uring_buf_ring* ring = nullptr;
+  std::size_t ring_bytes = kCount * sizeof(io_uring_buf);
+  char* data = nullptr;
+
+  void give_back(unsigned short id) {
+    io_uring_buf_ring_add(ring, data + std::size_t{id} * kSize, kSize, id,
+                          io_uring_buf_ring_mask(kCount), 0);
+    io_uring_buf_ring_advance(ring, 1);
+  }
+};
+
+Backend::BufferRing& Backend::buffer_ring() {
+  if (buffers_ != nullptr) return *buffers_;
+  auto b = std::make_unique<BufferRing>();
+  void* r =
+      ::mmap(nullptr, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (r == MAP_FAILED) fail(errno, "mmap (io_uring buffer ring)");
+  void* d = ::mmap(nullptr, std::size_t{BufferRing::kCount} * BufferRing::kSize,
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (d == MAP_FAILED) {
+    const int err = errno;
+    ::munmap(r, b->ring_bytes);
+    fail(err, "mmap (io_uring receive buffers)");
+  }
+  b->ring = static_cast<io_uring_buf_ring*>(r);
+  b->data = static_cast<char*>(d);
+  io_uring_buf_ring_init(b->ring);
+  io_uring_buf_reg reg;
+  std::memset(&reg, 0, sizeof reg);
+  reg.ring_addr = reinterpret_cast<std::uintptr_t>(b->ring);
+  reg.ring_entries = BufferRing::kCount;
+  reg.bgid = BufferRing::kGroup;
+  if (int rc = io_uring_register_buf_ring(&ring_->ring, &reg, 0); rc < 0) {
+    ::munmap(r, b->ring_bytes);
+    ::munmap(d, std::size_t{BufferRing::kCount} * BufferRing::kSize);
+    fail(-rc, "io_uring_register_buf_ring (provided buffer rings need Linux 5.19 or later)");
+  }
+  for (unsigned i = 0; i < BufferRing::kCount; ++i)
+    b->give_back(static_cast<unsigned short>(i));
+  buffers_ = b.release();
+  return *buffers_;
+}
+
 Backend::~Backend() {
   // Closing the ring cancels the pending eventfd read; nothing else may be in flight by now
   // (EventLoop::close drains I/O before it destroys the backend).
   io_uring_queue_exit(&ring_->ring);
+  if (buffers_ != nullptr) {
+    ::munmap(buffers_->ring, buffers_->ring_bytes);
+    ::munmap(buffers_->data, std::size_t{BufferRing::kCount} * BufferRing::kSize);
+    delete buffers_;
+  }
   ::close(event_fd_);
   delete wake_read_;
   delete ring_;
@@ -91,6 +148,25 @@ io_uring_sqe* as_sqe(void* p) {
 void Backend::recv(Completion* op, int fd, void* buf, unsigned len) {
   io_uring_prep_recv(as_sqe(submission(op)), fd, buf, len, 0);
 }
+void Backend::recv_pooled(Completion* op, int fd) {
+  BufferRing& b = buffer_ring();
+  io_uring_sqe* sqe = as_sqe(submission(op));
+  io_uring_prep_recv(sqe, fd, nullptr, BufferRing::kSize, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = b.kGroup;
+}
+
+bool Backend::take_buffer(int result, std::uint32_t flags, std::string& out) {
+  if (result == -ENOBUFS) ++ring_empty_;
+  if (!(flags & IORING_CQE_F_BUFFER) || buffers_ == nullptr) return false;
+  const auto id = static_cast<unsigned short>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if (result > 0)
+    out.append(buffers_->data + std::size_t{id} * BufferRing::kSize,
+               static_cast<std::size_t>(result));
+  buffers_->give_back(id);
+  return true;
+}
+
 void Backend::send(Completion* op, int fd, const void* buf, unsigned len) {
   io_uring_prep_send(as_sqe(submission(op)), fd, buf, len, MSG_NOSIGNAL);
 }

@@ -14,9 +14,18 @@
 // A full submission queue is flushed and retried, never an error; the completion queue is
 // sized generously, and the kernel keeps overflowing completions (IORING_FEAT_NODROP) until
 // reap() makes room, so none is lost.
+//
+// Streams receive through a provided-buffer ring (recv_pooled): the loop lends the kernel a set
+// of buffers, and a recv takes one only when its data arrives. A waiting connection therefore
+// holds no buffer at all — 10,000 idle readers cost no receive memory, where a recv into a buffer
+// of its own pins one per connection (uvloop shares one read buffer per loop for the same
+// reason). The receiver copies the bytes out in its completion and gives the buffer straight
+// back (take_buffer), so the ring runs dry only if more recvs complete at once than it has
+// buffers; such a recv ends with -ENOBUFS, its data still in the socket, and is simply retried.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace gilio::asyncio::detail {
 
@@ -56,6 +65,14 @@ class Backend {
   // addresses must stay alive until then (they live in the awaiting coroutine's frame or in an
   // object the operation keeps alive).
   void recv(Completion* op, int fd, void* buf, unsigned len);
+  // A recv into a buffer of the loop's provided-buffer ring (set up on first use; Linux 5.19+).
+  // Its completion must be passed to take_buffer(). -ENOBUFS: the ring was empty; retry.
+  void recv_pooled(Completion* op, int fd);
+  // For a recv_pooled completion: appends the received bytes to `out` and returns the buffer to
+  // the ring. Returns false if the completion carried no buffer (an error or end of stream).
+  bool take_buffer(int result, std::uint32_t flags, std::string& out);
+  // How many recv_pooled completions found the ring empty (-ENOBUFS) and were retried.
+  std::uint64_t ring_empty_count() const noexcept { return ring_empty_; }
   void send(Completion* op, int fd, const void* buf, unsigned len);
   void accept(Completion* op, int fd, void* addr, void* addrlen);
   // One submission, one completion per accepted connection (kCompletionMore on all but the last).
@@ -75,11 +92,15 @@ class Backend {
  private:
   struct Ring;
   class WakeRead;
+  struct BufferRing;
   void arm_wake_read();
+  BufferRing& buffer_ring();
   Ring* ring_;
+  BufferRing* buffers_ = nullptr;  // created by the first recv_pooled
   WakeRead* wake_read_;
   int event_fd_ = -1;
   std::uint64_t in_flight_ = 0;
+  std::uint64_t ring_empty_ = 0;
 };
 
 }  // namespace gilio::asyncio::detail

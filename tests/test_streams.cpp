@@ -184,6 +184,57 @@ TEST(Streams, AThousandConnectionsExchangeAHundredMessagesEach) {
       120);
 }
 
+TEST(Streams, MoreReadsCompletingAtOnceThanTheLoopHasReceiveBuffers) {
+  raise_fd_limit();
+  run_test(
+      []() -> Coro<void> {
+        // 300 connections whose data and EOF are all waiting in the kernel before the readers
+        // start: their 300 recvs complete in one batch, more than the loop's 128 provided
+        // buffers, so some find the ring empty (-ENOBUFS) and must be retried — losing nothing.
+        constexpr int kConnections = 300;
+        auto payload = [](int c) {
+          std::string s(40'000 + c, '\0');
+          for (std::size_t i = 0; i < s.size(); ++i)
+            s[i] = static_cast<char>('a' + (i * 13 + static_cast<std::size_t>(c)) % 26);
+          return s;
+        };
+        int closed = 0;
+        asyncio::Event all_sent;
+        asyncio::ClientConnected handler = [&](StreamReader r, StreamWriter w) -> Coro<void> {
+          const std::string hello = co_await r.readline();
+          w.write(payload(std::stoi(hello)));
+          w.close();
+          co_await w.wait_closed();
+          if (++closed == kConnections) all_sent.set();
+        };
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        std::vector<StreamReader> readers;
+        std::vector<StreamWriter> writers;
+        for (int c = 0; c < kConnections; ++c) {
+          auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+          w.write(std::to_string(c) + "\n");
+          readers.push_back(r);
+          writers.push_back(w);
+        }
+        co_await all_sent.wait();
+        auto& loop = asyncio::get_running_loop();
+        const std::uint64_t empty_before = loop.backend().ring_empty_count();
+        std::vector<asyncio::Task<std::string>> reads;
+        for (auto& r : readers)
+          reads.push_back(asyncio::create_task(r.read()));
+        auto got = co_await asyncio::gather(reads);
+        for (int c = 0; c < kConnections; ++c)
+          EXPECT_TRUE(got[c] == payload(c)) << "connection " << c << " lost or mixed bytes";
+        EXPECT_GT(loop.backend().ring_empty_count(), empty_before)
+            << "the ring never ran dry: the retry path was not exercised";
+        for (auto& w : writers)
+          w.close();
+        server.close();
+        co_await server.wait_closed();
+      }(),
+      60);
+}
+
 TEST(Streams, TenThousandBlockedReadsCancelledAtOnce) {
   raise_fd_limit();
   run_test(
