@@ -103,11 +103,13 @@ class GilForRun {
 namespace detail {
 
 void ReadyQueue::grow() {
-  std::vector<Runnable*> bigger(slots_.size() * 2);
+  std::vector<Runnable*> bigger(storage_.size() * 2);
   const std::size_t n = size();
   for (std::size_t i = 0; i < n; ++i)
-    bigger[i] = slots_[(head_ + i) & (slots_.size() - 1)];
-  slots_.swap(bigger);
+    bigger[i] = slots_[(head_ + i) & mask_];
+  storage_.swap(bigger);
+  slots_ = storage_.data();
+  mask_ = storage_.size() - 1;
   head_ = 0;
   tail_ = n;
 }

@@ -147,25 +147,32 @@ void TaskCore::run() {
     EventLoop* loop = loop_;
     TaskCore* previous = loop->current_task();
     loop->set_current_task(this);
-    if (!started_ && must_cancel_) {
-      // Cancelled before its first step: the body never runs (asyncio throws into the
-      // coroutine before its first line).
-      started_ = true;
-      must_cancel_ = false;
-      root_.destroy();
-      root_ = nullptr;
-      finish_with(std::make_exception_ptr(CancelledError(cancel_message())));
+    if (must_cancel_ && !started_) [[unlikely]] {
+      cancel_before_start();
     } else {
       started_ = true;
       // The trampoline: awaiting a coroutine, or finishing one, leaves the next coroutine to
       // resume in `next` (our Driver base) instead of calling it, so the stack stays flat.
-      next = resume_at_;
-      while (next)
-        std::exchange(next, nullptr).resume();
+      std::coroutine_handle<> h = resume_at_;
+      for (;;) {
+        h.resume();
+        if (!next) break;
+        h = std::exchange(next, nullptr);
+      }
     }
     loop->set_current_task(previous);
   }
   release();  // the ready queue's reference
+}
+
+// Cancelled before its first step: the body never runs (asyncio throws into the coroutine
+// before its first line). Out of line: every step tests for it, almost none takes it.
+void TaskCore::cancel_before_start() {
+  started_ = true;
+  must_cancel_ = false;
+  root_.destroy();
+  root_ = nullptr;
+  finish_with(std::make_exception_ptr(CancelledError(cancel_message())));
 }
 
 void TaskCore::abandon() noexcept {

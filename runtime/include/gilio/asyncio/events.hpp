@@ -230,21 +230,24 @@ class CallbackHandle final : public Runnable, public TimerTarget {
   Callback fn_;
 };
 
-// A growable ring buffer: the ready queue.
+// A growable ring buffer: the ready queue. Capacity is a power of two; the slots and the mask
+// are kept as plain members so that push and pop are a handful of instructions.
 class ReadyQueue {
  public:
-  ReadyQueue() : slots_(1024) {}
+  ReadyQueue() : storage_(1024), slots_(storage_.data()), mask_(storage_.size() - 1) {}
   bool empty() const noexcept { return head_ == tail_; }
   std::size_t size() const noexcept { return tail_ - head_; }
   void push(Runnable* r) {
-    if (tail_ - head_ == slots_.size()) grow();
-    slots_[tail_++ & (slots_.size() - 1)] = r;
+    if (tail_ - head_ > mask_) grow();
+    slots_[tail_++ & mask_] = r;
   }
-  Runnable* pop() noexcept { return slots_[head_++ & (slots_.size() - 1)]; }
+  Runnable* pop() noexcept { return slots_[head_++ & mask_]; }
 
  private:
   void grow();
-  std::vector<Runnable*> slots_;
+  std::vector<Runnable*> storage_;
+  Runnable** slots_;
+  std::size_t mask_;
   std::size_t head_ = 0;
   std::size_t tail_ = 0;
 };

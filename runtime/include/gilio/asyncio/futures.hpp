@@ -121,10 +121,11 @@ class FutureCore : public Runnable {
   int refs_ = 1;
   State state_ = State::pending;
   bool retrieved_ : 1 = false;  // was the exception looked at? (else reported at destruction)
-  // TaskCore's flags, kept here to share this word (a task is 112 bytes, not 128).
+  // TaskCore's flags, kept here to share this word (a task is 112 bytes, not 128). The two
+  // that every step writes are whole bytes: a plain store, not a read-modify-write.
   bool must_cancel_ : 1 = false;
-  bool scheduled_ : 1 = false;
-  bool started_ : 1 = false;
+  bool scheduled_ = false;
+  bool started_ = false;
   std::string describe() const override { return "Future"; }
 };
 
@@ -212,9 +213,10 @@ class TaskCore : public FutureCore, public Driver {
   // Called by await_resume: throws CancelledError if the wait was cancelled or a cancel() is
   // pending, consuming both (one cancel() → one CancelledError).
   void resume_check(bool wait_cancelled) {
-    const bool must = must_cancel_;
-    must_cancel_ = false;
-    if (wait_cancelled || must) throw_cancelled();
+    if (wait_cancelled || must_cancel_) [[unlikely]] {
+      must_cancel_ = false;
+      throw_cancelled();
+    }
   }
   [[noreturn]] void throw_cancelled() const;
   // A cancel() arrived while an operation that cannot be undone completed anyway: deliver the
@@ -236,6 +238,7 @@ class TaskCore : public FutureCore, public Driver {
 
  protected:
   void finish_with(std::exception_ptr error) noexcept;
+  [[gnu::noinline, gnu::cold]] void cancel_before_start();
   std::string cancel_message() const { return cold_ ? cold_->cancel_message : std::string(); }
   std::coroutine_handle<> root_;
   std::coroutine_handle<> resume_at_;

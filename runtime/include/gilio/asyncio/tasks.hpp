@@ -224,18 +224,17 @@ class Sleep final : public TimerTarget, public Suspension {
   explicit Sleep(std::int64_t delay_ns) noexcept : delay_ns_(delay_ns) {}
   Sleep(Sleep&& o) noexcept : delay_ns_(o.delay_ns_) {}
   ~Sleep() {
-    if (node_ != nullptr) loop_->disarm_timer(node_);
+    if (node_ != nullptr) task_->loop()->disarm_timer(node_);
   }
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
     task_ = &task_of(h);
-    loop_ = task_->loop();
     if (delay_ns_ <= 0) {
       task_->suspend(h, nullptr);
       task_->wake();
     } else {
-      node_ = loop_->arm_timer(EventLoop::now_ns() + delay_ns_, this);
+      node_ = task_->loop()->arm_timer(EventLoop::now_ns() + delay_ns_, this);
       task_->suspend(h, this);
     }
   }
@@ -245,7 +244,7 @@ class Sleep final : public TimerTarget, public Suspension {
     task_->wake();
   }
   bool cancel_wait() noexcept override {
-    loop_->disarm_timer(node_);
+    task_->loop()->disarm_timer(node_);
     node_ = nullptr;
     cancelled_ = true;
     task_->wake();
@@ -254,7 +253,6 @@ class Sleep final : public TimerTarget, public Suspension {
 
  private:
   std::int64_t delay_ns_;
-  EventLoop* loop_ = nullptr;
   TaskCore* task_ = nullptr;
   TimerNode* node_ = nullptr;
   bool cancelled_ = false;
