@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include "gilio/asyncio.hpp"
@@ -24,59 +26,6 @@ namespace gilio::asyncio {
 namespace {
 
 thread_local EventLoop* tl_running_loop = nullptr;
-
-// Heap order: earliest deadline first, FIFO (by sequence number) among equal deadlines.
-struct Later {
-  template <class E>
-  bool operator()(const E& a, const E& b) const {
-    return a.when != b.when ? a.when > b.when : a.seq > b.seq;
-  }
-};
-
-// A 4-ary min-heap: half the depth of a binary heap, and a node's children sit side by side in
-// memory — with a million timers the heap is bound by cache misses, and this halves them.
-template <class E>
-void heap_push(std::vector<E>& h, E e) {
-  std::size_t i = h.size();
-  h.push_back(e);
-  while (i > 0) {
-    const std::size_t parent = (i - 1) / 4;
-    if (!Later{}(h[parent], e)) break;
-    h[i] = h[parent];
-    i = parent;
-  }
-  h[i] = e;
-}
-
-template <class E>
-void heap_pop(std::vector<E>& h) {  // removes h.front()
-  const E last = h.back();
-  h.pop_back();
-  const std::size_t n = h.size();
-  if (n == 0) return;
-  std::size_t i = 0;
-  for (;;) {
-    const std::size_t first = 4 * i + 1;
-    if (first >= n) break;
-    std::size_t best = first;
-    const std::size_t end = std::min(first + 4, n);
-    for (std::size_t c = first + 1; c < end; ++c) {
-      if (Later{}(h[best], h[c])) best = c;
-    }
-    if (!Later{}(last, h[best])) break;
-    h[i] = h[best];
-    i = best;
-  }
-  h[i] = last;
-}
-
-template <class E>
-void heap_make(std::vector<E>& h) {
-  std::vector<E> items;
-  items.swap(h);
-  for (const E& e : items)
-    heap_push(h, e);
-}
 
 // Called in a catch handler: reports the exception being handled.
 void report_callback_error(const char* where) {
@@ -101,6 +50,102 @@ class GilForRun {
 }  // namespace
 
 namespace detail {
+
+namespace {
+// Heap order: earliest deadline first, FIFO (by sequence number) among equal deadlines.
+bool later(const TimerHeap::Entry& a, const TimerHeap::Entry& b) noexcept {
+  return a.when != b.when ? a.when > b.when : a.node->seq > b.node->seq;
+}
+constexpr std::size_t kLine = 64;
+constexpr std::size_t kLead = kLine - sizeof(TimerHeap::Entry);  // entry 0 sits just before a line
+}  // namespace
+
+TimerHeap::~TimerHeap() {
+  std::free(block_);
+}
+
+void TimerHeap::grow() {
+  const std::size_t capacity = capacity_ == 0 ? 256 : capacity_ * 2;
+  // aligned_alloc wants a multiple of the alignment.
+  const std::size_t bytes = (kLead + capacity * sizeof(Entry) + kLine - 1) / kLine * kLine;
+  void* block = std::aligned_alloc(kLine, bytes);
+  if (block == nullptr) throw std::bad_alloc();
+  auto* at = reinterpret_cast<Entry*>(static_cast<char*>(block) + kLead);
+  if (size_ > 0) std::memcpy(at, at_, size_ * sizeof(Entry));
+  std::free(block_);
+  block_ = block;
+  at_ = at;
+  capacity_ = capacity;
+}
+
+void TimerHeap::push(Entry e) {
+  if (size_ == capacity_) grow();
+  std::size_t i = size_++;
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 4;
+    if (!later(at_[parent], e)) break;
+    at_[i] = at_[parent];
+    i = parent;
+  }
+  at_[i] = e;
+}
+
+// Moves the hole at i down until `e` fits there.
+void TimerHeap::sift_down(std::size_t i, Entry e) noexcept {
+  for (;;) {
+    const std::size_t first = 4 * i + 1;
+    if (first >= size_) break;
+    std::size_t best = first;
+    const std::size_t last = std::min(first + 4, size_);
+    for (std::size_t c = first + 1; c < last; ++c) {
+      if (later(at_[best], at_[c])) best = c;
+    }
+    if (!later(e, at_[best])) break;
+    at_[i] = at_[best];
+    i = best;
+  }
+  at_[i] = e;
+}
+
+void TimerHeap::pop() noexcept {
+  const Entry last = at_[--size_];
+  if (size_ > 0) sift_down(0, last);
+}
+
+void TimerHeap::take_due(std::int64_t end, std::vector<TimerNode*>& out) {
+  std::size_t popped = 0;
+  while (size_ > 0 && at_[0].when <= end) {
+    if (popped >= 1024 && popped * 64 >= size_) {
+      // Many due: split them off in one pass (popping them would cost a cache miss per level).
+      burst_.clear();
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < size_; ++i) {
+        if (at_[i].when <= end) {
+          burst_.push_back(at_[i]);
+        } else {
+          at_[kept++] = at_[i];
+        }
+      }
+      size_ = kept;
+      heapify();
+      std::sort(burst_.begin(), burst_.end(),
+                [](const Entry& a, const Entry& b) { return later(b, a); });
+      for (const Entry& e : burst_)
+        out.push_back(e.node);
+      return;
+    }
+    __builtin_prefetch(at_[0].node);  // the caller reads every node: start loading it now
+    out.push_back(at_[0].node);
+    pop();
+    ++popped;
+  }
+}
+
+void TimerHeap::heapify() noexcept {
+  if (size_ < 2) return;
+  for (std::size_t i = (size_ - 2) / 4 + 1; i-- > 0;)
+    sift_down(i, at_[i]);
+}
 
 void ReadyQueue::grow() {
   std::vector<Runnable*> bigger(storage_.size() * 2);
@@ -232,7 +277,7 @@ detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarge
   node->when = when_ns;
   node->seq = timer_seq_++;
   node->target = target;
-  heap_push(timers_, TimerEntry{when_ns, node->seq, node});
+  timers_.push({when_ns, node});
   return node;
 }
 
@@ -249,17 +294,16 @@ void EventLoop::recycle(detail::TimerNode* node) {
 std::int64_t EventLoop::pop_cancelled_timers() {
   // asyncio rebuilds the heap when more than half of it is cancelled timers.
   if (cancelled_timers_ > 64 && cancelled_timers_ * 2 > timers_.size()) {
-    std::erase_if(timers_, [this](const TimerEntry& e) {
+    timers_.remove_if([this](const detail::TimerHeap::Entry& e) {
       if (e.node->target != nullptr) return false;
       recycle(e.node);
       return true;
     });
-    heap_make(timers_);
     cancelled_timers_ = 0;
   }
   while (!timers_.empty() && timers_.front().node->target == nullptr) {
     recycle(timers_.front().node);
-    heap_pop(timers_);
+    timers_.pop();
     if (cancelled_timers_ > 0) --cancelled_timers_;
   }
   return timers_.empty() ? -1 : timers_.front().when;
@@ -327,13 +371,20 @@ void EventLoop::run_once() {
   backend_->reap();
   drain_threadsafe();
 
-  // Due timers join the ready queue in deadline order.
-  if (!timers_.empty()) {
+  // Due timers join the ready queue in deadline order: first every due entry leaves the heap,
+  // then each fires. With many due at once (a million timers) every node and target is a cache
+  // miss; taken in two passes, the misses are prefetched several entries ahead and overlap.
+  if (!timers_.empty() && timers_.front().when <= now_ns()) {
     const std::int64_t end = now_ns();
-    while (!timers_.empty() && timers_.front().when <= end) {
-      detail::TimerNode* node = timers_.front().node;
-      heap_pop(timers_);
-      detail::TimerTarget* target = node->target;
+    due_.clear();
+    timers_.take_due(end, due_);
+    constexpr std::size_t kAhead = 8;
+    for (std::size_t i = 0; i < due_.size(); ++i) {
+      if (i + kAhead < due_.size()) {
+        if (detail::TimerTarget* later = due_[i + kAhead]->target) __builtin_prefetch(later);
+      }
+      detail::TimerNode* node = due_[i];
+      detail::TimerTarget* target = node->target;  // null if disarmed, even by an earlier on_timer
       recycle(node);
       if (target == nullptr) {
         if (cancelled_timers_ > 0) --cancelled_timers_;
@@ -348,7 +399,8 @@ void EventLoop::run_once() {
   const std::size_t n = ready_.size();
   if (!debug_ && !trace_) {
     for (std::size_t i = 0; i < n; ++i) {
-      gil::checkpoint();  // let a thread that asked for the GIL have it between handles
+      gil::checkpoint();   // let a thread that asked for the GIL have it between handles
+      ready_.prefetch(4);  // a handle a few places on: with many ready, each is a cache miss
       ready_.pop()->run();
     }
   } else {
@@ -430,7 +482,7 @@ void EventLoop::close() {
   }
   while (!ready_.empty())
     ready_.pop()->discard();
-  for (const TimerEntry& e : timers_) {
+  for (const detail::TimerHeap::Entry& e : timers_) {
     if (e.node->target != nullptr) e.node->target->discard();
   }
   timers_.clear();
