@@ -212,39 +212,41 @@ bool MultiWait::failed(const TaskCore& child) {
   return child.cancelled() || child.has_exception();
 }
 
-bool MultiWait::satisfied() const {
-  std::size_t done = 0;
-  for (TaskCore* c : children_) {
-    if (!c->done()) continue;
-    ++done;
-    switch (policy_) {
-      case Policy::gather:
-        if (failed(*c)) return true;
-        break;
-      case Policy::first_completed:
-        return true;
-      case Policy::first_exception:
-        if (c->has_exception()) return true;
-        break;
-      default:
-        break;
-    }
+bool MultiWait::ends_wait(TaskCore& child) noexcept {
+  switch (policy_) {
+    case Policy::gather:
+      if (!failed(child)) return false;
+      first_failure_ = &child;
+      return true;
+    case Policy::first_completed:
+      return true;
+    case Policy::first_exception:
+      return child.has_exception();
+    default:
+      return false;
   }
-  return done == children_.size();
 }
 
-void MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
-  task_ = &current_task_for_await();
+bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
+  TaskCore& task = current_task_for_await();
   nodes_ = std::make_unique<Node[]>(children_.size());
-  for (std::size_t i = 0; i < children_.size(); ++i) {
-    if (children_[i]->done()) continue;
+  bool over = false;
+  for (std::size_t i = 0; i < children_.size() && !over; ++i) {
+    TaskCore* child = children_[i];
+    if (child->done()) {
+      over = ends_wait(*child);
+      continue;
+    }
     nodes_[i].owner = this;
-    nodes_[i].child = children_[i];
-    children_[i]->add_waiter(&nodes_[i]);
+    nodes_[i].child = child;
+    child->add_waiter(&nodes_[i]);
     ++remaining_;
   }
-  if (timeout_ns > 0) timer_ = task_->loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
-  task_->suspend(h, this);
+  if (over || remaining_ == 0) return false;  // finish() unhooks what was hooked
+  task_ = &task;
+  if (timeout_ns > 0) timer_ = task.loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
+  task.suspend(h, this);
+  return true;
 }
 
 void MultiWait::wake() noexcept {
@@ -255,22 +257,7 @@ void MultiWait::wake() noexcept {
 void MultiWait::child_done(TaskCore& child) noexcept {
   --remaining_;
   if (woken_) return;
-  switch (policy_) {
-    case Policy::gather:
-      if (failed(child)) {
-        first_failure_ = &child;
-        return wake();
-      }
-      break;
-    case Policy::first_completed:
-      return wake();
-    case Policy::first_exception:
-      if (child.has_exception()) return wake();
-      break;
-    default:
-      break;
-  }
-  if (remaining_ == 0) wake();
+  if (ends_wait(child) || remaining_ == 0) wake();
 }
 
 bool MultiWait::cancel_wait() noexcept {
@@ -301,13 +288,8 @@ void MultiWait::finish() {
     timer_ = nullptr;
   }
   if (task_ != nullptr) task_->resume_check(wait_cancelled_);
-  if (policy_ == Policy::gather) {
-    TaskCore* failure = first_failure_;
-    for (std::size_t i = 0; failure == nullptr && i < children_.size(); ++i) {
-      if (children_[i]->done() && failed(*children_[i])) failure = children_[i];
-    }
-    if (failure != nullptr) failure->check_result();  // throws its exception
-  }
+  // gather: suspend() or a child's completion recorded the first failure, if any.
+  if (first_failure_ != nullptr) first_failure_->check_result();  // throws its exception
   if (cancel_requested_) throw CancelledError();
 }
 

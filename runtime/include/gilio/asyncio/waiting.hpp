@@ -50,8 +50,10 @@ class MultiWait final : public Suspension, public TimerTarget {
   MultiWait(MultiWait&&) noexcept;
   ~MultiWait();
 
-  bool satisfied() const;
-  void suspend(std::coroutine_handle<> h, std::int64_t timeout_ns = -1);
+  // await_suspend: hooks into every pending child and suspends the task, in one pass over the
+  // children (with a million of them, each pass is a million cache misses). Returns false —
+  // do not suspend — if the wait is already over.
+  bool suspend(std::coroutine_handle<> h, std::int64_t timeout_ns = -1);
   // In await_resume: unhook from the children, then throw CancelledError (this wait or the
   // task was cancelled) or the first failure (Policy::gather only).
   void finish();
@@ -66,6 +68,9 @@ class MultiWait final : public Suspension, public TimerTarget {
     void on_future_done() noexcept override { owner->child_done(*child); }
   };
   void child_done(TaskCore& child) noexcept;
+  // Does this finished child end the wait under the policy (remaining_ aside)? Records the
+  // first failure for gather.
+  bool ends_wait(TaskCore& child) noexcept;
   void wake() noexcept;
   static bool failed(const TaskCore& child);
 
@@ -131,8 +136,8 @@ class [[nodiscard]] Gather {
       : tasks_(std::move(tasks)),
         wait_(cores_of(tasks_),
               Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
-  bool await_ready() const { return wait_.satisfied(); }
-  void await_suspend(std::coroutine_handle<> h) { wait_.suspend(h); }
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) { return wait_.suspend(h); }
   auto await_resume() {
     wait_.finish();
     return collect();
@@ -207,8 +212,8 @@ class [[nodiscard]] Wait {
  public:
   Wait(std::vector<Task<T>> tasks, ReturnWhen when, std::int64_t timeout_ns)
       : tasks_(std::move(tasks)), wait_(cores_of(tasks_), policy(when)), timeout_ns_(timeout_ns) {}
-  bool await_ready() const { return wait_.satisfied() || timeout_ns_ == 0; }
-  void await_suspend(std::coroutine_handle<> h) { wait_.suspend(h, timeout_ns_); }
+  bool await_ready() const noexcept { return timeout_ns_ == 0; }  // wait(timeout=0): a poll
+  bool await_suspend(std::coroutine_handle<> h) { return wait_.suspend(h, timeout_ns_); }
   WaitResult<T> await_resume() {
     wait_.finish();
     WaitResult<T> r;
@@ -251,8 +256,8 @@ auto shield(Task<T> task) {
   struct [[nodiscard]] Shield {
     Task<T> task;
     detail::MultiWait wait;
-    bool await_ready() const { return wait.satisfied(); }
-    void await_suspend(std::coroutine_handle<> h) { wait.suspend(h); }
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) { return wait.suspend(h); }
     T await_resume() {
       wait.finish();
       return task.result();
