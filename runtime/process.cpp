@@ -158,6 +158,10 @@ struct ProcessPoolExecutor::Impl {
   bool broken = false;
   std::string broken_reason;
   int wake_fds[2] = {-1, -1};
+  // A wake-up is written and the manager has not yet begun its next round (mutex): then a
+  // submit need not write another — the manager will see its call when it dispatches. Without
+  // this, submitting calls in a burst cost a write and a context switch per call.
+  bool wake_pending = false;
   std::thread manager;
 
   ~Impl() {
@@ -357,6 +361,7 @@ struct ProcessPoolExecutor::Impl {
       bool finished;
       {
         std::lock_guard lk(mutex);
+        wake_pending = false;  // from here on, a new call needs a new wake-up
         if (!broken) dispatch_locked();
         std::size_t busy = 0;
         for (const Worker& w : workers)
@@ -432,6 +437,7 @@ void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t 
                                   std::string args, std::function<void(Outcome)> done,
                                   std::function<bool(bool)> start) {
   Impl& m = *impl_;
+  bool wake = false;
   {
     std::lock_guard lk(m.mutex);
     if (m.broken) throw BrokenProcessPool(m.broken_reason);
@@ -458,8 +464,10 @@ void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t 
     } else {
       m.queue.push_back(std::move(call));
     }
+    wake = !m.wake_pending;
+    m.wake_pending = true;
   }
-  m.wake();
+  if (wake) m.wake();
 }
 
 void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
