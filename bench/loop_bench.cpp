@@ -3,14 +3,13 @@
 //
 //   spawn_gather     create N trivial tasks and gather them                  (tasks/s)
 //   yield            100 tasks each doing `co_await sleep(0)` K times          (switches/s)
-//   parked_memory    N tasks parked on one Event: resident and heap bytes per task
+//   parked_memory    N tasks parked on one Event: resident bytes per task
 //   timers           arm N call_later timers with spread deadlines; run until all fired
 //   queue            one producer, one consumer, N items through Queue(maxsize=64) (items/s)
 //
 // No CPython twin of its own: bench/python/loop_bench.py is the same program for asyncio and
 // uvloop. Usage: loop_bench [--quick]
 #include <fmt/core.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,10 +28,6 @@ namespace {
 
 using bench::now;
 using bench::resident_bytes;
-
-long heap_bytes() {
-  return static_cast<long>(mallinfo2().uordblks);
-}
 
 Coro<int> trivial(int i) {
   co_return i;
@@ -70,7 +65,6 @@ Coro<void> parked(asyncio::Event& event) {
 
 struct Memory {
   double resident_per_task;
-  double heap_per_task;
 };
 
 Coro<Memory> parked_memory(int n) {
@@ -78,12 +72,10 @@ Coro<Memory> parked_memory(int n) {
   std::vector<asyncio::Task<void>> tasks;
   tasks.reserve(n);
   const long rss0 = resident_bytes();
-  const long heap0 = heap_bytes();
   for (int i = 0; i < n; ++i)
     tasks.push_back(asyncio::create_task(parked(event)));
   co_await asyncio::sleep(0);  // every task has started and is parked
-  const Memory m{static_cast<double>(resident_bytes() - rss0) / n,
-                 static_cast<double>(heap_bytes() - heap0) / n};
+  const Memory m{static_cast<double>(resident_bytes() - rss0) / n};
   event.set();
   co_await asyncio::gather(std::move(tasks));
   co_return m;
@@ -130,9 +122,9 @@ Coro<std::string> all(bool quick) {
   const double items = co_await queue(1'000'000 / scale);
   co_return fmt::format(
       "{{\"spawn_gather_per_s\": {:.0f}, \"yield_switches_per_s\": {:.0f}, "
-      "\"parked_resident_bytes\": {:.1f}, \"parked_heap_bytes\": {:.1f}, "
+      "\"parked_resident_bytes\": {:.1f}, "
       "\"timers_per_s\": {:.0f}, \"queue_items_per_s\": {:.0f}}}",
-      spawn, switches, mem.resident_per_task, mem.heap_per_task, timer_rate, items);
+      spawn, switches, mem.resident_per_task, timer_rate, items);
 }
 
 }  // namespace

@@ -5,10 +5,14 @@
 // 512 bytes, linked through the free blocks themselves; an empty list is refilled from a fresh
 // 64 KiB slab. A block freed on another thread joins that thread's list — blocks are plain
 // memory, never returned to a slab; a thread's list is lost (not freed) when it exits. Slabs are
-// never freed: they stay reachable from one global registry, so a program that once had a million
+// cut from 1 MiB chunks mapped with MAP_POPULATE: the kernel fills in a chunk's 256 pages in one
+// call instead of taking a page fault on each first touch, which was close to half the time of
+// spawning a million tasks (the price: memory is committed a MiB at a time). Chunks are never
+// freed: they stay reachable from one global registry, so a program that once had a million
 // tasks keeps that memory for the next million. Under ASan or TSan the pool steps aside, so
 // that every use after free is still caught.
 #include <pthread.h>
+#include <sys/mman.h>
 #include <cstddef>
 
 #include <mutex>
@@ -41,8 +45,11 @@ thread_local FreeLists tl_free;
 
 struct Registry {
   std::mutex mutex;
-  std::vector<void*> slabs;
+  std::vector<void*> chunks;
+  char* next = nullptr;  // the unused rest of the current chunk
+  char* end = nullptr;
 };
+constexpr std::size_t kChunk = 1 << 20;
 Registry* registry_ptr = new Registry;  // never destroyed: frames may die during exit
 Registry& registry() {
   return *registry_ptr;
@@ -64,11 +71,20 @@ std::size_t size_class(std::size_t size) {
 void* refill(std::size_t c) {
   const std::size_t block = c * kGranule;
   if (tl_free.bump[c] == nullptr || tl_free.bump[c] + block > tl_free.end[c]) {
-    char* slab = static_cast<char*>(::operator new(kSlab));
+    char* slab;
     {
       Registry& r = registry();
       std::lock_guard lk(r.mutex);
-      r.slabs.push_back(slab);
+      if (r.next == r.end) {
+        void* p = ::mmap(nullptr, kChunk, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        r.chunks.push_back(p);
+        r.next = static_cast<char*>(p);
+        r.end = r.next + kChunk;
+      }
+      slab = r.next;
+      r.next += kSlab;
     }
     tl_free.bump[c] = slab;
     tl_free.end[c] = slab + kSlab / block * block;
