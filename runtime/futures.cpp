@@ -238,7 +238,6 @@ bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
       continue;
     }
     nodes_[i].owner = this;
-    nodes_[i].child = child;
     child->add_waiter(&nodes_[i]);
     ++remaining_;
   }
