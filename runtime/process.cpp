@@ -154,8 +154,7 @@ struct ProcessPoolExecutor::Impl {
   struct Call {
     std::uint64_t id;
     std::string frame;  // the encoded call, length prefix included
-    std::function<void(Outcome)> done;
-    std::function<bool(bool cancel)> start;  // start(false): mark running; start(true): cancel
+    std::unique_ptr<CallSink> sink;
   };
   struct Worker {
     pid_t pid = -1;
@@ -170,7 +169,7 @@ struct ProcessPoolExecutor::Impl {
   std::size_t max_tasks_per_child = 0;  // 0: a worker lives as long as the pool
   mutable std::mutex mutex;             // guards everything below but each worker's `in`
   std::deque<Call> queue;
-  std::unordered_map<std::uint64_t, std::function<void(Outcome)>> sent;
+  std::unordered_map<std::uint64_t, std::unique_ptr<CallSink>> sent;
   // One slot per worker, created at the first submit (a retired worker's successor reuses its
   // slot). `out` is shared with submit()'s fast path, so it is touched only under the mutex;
   // `in` belongs to the manager thread.
@@ -271,7 +270,7 @@ struct ProcessPoolExecutor::Impl {
     }
     ++w.in_flight;
     ++w.sent_total;
-    sent.emplace(call.id, std::move(call.done));
+    sent.emplace(call.id, std::move(call.sink));
   }
 
   // Whether `w` has been sent its max_tasks_per_child quota and answered all of it. Read under
@@ -298,7 +297,7 @@ struct ProcessPoolExecutor::Impl {
     if (!queue.empty() || broken) return nullptr;
     for (Worker& w : workers) {
       if (w.in_flight != 0 || !w.out.empty() || !accepts_calls(w)) continue;
-      call.start(false);  // a call nobody has seen yet cannot have been cancelled
+      call.sink->start(false);  // a call nobody has seen yet cannot have been cancelled
       assign_locked(w, call);
       // A partial write leaves the rest in w.out for the manager (woken by the caller); a dead
       // worker is the manager's to notice, on its channel.
@@ -321,27 +320,27 @@ struct ProcessPoolExecutor::Impl {
       if (best == nullptr) return;  // every worker is full or waiting to be retired
       Call call = std::move(queue.front());
       queue.pop_front();
-      if (!call.start(false)) continue;  // cancelled while queued: it never runs
+      if (!call.sink->start(false)) continue;  // cancelled while queued: it never runs
       assign_locked(*best, call);
     }
   }
 
   void fail_everything(const std::string& reason) {
-    std::vector<std::function<void(Outcome)>> failed;
+    std::vector<std::unique_ptr<CallSink>> failed;
     {
       std::lock_guard lk(mutex);
       broken = true;
       broken_reason = reason;
-      for (auto& [id, done] : sent)
-        failed.push_back(std::move(done));
+      for (auto& [id, sink] : sent)
+        failed.push_back(std::move(sink));
       sent.clear();
       for (auto& call : queue) {
-        if (call.start(false)) failed.push_back(std::move(call.done));
+        if (call.sink->start(false)) failed.push_back(std::move(call.sink));
       }
       queue.clear();
     }
-    for (auto& done : failed)
-      done(Outcome{Outcome::Kind::broken, reason});
+    for (auto& sink : failed)
+      sink->done(Outcome{Outcome::Kind::broken, reason});
   }
 
   // Reads what a worker sent; completes the futures. False if the worker is gone.
@@ -357,7 +356,7 @@ struct ProcessPoolExecutor::Impl {
       return false;  // EOF or error: the worker died
     }
     std::size_t pos = 0;
-    std::vector<std::pair<std::function<void(Outcome)>, Outcome>> ready;
+    std::vector<std::pair<std::unique_ptr<CallSink>, Outcome>> ready;
     {
       std::lock_guard lk(mutex);
       while (w.in.size() - pos >= 4 && w.in.size() - pos - 4 >= u32_at(w.in.data() + pos)) {
@@ -375,8 +374,8 @@ struct ProcessPoolExecutor::Impl {
       }
     }
     w.in.erase(0, pos);
-    for (auto& [done, outcome] : ready)
-      done(std::move(outcome));  // outside the lock
+    for (auto& [sink, outcome] : ready)
+      sink->done(std::move(outcome));  // outside the lock
     return true;
   }
 
@@ -459,8 +458,7 @@ ProcessPoolExecutor::~ProcessPoolExecutor() {
 }
 
 void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t fn,
-                                  std::string args, std::function<void(Outcome)> done,
-                                  std::function<bool(bool)> start) {
+                                  std::string args, std::unique_ptr<CallSink> sink) {
   Impl& m = *impl_;
   bool wake = false;
   {
@@ -475,13 +473,13 @@ void ProcessPoolExecutor::enqueue(detail::Trampoline trampoline, std::uintptr_t 
     }
     Impl::Call call;
     call.id = m.next_id++;
+    call.frame.reserve(28 + args.size());
     put_u32(call.frame, static_cast<std::uint32_t>(24 + args.size()));
     put_u64(call.frame, call.id);
     put_u64(call.frame, reinterpret_cast<std::uint64_t>(trampoline));
     put_u64(call.frame, fn);
     call.frame += args;
-    call.done = std::move(done);
-    call.start = std::move(start);
+    call.sink = std::move(sink);
     // Straight to an idle worker when possible; the manager still reads the answer (it polls
     // every channel), so it needs no wake-up unless part of the frame is left to write.
     if (const auto* w = m.send_directly_locked(call)) {
@@ -505,11 +503,11 @@ void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   }
   if (!m.started) {
     for (auto& call : cancelled)
-      call.start(true);
+      call.sink->start(true);
     return;
   }
   for (auto& call : cancelled)
-    call.start(true);  // never sent: cancelled, as Python does
+    call.sink->start(true);  // never sent: cancelled, as Python does
   m.wake();
   if (wait && m.manager.joinable()) {
     gil::Released nogil;  // the manager may be completing futures whose callbacks want the GIL

@@ -202,16 +202,28 @@ class ProcessPoolExecutor {
     return fp;
   }
 
+  // What the pool keeps for one call until it is answered: how to start or cancel it and where
+  // its outcome goes. One allocation a call (two std::functions cost two).
+  struct CallSink {
+    virtual ~CallSink() = default;
+    // start(false): mark it running (false if it was cancelled first); start(true): cancel it.
+    virtual bool start(bool cancel) = 0;
+    virtual void done(Outcome outcome) = 0;
+  };
+  template <class R>
+  struct FutureSink final : CallSink {
+    explicit FutureSink(Future<R> f) : future(std::move(f)) {}
+    bool start(bool cancel) override {
+      return cancel ? future.cancel() : future.set_running_or_notify_cancel();
+    }
+    void done(Outcome outcome) override { complete(future, std::move(outcome)); }
+    Future<R> future;
+  };
+
   template <class R>
   Future<R> submit_encoded(detail::Trampoline trampoline, std::uintptr_t fn, std::string request) {
     Future<R> future;
-    enqueue(
-        trampoline, fn, std::move(request),
-        [future](Outcome outcome) mutable { complete(future, std::move(outcome)); },
-        [future](bool cancel) mutable {
-          if (cancel) return future.cancel();
-          return future.set_running_or_notify_cancel();
-        });
+    enqueue(trampoline, fn, std::move(request), std::make_unique<FutureSink<R>>(future));
     return future;
   }
 
@@ -236,7 +248,7 @@ class ProcessPoolExecutor {
     }
   }
   void enqueue(detail::Trampoline trampoline, std::uintptr_t fn, std::string args,
-               std::function<void(Outcome)> done, std::function<bool(bool cancel)> start);
+               std::unique_ptr<CallSink> sink);
 
   struct Impl;
   std::size_t max_workers_;
