@@ -20,6 +20,7 @@
 #include "gilio/concurrent.hpp"
 #include "gilio/gil.hpp"
 #include "gilio/trace.hpp"
+#include "spin.hpp"
 #include "uring.hpp"
 
 namespace gilio::asyncio {
@@ -364,7 +365,15 @@ void EventLoop::run_once() {
     const std::uint64_t t0 = trace_ ? trace::now_ns() : 0;
     {
       gil::Released nogil;
-      backend_->wait(timeout);
+      // A result from an executor is due soon: poll a moment before sleeping (spin.hpp), unless
+      // a timer is due sooner than the poll would last.
+      const bool soon = executor_calls_ > 0 &&
+                        (timeout < 0 || timeout > concurrent::detail::kSpinNs) &&
+                        concurrent::detail::spin_briefly([this] {
+                          return backend_->completions_ready() ||
+                                 threadsafe_pending_.load(std::memory_order_acquire);
+                        });
+      backend_->wait(soon ? 0 : timeout);
     }
     if (t0 != 0) trace::span("loop waits (GIL released)", "loop", t0, trace::now_ns());
   }

@@ -25,6 +25,7 @@
 
 #include "gilio/concurrent/process.hpp"
 #include "gilio/gil.hpp"
+#include "spin.hpp"
 
 namespace gilio::concurrent {
 namespace {
@@ -134,12 +135,19 @@ void start_on_own_core(std::size_t slot) {
       if (!write_all(fd, out)) ::_exit(1);
       out.clear();
     }
-    ssize_t n;
+    ssize_t n = -1;
     {
       gil::Released nogil;
-      do {
-        n = ::read(fd, buf, sizeof buf);
-      } while (n < 0 && errno == EINTR);
+      // The next call often follows at once: poll for it a moment before sleeping (spin.hpp).
+      const bool got = detail::spin_briefly([&] {
+        n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      });
+      if (!got) {
+        do {
+          n = ::read(fd, buf, sizeof buf);
+        } while (n < 0 && errno == EINTR);
+      }
     }
     if (n <= 0) ::_exit(0);  // the pool closed our channel: done
     in.append(buf, static_cast<std::size_t>(n));
@@ -383,6 +391,7 @@ struct ProcessPoolExecutor::Impl {
     std::vector<pollfd> fds;
     for (;;) {
       bool finished;
+      bool busy_now;
       {
         std::lock_guard lk(mutex);
         wake_pending = false;  // from here on, a new call needs a new wake-up
@@ -390,6 +399,7 @@ struct ProcessPoolExecutor::Impl {
         std::size_t busy = 0;
         for (const Worker& w : workers)
           busy += w.in_flight;
+        busy_now = busy > 0;
         finished = broken || (shutting_down && queue.empty() && busy == 0);
         fds.clear();
         fds.push_back({wake_fds[0], POLLIN, 0});
@@ -398,7 +408,10 @@ struct ProcessPoolExecutor::Impl {
         }
       }
       if (finished) break;
-      if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+      // With calls in flight a result is on its way: poll a moment before sleeping (spin.hpp).
+      const bool awake =
+          busy_now && detail::spin_briefly([&] { return ::poll(fds.data(), fds.size(), 0) != 0; });
+      if (!awake && ::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
       if (fds[0].revents & POLLIN) {
         char drain[256];
         while (::read(wake_fds[0], drain, sizeof drain) > 0) {

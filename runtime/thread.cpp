@@ -12,6 +12,7 @@
 #include "gilio/concurrent.hpp"
 #include "gilio/gil.hpp"
 #include "gilio/threading.hpp"
+#include "spin.hpp"
 
 namespace gilio::concurrent {
 
@@ -19,6 +20,13 @@ namespace detail {
 bool wait_released(std::mutex& mutex, std::condition_variable& cv, double timeout,
                    const std::function<bool()>& pred) {
   gil::Released nogil;
+  // A pool's answer often comes within microseconds: look a moment before sleeping (spin.hpp).
+  if (timeout != 0 && spin_briefly([&] {
+        std::lock_guard lk(mutex);
+        return pred();
+      })) {
+    return true;
+  }
   std::unique_lock lk(mutex);  // destroyed before nogil: the mutex is dropped, then the GIL taken
   if (timeout < 0) {
     cv.wait(lk, pred);
@@ -48,9 +56,18 @@ struct ThreadPoolExecutor::Impl {
         // Wait without the GIL; `lk` is released before `nogil` takes the GIL back, because
         // a thread holding the GIL (the loop, in submit) may be waiting for this mutex.
         gil::Released nogil;
+        auto have_work = [this] { return !queue.empty() || shutting_down; };
         std::unique_lock lk(mutex);
         ++idle;
-        cv.wait(lk, [this] { return !queue.empty() || shutting_down; });
+        if (!have_work()) {  // more work often follows at once: look a moment before sleeping
+          lk.unlock();
+          detail::spin_briefly([&] {
+            std::lock_guard g(mutex);
+            return have_work();
+          });
+          lk.lock();
+        }
+        cv.wait(lk, have_work);
         --idle;
         if (queue.empty()) return;  // shutting down and drained
         item = std::move(queue.front());

@@ -259,6 +259,10 @@ unsigned Backend::reap() {
   }
 }
 
+bool Backend::completions_ready() const noexcept {
+  return io_uring_cq_ready(&ring_->ring) > 0;
+}
+
 void Backend::wake() noexcept {
   const std::uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: a wake-up is pending anyway.

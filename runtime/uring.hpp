@@ -54,6 +54,8 @@ class Backend {
   unsigned reap();
   // Thread-safe: makes a wait() in progress (or the next one) return.
   void wake() noexcept;
+  // Whether completions are waiting to be reaped (a peek at the ring; no system call).
+  bool completions_ready() const noexcept;
   // Operations submitted whose completion has not been reaped (the wake-up read included).
   std::uint64_t in_flight() const noexcept { return in_flight_; }
 

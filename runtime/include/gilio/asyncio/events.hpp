@@ -445,6 +445,10 @@ class EventLoop {
   template <class F>
   void for_each_task(F&& fn);
   std::size_t task_count() const noexcept { return task_count_; }
+  // Calls in an executor whose result has not come back yet (run_in_executor): while there are
+  // some, an idle loop polls a moment before it sleeps (runtime/spin.hpp).
+  void executor_call_started() noexcept { ++executor_calls_; }
+  void executor_call_ended() noexcept { --executor_calls_; }
   // Shared with threads that post results back: null once the loop is closed.
   struct Token {
     std::mutex mutex;
@@ -473,6 +477,7 @@ class EventLoop {
   detail::TaskCore* current_task_ = nullptr;
   detail::TaskCore* tasks_ = nullptr;  // all unfinished tasks (a circular list through TaskCore)
   std::size_t task_count_ = 0;
+  std::size_t executor_calls_ = 0;
   std::mutex threadsafe_mutex_;
   std::vector<std::function<void()>> threadsafe_;
   std::atomic<bool> threadsafe_pending_{false};  // read without the mutex on every iteration

@@ -65,6 +65,7 @@ template <class R>
 Coro<R> wrap_concurrent(EventLoop& loop, concurrent::Future<R> source) {
   Future<R> target(loop);
   auto* bridge = new Bridge<R>{target, source};
+  loop.executor_call_started();
   source.add_done_callback([token = loop.token(), bridge](concurrent::Future<R>) {
     std::lock_guard lk(token->mutex);
     if (token->loop == nullptr) {
@@ -73,7 +74,8 @@ Coro<R> wrap_concurrent(EventLoop& loop, concurrent::Future<R> source) {
       delete bridge;
       return;
     }
-    token->loop->call_soon_threadsafe([bridge] {
+    token->loop->call_soon_threadsafe([bridge, loop = token->loop] {
+      loop->executor_call_ended();
       bridge->transfer();
       delete bridge;
     });
