@@ -20,12 +20,17 @@ namespace detail {
 bool wait_released(std::mutex& mutex, std::condition_variable& cv, double timeout,
                    const std::function<bool()>& pred) {
   gil::Released nogil;
-  // A pool's answer often comes within microseconds: look a moment before sleeping (spin.hpp).
-  if (timeout != 0 && spin_briefly([&] {
-        std::lock_guard lk(mutex);
-        return pred();
-      })) {
-    return true;
+  // A pool's answer often comes within microseconds: look a moment before sleeping (spin.hpp)
+  // — unless the caller's timeout is shorter than the look; the look counts against it.
+  constexpr double kSpinSeconds = kSpinNs * 1e-9;
+  if (timeout < 0 || timeout > kSpinSeconds) {
+    if (spin_briefly([&] {
+          std::lock_guard lk(mutex);
+          return pred();
+        })) {
+      return true;
+    }
+    if (timeout > 0) timeout -= kSpinSeconds;
   }
   std::unique_lock lk(mutex);  // destroyed before nogil: the mutex is dropped, then the GIL taken
   if (timeout < 0) {

@@ -127,6 +127,8 @@ TEST(ThreadPoolExecutor, ResultTimeout) {
   concurrent::ThreadPoolExecutor pool(1);
   auto f = pool.submit([] { gilio::time::sleep(0.2); });
   EXPECT_THROW(f.result(0.01), concurrent::TimeoutError);
+  EXPECT_THROW(f.result(1e-5), concurrent::TimeoutError) << "a timeout shorter than the spin";
+  EXPECT_THROW(f.result(0), concurrent::TimeoutError);
   f.result();
 }
 
