@@ -383,8 +383,8 @@ void EventLoop::run_once() {
   // Due timers join the ready queue in deadline order: first every due entry leaves the heap,
   // then each fires. With many due at once (a million timers) every node and target is a cache
   // miss; taken in two passes, the misses are prefetched several entries ahead and overlap.
-  if (!timers_.empty() && timers_.front().when <= now_ns()) {
-    const std::int64_t end = now_ns();
+  if (const std::int64_t end = timers_.empty() ? 0 : now_ns();
+      !timers_.empty() && timers_.front().when <= end) {
     due_.clear();
     timers_.take_due(end, due_);
     constexpr std::size_t kAhead = 8;

@@ -410,7 +410,7 @@ struct ProcessPoolExecutor::Impl {
       if (finished) break;
       // With calls in flight a result is on its way: poll a moment before sleeping (spin.hpp).
       const bool awake =
-          busy_now && detail::spin_briefly([&] { return ::poll(fds.data(), fds.size(), 0) != 0; });
+          busy_now && detail::spin_briefly([&] { return ::poll(fds.data(), fds.size(), 0) > 0; });
       if (!awake && ::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
       if (fds[0].revents & POLLIN) {
         char drain[256];

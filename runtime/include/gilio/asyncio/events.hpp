@@ -284,6 +284,8 @@ class CallbackHandle final : public Runnable, public TimerTarget {
 class ReadyQueue {
  public:
   ReadyQueue() : storage_(1024), slots_(storage_.data()), mask_(storage_.size() - 1) {}
+  ReadyQueue(const ReadyQueue&) = delete;  // slots_ points into storage_
+  ReadyQueue& operator=(const ReadyQueue&) = delete;
   bool empty() const noexcept { return head_ == tail_; }
   std::size_t size() const noexcept { return tail_ - head_; }
   void push(Runnable* r) {
