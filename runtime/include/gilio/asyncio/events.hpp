@@ -186,7 +186,7 @@ class TimerHeap {
   void pop() noexcept;  // removes front()
   // Removes every entry due by `end` and appends its node to `out`, in heap order. A burst of
   // due timers that is a large part of the heap leaves it in one pass instead of one pop each:
-  // the due entries are split off in a linear scan and sorted, the rest re-heapified.
+  // the due entries are split off in a linear scan and radix-sorted, the rest re-heapified.
   void take_due(std::int64_t end, std::vector<TimerNode*>& out);
   // Removes every entry for which drop(entry) is true, then restores the heap order.
   template <class Drop>
@@ -208,7 +208,9 @@ class TimerHeap {
   void sift_down(std::size_t i, Entry e) noexcept;
   Entry* at_ = nullptr;  // entry 0, 48 bytes into a 64-byte-aligned block
   void* block_ = nullptr;
+  void sort_burst();
   std::vector<Entry> burst_;  // take_due's scratch
+  std::vector<Entry> burst_scratch_;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
 };
