@@ -8,7 +8,8 @@
 //      of it is cancelled — timers are cancelled lazily, as in asyncio);
 //   2. wait for I/O: if something is ready, only peek at the completion queue; otherwise drop
 //      the GIL and sleep in io_uring until a completion arrives or the nearest timer is due —
-//      one kernel timeout for the nearest deadline, never one per sleep;
+//      one kernel timeout for the nearest deadline, never one per sleep (while a
+//      run_in_executor call is out, it first polls a moment, as runtime/spin.hpp explains);
 //   3. run the completions' callbacks, which make their tasks ready;
 //   4. move every due timer to the ready queue (FIFO among equal deadlines);
 //   5. run every handle that was ready when this step began — not the ones they make ready,
