@@ -80,12 +80,11 @@ double socket_ping_pong_us(int trips) {
 // small: forking copies the parent's page tables, so a parent holding the other phases' 40 MB
 // of futures and inputs would charge the pool several milliseconds that are not CPU work.
 double cpu_speedup(int scale) {
-  double t0 = 0;
   const long limit = 300'000 / scale;
   const std::vector<long> jobs(8, limit);
   std::vector<double> speedups;
   for (int pair = 0; pair < 3; ++pair) {
-    t0 = now();
+    double t0 = now();
     long primes = 0;
     for (long j : jobs)
       primes += count_primes(j);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include <cstdint>
+#include <mutex>
 
 namespace gilio::concurrent::detail {
 
@@ -34,6 +35,15 @@ bool spin_briefly(Ready&& ready) {
     if (now() > deadline) return false;
     ::sched_yield();
   }
+}
+
+// spin_briefly over a condition guarded by `mutex`: each look takes the mutex.
+template <class Pred>
+bool spin_briefly_locked(std::mutex& mutex, Pred&& pred) {
+  return spin_briefly([&] {
+    std::lock_guard lk(mutex);
+    return pred();
+  });
 }
 
 }  // namespace gilio::concurrent::detail

@@ -24,12 +24,7 @@ bool wait_released(std::mutex& mutex, std::condition_variable& cv, double timeou
   // — unless the caller's timeout is shorter than the look; the look counts against it.
   constexpr double kSpinSeconds = kSpinNs * 1e-9;
   if (timeout < 0 || timeout > kSpinSeconds) {
-    if (spin_briefly([&] {
-          std::lock_guard lk(mutex);
-          return pred();
-        })) {
-      return true;
-    }
+    if (spin_briefly_locked(mutex, pred)) return true;
     if (timeout > 0) timeout -= kSpinSeconds;
   }
   std::unique_lock lk(mutex);  // destroyed before nogil: the mutex is dropped, then the GIL taken
@@ -66,10 +61,7 @@ struct ThreadPoolExecutor::Impl {
         ++idle;
         if (!have_work()) {  // more work often follows at once: look a moment before sleeping
           lk.unlock();
-          detail::spin_briefly([&] {
-            std::lock_guard g(mutex);
-            return have_work();
-          });
+          detail::spin_briefly_locked(mutex, have_work);
           lk.lock();
         }
         cv.wait(lk, have_work);

@@ -1,7 +1,8 @@
 """bench/python/process_bench.py — CPython's side of bench/process_bench.cpp.
 
 concurrent.futures.ProcessPoolExecutor: tiny calls pipelined and one at a time, the start-up of
-a 2-worker pool, map with chunksize=1000, and the speedup of 8 CPU-bound jobs on 2 workers (start-up included; the median of three pairs).
+a 2-worker pool, map with chunksize=1000, and the speedup of 8 CPU-bound jobs on 2 workers (start-up included;
+the median of three pairs).
 Prints one JSON line. Usage: process_bench.py [--quick]
 """
 import json
@@ -9,23 +10,11 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from cpu_threads import count_primes  # the same naive prime count (this folder)
+
 
 def square(x):
     return x * x
-
-
-def count_primes(limit):
-    count = 0
-    for n in range(2, limit):
-        d = 2
-        prime = True
-        while d * d <= n:
-            if n % d == 0:
-                prime = False
-                break
-            d += 1
-        count += prime
-    return count
 
 
 def main():
