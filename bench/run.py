@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -185,10 +186,12 @@ def start_server(cmd):
 
 
 def echo(args):
+    uring_echo = os.path.join(args.build, "bench", "uring_echo")
     servers = {
         "gilio streams": [os.path.join(args.build, "examples", "echo_server"), "0"],
         "gilio sock_*": [os.path.join(args.build, "bench", "sock_echo"), "0"],
-        "liburing floor": [os.path.join(args.build, "bench", "uring_echo"), "0"],
+        "liburing floor": [uring_echo, "0"],
+        "liburing floor + poll-first": [uring_echo, "0", "poll-first"],
         "asyncio streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0", "streams"],
         "asyncio protocol": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
                              "protocol"],
@@ -197,19 +200,25 @@ def echo(args):
         "uvloop streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
                            "streams", "--uvloop"],
     }
+    # One run of a server swings 10-20% on this shared machine: each server runs `rounds` times,
+    # the servers taking turns, and every figure is the median of its runs.
     seconds = "0.5" if args.quick else "2"
-    results = {}
+    rounds = 1 if args.quick else 3
+    runs = {}
     for size in (128, 1024):
-        for name, cmd in servers.items():
-            progress(f"echo, 50 connections x {size} B: {name}")
-            proc, port = start_server(cmd)
-            try:
-                results[(name, size)] = run_json(
-                    [os.path.join(args.build, "bench", "loadgen"), str(port), "50", str(size),
-                     seconds, str(proc.pid), "0"], timeout=120)
-            finally:
-                proc.kill()
-                proc.wait()
+        for turn in range(rounds):
+            for name, cmd in servers.items():
+                progress(f"echo, 50 connections x {size} B: {name} ({turn + 1}/{rounds})")
+                proc, port = start_server(cmd)
+                try:
+                    runs.setdefault((name, size), []).append(run_json(
+                        [os.path.join(args.build, "bench", "loadgen"), str(port), "50", str(size),
+                         seconds, str(proc.pid), "0"], timeout=120))
+                finally:
+                    proc.kill()
+                    proc.wait()
+    results = {key: {metric: statistics.median(r[metric] for r in rs) for metric in rs[0]}
+               for key, rs in runs.items()}
     rows = []
     for size in (128, 1024):
         ours = results[("gilio streams", size)]
@@ -299,11 +308,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default="build", help="the CMake build folder")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="run only the comparisons whose title contains TEXT (e.g. echo); "
+                             "its charts stay in the build folder")
     args = parser.parse_args()
 
     groups = []
     for title, comparison in COMPARISONS:
-        groups.append((title, comparison(args)))
+        if args.only is None or args.only.lower() in title.lower():
+            groups.append((title, comparison(args)))
     rows = [r for _, rs in groups for r in rs]
 
     out_dir = os.path.join(args.build, "bench-results")
@@ -320,13 +333,15 @@ def main():
             for r in rs:
                 w.writerow([title, r["workload"], r["gilio"], r["unit"], json.dumps(r["peers"]),
                             r["target"], r["met"]])
-    # Charts: a full run refreshes the committed ones in docs/bench/; a quick one stays in build/.
-    chart_dir = os.path.join(out_dir, "charts") if args.quick else os.path.join(HERE, "..", "docs",
-                                                                                "bench")
+    # Charts: a whole full run refreshes the committed ones in docs/bench/; a quick or partial one
+    # stays in build/.
+    partial = args.quick or args.only is not None
+    chart_dir = os.path.join(out_dir, "charts") if partial else os.path.join(HERE, "..", "docs",
+                                                                             "bench")
     progress(f"charts and GIL timelines -> {os.path.normpath(chart_dir)}")
     import charts  # matplotlib is only needed from here on
     charts.render(groups, meta, chart_dir, args.build, PYTHON, fmt)
-    if not args.quick:
+    if not partial:
         shutil.copy(os.path.join(out_dir, "results.json"), chart_dir)
     print_table(groups)
     missed = [r["workload"] for r in rows if r["met"] is False]

@@ -11,6 +11,11 @@
 //   reap()         hand every completion to its Completion object (user_data points at it);
 //   wake()         from any thread: write the eventfd, on which a read is always pending.
 //
+// The ring belongs to one thread — the one that first waits on it: it is set up with
+// DEFER_TASKRUN + SINGLE_ISSUER (see open_ring), so the kernel finishes completed operations
+// when the loop asks for completions rather than interrupting it for each one. A loop run later
+// by another thread moves to a fresh ring if nothing is in flight, and refuses otherwise.
+//
 // A full submission queue is flushed and retried, never an error; the completion queue is
 // sized generously, and the kernel keeps overflowing completions (IORING_FEAT_NODROP) until
 // reap() makes room, so none is lost.
@@ -69,7 +74,10 @@ class Backend {
   void recv(Completion* op, int fd, void* buf, unsigned len);
   // A recv into a buffer of the loop's provided-buffer ring (set up on first use; Linux 5.19+).
   // Its completion must be passed to take_buffer(). -ENOBUFS: the ring was empty; retry.
-  void recv_pooled(Completion* op, int fd);
+  // poll_first: the socket is probably empty (the last recv drained it), so the kernel should
+  // wait for data before trying to receive (IORING_RECVSEND_POLL_FIRST) — no failed try first.
+  void recv_pooled(Completion* op, int fd, bool poll_first = false);
+  static constexpr unsigned kPooledBufferSize = 32 * 1024;  // the most one recv_pooled returns
   // For a recv_pooled completion: appends the received bytes to `out` and returns the buffer to
   // the ring. Returns false if the completion carried no buffer (an error or end of stream).
   bool take_buffer(int result, std::uint32_t flags, std::string& out);
@@ -95,9 +103,14 @@ class Backend {
   struct Ring;
   class WakeRead;
   struct BufferRing;
+  static Ring* open_ring(unsigned entries);
+  void enter_from_this_thread();
   void arm_wake_read();
   BufferRing& buffer_ring();
+  void drop_buffer_ring() noexcept;
+  unsigned entries_;
   Ring* ring_;
+  std::uint64_t owner_ = 0;  // the thread that enters the ring (this_thread_number), 0: none yet
   BufferRing* buffers_ = nullptr;  // created by the first recv_pooled
   WakeRead* wake_read_;
   int event_fd_ = -1;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../runtime/uring.hpp"
@@ -396,5 +397,109 @@ TEST(Streams, AServerAndASendLeftOpenAreCleanedUpAtLoopClose) {
     w.write(std::string(16 << 20, 'x'));
     co_await asyncio::sleep(0.01);
     EXPECT_GT(w.buffered(), 0u);
+  }());
+}
+
+// The loop's ring lets one thread in (io_uring's SINGLE_ISSUER, which DEFER_TASKRUN needs):
+// the thread that first runs the loop. A loop built on one thread runs on another; a loop with
+// nothing in flight moves to a new thread on a fresh ring; one with I/O in flight cannot move,
+// and says so.
+namespace {
+
+// One line echoed over a fresh server and connection: accept, connect, send and a recv through
+// the loop's buffer ring, on whichever thread runs the loop.
+Coro<void> echo_once(std::string text) {
+  auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+  auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+  w.write(text + "\n");
+  co_await w.drain();
+  EXPECT_EQ(co_await r.readline(), text + "\n");
+  w.close();
+  co_await w.wait_closed();
+  server.close();
+  co_await server.wait_closed();
+}
+
+template <class F>
+void on_new_thread(F fn) {
+  std::exception_ptr error;
+  std::thread t([&] {
+    try {
+      fn();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+TEST(LoopThreads, ALoopRunsOnOneThreadAfterAnother) {
+  asyncio::EventLoop loop;  // built here, first run elsewhere
+  on_new_thread([&] { loop.run_until_complete(asyncio::wait_for(echo_once("first"), 20)); });
+  on_new_thread([&] { loop.run_until_complete(asyncio::wait_for(echo_once("second"), 20)); });
+  loop.run_until_complete(asyncio::wait_for(echo_once("third"), 20));
+  loop.close();
+}
+
+TEST(LoopThreads, ALoopWithIoInFlightCannotMoveToAnotherThread) {
+  asyncio::EventLoop loop;
+  // The server's multishot accept stays in flight after this returns.
+  asyncio::Server server =
+      loop.run_until_complete(asyncio::start_server(echo_lines, "127.0.0.1", 0));
+  std::string error;
+  on_new_thread([&] {
+    try {
+      loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0); }());
+    } catch (const std::runtime_error& e) {
+      error = e.what();
+    }
+  });
+  EXPECT_NE(error.find("run (and close) an event loop on one thread"), std::string::npos) << error;
+  // The thread that owns the ring carries on: the server still serves, then closes.
+  loop.run_until_complete(asyncio::wait_for(
+      [](asyncio::Server& s) -> Coro<void> {
+        auto [r, w] = co_await asyncio::open_connection("127.0.0.1", s.port());
+        w.write("still here\n");
+        co_await w.drain();
+        EXPECT_EQ(co_await r.readline(), "still here\n");
+        w.close();
+        co_await w.wait_closed();
+        s.close();
+        co_await s.wait_closed();
+      }(server),
+      20));
+  loop.close();
+}
+
+// The kernel posts a finished receive's completion only when the loop asks for completions
+// (DEFER_TASKRUN); a loop that always has a task ready never sleeps, so its non-blocking
+// submit must collect them — else every read below would wait for ever (and time out).
+TEST(Streams, ReadsCompleteWhileTheLoopIsNeverIdle) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    bool done = false;
+    long spins = 0;
+    auto spinner = asyncio::create_task([](bool& d, long& n) -> Coro<void> {
+      while (!d) {
+        co_await asyncio::sleep(0);
+        ++n;
+      }
+    }(done, spins));
+    for (int i = 0; i < 200; ++i) {
+      w.write("ping " + std::to_string(i) + "\n");
+      co_await w.drain();
+      EXPECT_EQ(co_await r.readline(), "ping " + std::to_string(i) + "\n");
+    }
+    done = true;
+    co_await spinner;
+    EXPECT_GT(spins, 200);  // the spinner really kept the loop busy throughout
+    w.close();
+    co_await w.wait_closed();
+    server.close();
+    co_await server.wait_closed();
   }());
 }

@@ -8,6 +8,7 @@
 // whole run (the loop drops it only while it waits for I/O).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -19,7 +20,16 @@ namespace gilio::asyncio {
 
 template <class T>
 T EventLoop::run_until_complete(Task<T> task) {
-  task.core().add_done_callback([this] { stop(); });
+  // If run_forever() throws, the callback is disarmed (asyncio removes it), so that the task,
+  // finishing during a later run, does not stop that run.
+  auto armed = std::make_shared<bool>(true);
+  task.core().add_done_callback([this, armed] {
+    if (*armed) stop();
+  });
+  struct Disarm {
+    bool& armed;
+    ~Disarm() { armed = false; }
+  } disarm{*armed};
   run_forever();
   if (!task.done()) throw std::runtime_error("Event loop stopped before the task completed");
   return task.result();
