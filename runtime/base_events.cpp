@@ -315,6 +315,9 @@ detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarge
   }
   detail::TimerNode* node = free_nodes_.back();
   free_nodes_.pop_back();
+  // Like the frame pool's blocks, free nodes come back in firing order, scattered: load the
+  // next one while this timer is armed (see pool_alloc).
+  if (!free_nodes_.empty()) __builtin_prefetch(free_nodes_.back(), 1);
   node->when = when_ns;
   node->seq = timer_seq_++;
   node->target = target;

@@ -101,7 +101,12 @@ void* pool_alloc(std::size_t size) {
   if (!kPooled || c > kClasses) return ::operator new(size);
   void* p = tl_free.head[c];
   if (p == nullptr) return refill(c);
-  tl_free.head[c] = *static_cast<void**>(p);
+  void* next = *static_cast<void**>(p);
+  tl_free.head[c] = next;
+  // Blocks come back in the order their owners died, so after a burst of frees the list jumps
+  // around memory and each block is a cache miss. Start loading the next one now: the caller
+  // usually allocates again a little later, by when it has arrived (a nullptr is ignored).
+  __builtin_prefetch(next, 1);
   return p;
 }
 
