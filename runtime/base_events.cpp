@@ -430,8 +430,11 @@ void EventLoop::run_once() {
       !timers_.empty() && timers_.front().when <= end) {
     due_.clear();
     timers_.take_due(end, due_);
+    // Two stages: a node is loaded 2 x kAhead entries ahead, its target kAhead ahead (by when
+    // the node has arrived, so reading its target pointer does not stall).
     constexpr std::size_t kAhead = 8;
     for (std::size_t i = 0; i < due_.size(); ++i) {
+      if (i + 2 * kAhead < due_.size()) __builtin_prefetch(due_[i + 2 * kAhead]);
       if (i + kAhead < due_.size()) {
         if (detail::TimerTarget* later = due_[i + kAhead]->target) __builtin_prefetch(later);
       }
