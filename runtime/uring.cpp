@@ -15,9 +15,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 
 namespace gilio::asyncio::detail {
@@ -54,7 +56,10 @@ namespace {
 // that such work waits, so a wait(0) knows to collect it. On an echo server this cut the server's
 // CPU per request by a fifth (docs/05). The ring starts disabled: the thread that first waits
 // on it becomes its owner (an EventLoop may be built on one thread and run on another).
-// Older kernels refuse these flags (EINVAL); then COOP_TASKRUN (5.19+), then none.
+// Older kernels refuse these flags (EINVAL); then COOP_TASKRUN (5.19+: the work waits for the
+// thread's next system call instead of interrupting it), then none. GILIO_URING_SETUP=coop or
+// =plain starts further down this list — to test the fallbacks, or to measure what the flags
+// are worth (docs/05).
 Backend::Ring* Backend::open_ring(unsigned entries) {
   constexpr unsigned kSetups[] = {
       IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_TASKRUN_FLAG |
@@ -62,9 +67,15 @@ Backend::Ring* Backend::open_ring(unsigned entries) {
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
       0,
   };
+  std::size_t first = 0;
+  if (const char* e = std::getenv("GILIO_URING_SETUP")) {
+    const std::string_view want = e;
+    first = want == "coop" ? 1 : want == "plain" ? 2 : 0;
+  }
   auto r = std::make_unique<Ring>();
   int rc = -EINVAL;
-  for (unsigned setup : kSetups) {
+  for (std::size_t i = first; i < std::size(kSetups); ++i) {
+    const unsigned setup = kSetups[i];
     io_uring_params params;
     std::memset(&params, 0, sizeof params);
     params.flags = IORING_SETUP_CQSIZE | setup;

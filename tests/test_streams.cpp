@@ -477,29 +477,61 @@ TEST(LoopThreads, ALoopWithIoInFlightCannotMoveToAnotherThread) {
 // The kernel posts a finished receive's completion only when the loop asks for completions
 // (DEFER_TASKRUN); a loop that always has a task ready never sleeps, so its non-blocking
 // submit must collect them — else every read below would wait for ever (and time out).
-TEST(Streams, ReadsCompleteWhileTheLoopIsNeverIdle) {
-  run_test([]() -> Coro<void> {
-    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
-    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
-    bool done = false;
-    long spins = 0;
-    auto spinner = asyncio::create_task([](bool& d, long& n) -> Coro<void> {
-      while (!d) {
-        co_await asyncio::sleep(0);
-        ++n;
-      }
-    }(done, spins));
-    for (int i = 0; i < 200; ++i) {
-      w.write("ping " + std::to_string(i) + "\n");
-      co_await w.drain();
-      EXPECT_EQ(co_await r.readline(), "ping " + std::to_string(i) + "\n");
+Coro<void> pings_while_the_loop_is_never_idle() {
+  auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+  auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+  bool done = false;
+  long spins = 0;
+  auto spinner = asyncio::create_task([](bool& d, long& n) -> Coro<void> {
+    while (!d) {
+      co_await asyncio::sleep(0);
+      ++n;
     }
-    done = true;
-    co_await spinner;
-    EXPECT_GT(spins, 200);  // the spinner really kept the loop busy throughout
-    w.close();
-    co_await w.wait_closed();
-    server.close();
-    co_await server.wait_closed();
-  }());
+  }(done, spins));
+  for (int i = 0; i < 200; ++i) {
+    w.write("ping " + std::to_string(i) + "\n");
+    co_await w.drain();
+    EXPECT_EQ(co_await r.readline(), "ping " + std::to_string(i) + "\n");
+  }
+  done = true;
+  co_await spinner;
+  EXPECT_GT(spins, 200);  // the spinner really kept the loop busy throughout
+  w.close();
+  co_await w.wait_closed();
+  server.close();
+  co_await server.wait_closed();
+}
+
+TEST(Streams, ReadsCompleteWhileTheLoopIsNeverIdle) {
+  run_test(pings_while_the_loop_is_never_idle());
+}
+
+// The ring setups of older kernels (COOP_TASKRUN, 5.19+; none), which the backend falls back to
+// when the kernel refuses DEFER_TASKRUN: streams work, a busy loop still gets its completions,
+// and any thread may run the loop, even with I/O in flight (no single issuer).
+TEST(LoopThreads, TheFallbackRingSetupsWork) {
+  for (const char* setup : {"coop", "plain"}) {
+    SCOPED_TRACE(setup);
+    ASSERT_EQ(::setenv("GILIO_URING_SETUP", setup, 1), 0);
+    asyncio::EventLoop loop;
+    ::unsetenv("GILIO_URING_SETUP");
+    loop.run_until_complete(asyncio::wait_for(pings_while_the_loop_is_never_idle(), 20));
+    asyncio::Server server =
+        loop.run_until_complete(asyncio::start_server(echo_lines, "127.0.0.1", 0));
+    on_new_thread([&] {
+      loop.run_until_complete(asyncio::wait_for(
+          [](asyncio::Server& s) -> Coro<void> {
+            auto [r, w] = co_await asyncio::open_connection("127.0.0.1", s.port());
+            w.write("moved\n");
+            co_await w.drain();
+            EXPECT_EQ(co_await r.readline(), "moved\n");
+            w.close();
+            co_await w.wait_closed();
+            s.close();
+            co_await s.wait_closed();
+          }(server),
+          20));
+    });
+    loop.close();
+  }
 }
