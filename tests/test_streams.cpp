@@ -406,10 +406,9 @@ TEST(Streams, AServerAndASendLeftOpenAreCleanedUpAtLoopClose) {
 // and says so.
 namespace {
 
-// One line echoed over a fresh server and connection: accept, connect, send and a recv through
-// the loop's buffer ring, on whichever thread runs the loop.
-Coro<void> echo_once(std::string text) {
-  auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+// One line echoed through `server` over a new connection: connect, send and a recv through the
+// loop's buffer ring, on whichever thread runs the loop; then the connection and server close.
+Coro<void> echo_through(asyncio::Server& server, std::string text) {
   auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
   w.write(text + "\n");
   co_await w.drain();
@@ -418,6 +417,12 @@ Coro<void> echo_once(std::string text) {
   co_await w.wait_closed();
   server.close();
   co_await server.wait_closed();
+}
+
+// The same over a fresh server (its multishot accept included).
+Coro<void> echo_once(std::string text) {
+  auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+  co_await echo_through(server, std::move(text));
 }
 
 template <class F>
@@ -459,18 +464,7 @@ TEST(LoopThreads, ALoopWithIoInFlightCannotMoveToAnotherThread) {
   });
   EXPECT_NE(error.find("run (and close) an event loop on one thread"), std::string::npos) << error;
   // The thread that owns the ring carries on: the server still serves, then closes.
-  loop.run_until_complete(asyncio::wait_for(
-      [](asyncio::Server& s) -> Coro<void> {
-        auto [r, w] = co_await asyncio::open_connection("127.0.0.1", s.port());
-        w.write("still here\n");
-        co_await w.drain();
-        EXPECT_EQ(co_await r.readline(), "still here\n");
-        w.close();
-        co_await w.wait_closed();
-        s.close();
-        co_await s.wait_closed();
-      }(server),
-      20));
+  loop.run_until_complete(asyncio::wait_for(echo_through(server, "still here"), 20));
   loop.close();
 }
 
@@ -518,20 +512,8 @@ TEST(LoopThreads, TheFallbackRingSetupsWork) {
     loop.run_until_complete(asyncio::wait_for(pings_while_the_loop_is_never_idle(), 20));
     asyncio::Server server =
         loop.run_until_complete(asyncio::start_server(echo_lines, "127.0.0.1", 0));
-    on_new_thread([&] {
-      loop.run_until_complete(asyncio::wait_for(
-          [](asyncio::Server& s) -> Coro<void> {
-            auto [r, w] = co_await asyncio::open_connection("127.0.0.1", s.port());
-            w.write("moved\n");
-            co_await w.drain();
-            EXPECT_EQ(co_await r.readline(), "moved\n");
-            w.close();
-            co_await w.wait_closed();
-            s.close();
-            co_await s.wait_closed();
-          }(server),
-          20));
-    });
+    on_new_thread(
+        [&] { loop.run_until_complete(asyncio::wait_for(echo_through(server, "moved"), 20)); });
     loop.close();
   }
 }
