@@ -138,6 +138,7 @@ void Backend::enter_from_this_thread() {
     drop_buffer_ring();  // registered with the old ring; the next recv_pooled makes another
     in_flight_ = 0;
     arm_wake_read();
+    wake();  // in case a wake-up was written for the old ring: one spurious wake-up is harmless
     owner_ = 0;
     enter_from_this_thread();
     return;
