@@ -189,15 +189,19 @@ void TimerHeap::heapify() noexcept {
 }
 
 void ReadyQueue::grow() {
-  std::vector<Runnable*> bigger(storage_.size() * 2);
-  const std::size_t n = size();
-  for (std::size_t i = 0; i < n; ++i)
-    bigger[i] = slots_[(head_ + i) & mask_];
-  storage_.swap(bigger);
-  slots_ = storage_.data();
-  mask_ = storage_.size() - 1;
-  head_ = 0;
-  tail_ = n;
+  fill_.resize(fill_.size() * 2);
+  data_ = fill_.data();
+  capacity_ = fill_.size();
+}
+
+void ReadyQueue::put_back(Runnable* const* first, std::size_t count) {
+  std::vector<Runnable*> merged(first, first + count);
+  merged.insert(merged.end(), data_, data_ + size_);
+  size_ = merged.size();
+  merged.resize(std::max(size_, capacity_));
+  fill_.swap(merged);
+  data_ = fill_.data();
+  capacity_ = fill_.size();
 }
 
 void* CallbackHandle::operator new(std::size_t size) {
@@ -451,25 +455,33 @@ void EventLoop::run_once() {
   }
 
   // Run what was ready when this step began; what they make ready waits for the next one.
-  const std::size_t n = ready_.size();
-  if (!debug_ && !trace_) {
-    if (n >= 256) {  // many ready: each handle is likely a cache miss; load a few ahead
-      for (std::size_t i = 0; i < n; ++i) {
-        gil::checkpoint();
-        ready_.prefetch(4);
-        ready_.pop()->run();
+  const detail::ReadyQueue::Batch batch = ready_.take();
+  detail::Runnable* const* const items = batch.items;
+  const std::size_t n = batch.size;
+  std::size_t i = 0;
+  try {
+    if (!debug_ && !trace_) {
+      if (n >= 256) {  // many ready: each handle is likely a cache miss; load a few ahead
+        for (; i < n; ++i) {
+          gil::checkpoint();
+          if (i + 4 < n) __builtin_prefetch(items[i + 4]);
+          items[i]->run();
+        }
+      } else {
+        for (; i < n; ++i) {
+          gil::checkpoint();  // let a thread that asked for the GIL have it between handles
+          items[i]->run();
+        }
       }
     } else {
-      for (std::size_t i = 0; i < n; ++i) {
-        gil::checkpoint();  // let a thread that asked for the GIL have it between handles
-        ready_.pop()->run();
+      for (; i < n; ++i) {
+        gil::checkpoint();
+        run_ready_handle(items[i]);  // timed: debug mode's warnings, the trace's spans
       }
     }
-  } else {
-    for (std::size_t i = 0; i < n; ++i) {
-      gil::checkpoint();
-      run_ready_handle(ready_.pop());  // timed: debug mode's warnings, the trace's spans
-    }
+  } catch (...) {
+    ready_.put_back(items + i + 1, n - i - 1);  // the one that threw has run
+    throw;
   }
 }
 
@@ -542,8 +554,11 @@ void EventLoop::close() {
     closed_ = true;
     threadsafe_.clear();
   }
-  while (!ready_.empty())
-    ready_.pop()->discard();
+  while (!ready_.empty()) {
+    const detail::ReadyQueue::Batch batch = ready_.take();
+    for (std::size_t i = 0; i < batch.size; ++i)
+      batch.items[i]->discard();
+  }
   for (const detail::TimerHeap::Entry& e : timers_) {
     if (e.node->target != nullptr) e.node->target->discard();
   }

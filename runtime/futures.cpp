@@ -141,6 +141,16 @@ void TaskCore::throw_cancelled() const {
   throw CancelledError(cancel_message());
 }
 
+void Sleep::start_timer(std::coroutine_handle<> h) {
+  SleepTimer& timer = timer_.emplace(task_);
+  timer.arm(delay_ns_);
+  task_->suspend(h, &timer);
+}
+
+void Sleep::stop_timer() noexcept {
+  timer_.reset();
+}
+
 void TaskCore::run() {
   scheduled_ = false;
   if (!done()) {

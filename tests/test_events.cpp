@@ -35,6 +35,43 @@ TEST(Loop, CallSoonRunsInFifoOrder) {
   }());
 }
 
+// The ready queue hands a loop iteration everything queued so far (take), keeps what is queued
+// meanwhile for the next, and — for an iteration an exception stopped — puts the unrun rest
+// back in front (put_back), in order; it grows past its first capacity without losing order.
+TEST(Loop, ReadyQueueBatchesKeepFifoOrder) {
+  struct Item final : asyncio::detail::Runnable {
+    int id = 0;
+    void run() override {}
+  };
+  std::vector<Item> items(3000);
+  for (int i = 0; i < 3000; ++i)
+    items[i].id = i;
+  auto ids = [](asyncio::detail::ReadyQueue::Batch b) {
+    std::vector<int> out;
+    for (std::size_t i = 0; i < b.size; ++i)
+      out.push_back(static_cast<const Item*>(b.items[i])->id);
+    return out;
+  };
+  auto range = [](int from, int to) {
+    std::vector<int> v;
+    for (int i = from; i < to; ++i)
+      v.push_back(i);
+    return v;
+  };
+  asyncio::detail::ReadyQueue q;
+  for (int i = 0; i < 2500; ++i)  // past the first capacity (1,024)
+    q.push(&items[i]);
+  EXPECT_EQ(q.size(), 2500u);
+  const auto first = q.take();
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(ids(first), range(0, 2500));
+  for (int i = 2500; i < 3000; ++i)  // queued while the first batch runs
+    q.push(&items[i]);
+  q.put_back(first.items + 2000, 500);  // the batch stopped after its 2,000th entry
+  EXPECT_EQ(ids(q.take()), range(2000, 3000));
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(Loop, TimersFireInDeadlineOrderFifoAmongEqual) {
   run_test([]() -> Coro<void> {
     auto& loop = asyncio::get_running_loop();

@@ -282,32 +282,45 @@ class CallbackHandle final : public Runnable, public TimerTarget {
   Callback fn_;
 };
 
-// A growable ring buffer: the ready queue. Capacity is a power of two; the slots and the mask
-// are kept as plain members so that push and pop are a handful of instructions.
+// The ready queue. A loop iteration runs exactly what was ready when it began, so the queue is
+// two arrays: push() appends to one, and take() hands that one over whole — the iteration walks
+// it by index — while later pushes fill the other. Pushing is a bounds check and a store;
+// popping is one load from an array the caller holds in a register.
 class ReadyQueue {
  public:
-  ReadyQueue() : storage_(1024), slots_(storage_.data()), mask_(storage_.size() - 1) {}
-  ReadyQueue(const ReadyQueue&) = delete;  // slots_ points into storage_
+  struct Batch {
+    Runnable* const* items;
+    std::size_t size;
+  };
+  ReadyQueue() : fill_(1024), spare_(1024), data_(fill_.data()), capacity_(fill_.size()) {}
+  ReadyQueue(const ReadyQueue&) = delete;  // data_ points into fill_
   ReadyQueue& operator=(const ReadyQueue&) = delete;
-  bool empty() const noexcept { return head_ == tail_; }
-  std::size_t size() const noexcept { return tail_ - head_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
   void push(Runnable* r) {
-    if (tail_ - head_ > mask_) grow();
-    slots_[tail_++ & mask_] = r;
+    if (size_ == capacity_) [[unlikely]]
+      grow();
+    data_[size_++] = r;
   }
-  Runnable* pop() noexcept { return slots_[head_++ & mask_]; }
-  // Starts loading the entry `ahead` places from the front (harmless past the end).
-  void prefetch(std::size_t ahead) const noexcept {
-    __builtin_prefetch(slots_[(head_ + ahead) & mask_]);
+  // Everything pushed so far, in order; the queue starts empty. Valid until the next take().
+  Batch take() noexcept {
+    fill_.swap(spare_);
+    const Batch b{spare_.data(), size_};
+    data_ = fill_.data();
+    capacity_ = fill_.size();
+    size_ = 0;
+    return b;
   }
+  // An iteration that stopped part-way (an exception): its unrun entries go back to the front.
+  void put_back(Runnable* const* first, std::size_t count);
 
  private:
   void grow();
-  std::vector<Runnable*> storage_;
-  Runnable** slots_;
-  std::size_t mask_;
-  std::size_t head_ = 0;
-  std::size_t tail_ = 0;
+  std::vector<Runnable*> fill_;   // what push() appends to
+  std::vector<Runnable*> spare_;  // the last batch taken
+  Runnable** data_;               // fill_.data()
+  std::size_t capacity_;          // fill_.size()
+  std::size_t size_ = 0;
 };
 
 }  // namespace detail
