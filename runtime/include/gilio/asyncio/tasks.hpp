@@ -274,9 +274,7 @@ class Sleep final {
       start_timer(h);
     }
   }
-  void await_resume() {
-    task_->resume_check(timer_.has_value() && timer_->cancelled());
-  }
+  void await_resume() { task_->resume_check(timer_.has_value() && timer_->cancelled()); }
 
  private:
   void start_timer(std::coroutine_handle<> h);
