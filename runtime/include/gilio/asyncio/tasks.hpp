@@ -252,9 +252,10 @@ class SleepTimer final : public TimerTarget, public Suspension {
 };
 
 // asyncio.sleep. Suspends even for 0: then it is asyncio's bare yield to the loop, and builds
-// no timer at all — the SleepTimer (two vtable pointers, a node) exists only for a delay, which
-// keeps sleep(0), the cheapest task switch there is, a few instructions shorter.
-// The timer's code is out of line, so that the coroutine awaiting a sleep(0) inlines none of it.
+// no timer at all — the SleepTimer (two vtable pointers, a node) exists only for a delay, and
+// its code is out of line, so a coroutine awaiting sleep(0), the cheapest task switch there is,
+// inlines none of it (5 instructions of the 101 a switch costs). The price: a frame holding a
+// positive-delay Sleep is 16 bytes larger, the task pointer being kept twice.
 class Sleep final {
  public:
   explicit Sleep(std::int64_t delay_ns) noexcept : delay_ns_(delay_ns) {}
