@@ -368,21 +368,36 @@ TEST(Loop, DebugModeWarnsAboutTasksPendingAtClose) {
       << err;
 }
 
+// GILIO_TRACE is read once per process, when the first loop or thread looks at it: run in a
+// fresh process (a re-executed death-test child), so the test holds also when the whole binary
+// runs in one process and an earlier test has already read the variable unset.
 TEST(Loop, TraceRecordsLoopWaitsAndTaskSteps) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   const std::string path = ::testing::TempDir() + "gilio_loop_trace.json";
   ASSERT_EQ(::setenv("GILIO_TRACE", path.c_str(), 1), 0);
-  asyncio::run([]() -> Coro<void> {
-    auto t = asyncio::create_task([]() -> Coro<void> { co_await asyncio::sleep(0.002); }(),
-                                  "traced-task");
-    co_await t;
-  }());
-  gilio::trace::flush();
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string json = ss.str();
-  EXPECT_NE(json.find("loop waits (GIL released)"), std::string::npos);
-  EXPECT_NE(json.find("Task traced-task"), std::string::npos);
-  EXPECT_NE(json.find("holding the GIL"), std::string::npos);
-  std::remove(path.c_str());
+  EXPECT_EXIT(
+      {
+        asyncio::run([]() -> Coro<void> {
+          auto t = asyncio::create_task([]() -> Coro<void> { co_await asyncio::sleep(0.002); }(),
+                                        "traced-task");
+          co_await t;
+        }());
+        gilio::trace::flush();
+        std::ifstream in(path);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        const std::string json = ss.str();
+        int missing = 0;
+        for (const char* want :
+             {"loop waits (GIL released)", "Task traced-task", "holding the GIL"}) {
+          if (json.find(want) == std::string::npos) {
+            std::fprintf(stderr, "the trace lacks \"%s\"\n", want);
+            ++missing;
+          }
+        }
+        std::remove(path.c_str());
+        std::_Exit(missing);
+      },
+      ::testing::ExitedWithCode(0), "");
+  ::unsetenv("GILIO_TRACE");
 }
