@@ -102,10 +102,8 @@ void FutureCore::complete(State state, std::exception_ptr error) {
   }
 }
 
-TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string&& name)
-    : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {
-  if (!name.empty()) cold().name = std::move(name);
-}
+TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root)
+    : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {}
 
 TaskCore::~TaskCore() {
   if (root_) root_.destroy();

@@ -397,7 +397,9 @@ class EventLoop {
 
   // Wraps the coroutine in a task scheduled to start on the next iteration (tasks.hpp).
   template <class T>
-  Task<T> create_task(Coro<T> coro, std::string name = {});
+  Task<T> create_task(Coro<T> coro);
+  template <class T>
+  Task<T> create_task(Coro<T> coro, std::string name);
 
   // Runs until the coroutine / task is done and returns its result (runners.hpp).
   template <class T>

@@ -184,7 +184,7 @@ class TaskCore : public FutureCore, public Driver {
   static void* operator new(std::size_t size) { return pool_alloc(size); }
   static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
 
-  TaskCore(EventLoop* loop, std::coroutine_handle<> root, std::string&& name);
+  TaskCore(EventLoop* loop, std::coroutine_handle<> root);
   ~TaskCore() override;
 
   bool cancel(std::string message = {}) override;

@@ -40,8 +40,7 @@ namespace detail {
 template <class T>
 class TaskState final : public TaskCore, public ValueSlot<T> {
  public:
-  TaskState(EventLoop* loop, typename Coro<T>::handle_type h, std::string&& name)
-      : TaskCore(loop, h, std::move(name)) {
+  TaskState(EventLoop* loop, typename Coro<T>::handle_type h) : TaskCore(loop, h) {
     h.promise().driver = this;
   }
   void finish(std::coroutine_handle<> root) noexcept override {
@@ -173,19 +172,31 @@ class Task {
 };
 
 template <class T>
-Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
+Task<T> EventLoop::create_task(Coro<T> coro) {
   if (closed_) throw std::runtime_error("create_task: the event loop is closed");
   if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
-  auto* state = new detail::TaskState<T>(this, coro.release(), std::move(name));
+  auto* state = new detail::TaskState<T>(this, coro.release());
   add_task(state);   // the loop's reference is the one `new` gave
   state->add_ref();  // the handle's
   state->wake();
   return Task<T>(state);
 }
+// Named apart from the unnamed form so that spawning an unnamed task — the common case, and a
+// hot path — does not build and move an empty std::string (about 30 instructions a task).
+template <class T>
+Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
+  Task<T> task = create_task(std::move(coro));
+  if (!name.empty()) task.core().set_name(std::move(name));
+  return task;
+}
 
 // asyncio.create_task: schedules the coroutine on the running loop.
 template <class T>
-Task<T> create_task(Coro<T> coro, std::string name = {}) {
+Task<T> create_task(Coro<T> coro) {
+  return get_running_loop().create_task(std::move(coro));
+}
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name) {
   return get_running_loop().create_task(std::move(coro), std::move(name));
 }
 // Any other awaitable (a sleep, a gather...) is wrapped in a coroutine first.
