@@ -95,6 +95,7 @@ async def main(quick):
     scale = 5 if quick else 1
     return {
         "spawn_gather_per_s": await spawn_gather(200_000 // scale),
+        "spawn_gather_again_per_s": await spawn_gather(200_000 // scale),
         "yield_switches_per_s": await yields(100, 2_000 // scale),
         "parked_resident_bytes": await parked_memory(200_000 // scale),
         "timers_per_s": await timers(200_000 // scale),
