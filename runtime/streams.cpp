@@ -84,7 +84,8 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
       // kernel's buffer to the ring; -ENOBUFS (the ring was empty) leaves the data in the socket.
       // After a recv that left the socket empty (it returned less than a buffer), the next
       // data is usually not there yet — the peer has to answer first — so the kernel is asked
-      // to wait for it before trying (see recv_pooled); a try would fail and cost CPU.
+      // to wait for it before trying (see recv_pooled): a try would fail. It saves little — the
+      // echo benchmark cannot tell it from noise (docs/05's poll-first floor) — and costs nothing.
       bool poll_first = drained;
       while (n == -ENOBUFS) {
         n = co_await IoOp([fd = fd, poll_first](
