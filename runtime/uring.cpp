@@ -115,15 +115,7 @@ std::uint64_t this_thread_number() noexcept {
 
 // Called before this thread enters the ring, when it is not the thread that last did.
 void Backend::enter_from_this_thread() {
-  const std::uint64_t me = this_thread_number();
-  if (ring_->disabled) {  // the first wait: this thread becomes the ring's one issuer
-    if (int rc = static_cast<int>(::syscall(__NR_io_uring_register, ring_->ring.ring_fd,
-                                            IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
-        rc < 0) {
-      fail(errno, "io_uring_register (enable rings)");
-    }
-    ring_->disabled = false;
-  } else if (ring_->single_issuer && owner_ != 0) {
+  if (ring_->single_issuer && !ring_->disabled) {
     // Another thread runs the loop now. The kernel lets only the first one in, so with nothing
     // in flight but the wake-up read a fresh ring takes over; with I/O in flight that cannot be.
     if (in_flight_ > 1) {
@@ -139,11 +131,16 @@ void Backend::enter_from_this_thread() {
     in_flight_ = 0;
     arm_wake_read();
     wake();  // in case a wake-up was written for the old ring: one spurious wake-up is harmless
-    owner_ = 0;
-    enter_from_this_thread();
-    return;
   }
-  owner_ = me;
+  if (ring_->disabled) {  // a new ring: this thread becomes its one issuer
+    if (int rc = static_cast<int>(::syscall(__NR_io_uring_register, ring_->ring.ring_fd,
+                                            IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
+        rc < 0) {
+      fail(errno, "io_uring_register (enable rings)");
+    }
+    ring_->disabled = false;
+  }
+  owner_ = this_thread_number();
 }
 
 // The provided-buffer ring: kCount buffers of kSize bytes, group kGroup. The ring of buffer
