@@ -357,32 +357,6 @@ std::int64_t EventLoop::pop_cancelled_timers() {
   return timers_.empty() ? -1 : timers_.front().when;
 }
 
-void EventLoop::add_task(detail::TaskCore* t) noexcept {
-  if (tasks_ == nullptr) {
-    t->prev_task = t->next_task = t;
-    tasks_ = t;
-  } else {
-    t->next_task = tasks_;
-    t->prev_task = tasks_->prev_task;
-    tasks_->prev_task->next_task = t;
-    tasks_->prev_task = t;
-  }
-  ++task_count_;
-}
-
-void EventLoop::remove_task(detail::TaskCore* t) noexcept {
-  if (t->next_task == nullptr) return;
-  if (t->next_task == t) {
-    tasks_ = nullptr;
-  } else {
-    t->prev_task->next_task = t->next_task;
-    t->next_task->prev_task = t->prev_task;
-    if (tasks_ == t) tasks_ = t->next_task;
-  }
-  t->prev_task = t->next_task = nullptr;
-  --task_count_;
-}
-
 void EventLoop::run_ready_handle(detail::Runnable* r) {
   const std::string what = r->describe();
   const std::uint64_t t0 = trace::now_ns();

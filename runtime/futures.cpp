@@ -48,15 +48,19 @@ TaskCore& current_task_for_await() {
   return *loop->current_task();
 }
 
+constinit thread_local std::coroutine_handle<> next_in_step;
+
 void finish_root(Driver* task, std::coroutine_handle<> root) noexcept {
   static_cast<TaskCore*>(task)->finish(root);
 }
 
-FutureCore::~FutureCore() {
-  if (state_ == State::finished && error_ && !retrieved_) {
+void FutureCore::report_unretrieved() noexcept {
+  try {
     std::fprintf(stderr, "gilio: %s exception was never retrieved: %s\n", describe().c_str(),
                  describe_exception(error_).c_str());
+  } catch (...) {  // std::bad_alloc: nothing better to do in a destructor
   }
+  retrieved_ = true;
 }
 
 std::exception_ptr FutureCore::exception() {
@@ -91,9 +95,19 @@ void FutureCore::add_done_callback(std::function<void()> fn) {
 void FutureCore::complete(State state, std::exception_ptr error) {
   state_ = state;
   error_ = std::move(error);
-  while (FutureWaiter* w = waiters_.pop_front())
-    w->on_future_done();
-  if (cold_ && !cold_->callbacks.empty()) {
+  if (FutureWaiter* w = std::exchange(waiter_, nullptr)) w->on_future_done(*this);
+  if (cold_) [[unlikely]]
+    complete_cold();
+}
+
+// The waiters after the first, then the done callbacks.
+void FutureCore::complete_cold() {
+  // Taken out first: a waiter told here may not find itself registered any more.
+  const std::vector<FutureWaiter*> waiters = std::move(cold_->waiters);
+  cold_->waiters.clear();
+  for (FutureWaiter* w : waiters)
+    w->on_future_done(*this);
+  if (!cold_->callbacks.empty()) {
     auto callbacks =
         std::make_unique<std::vector<std::function<void()>>>(std::move(cold_->callbacks));
     cold_->callbacks.clear();
@@ -102,17 +116,18 @@ void FutureCore::complete(State state, std::exception_ptr error) {
   }
 }
 
-TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root)
-    : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {}
-
-TaskCore::~TaskCore() {
-  if (root_) root_.destroy();
-  if (state_ == State::finished && error_ && !retrieved_) {
-    std::fprintf(stderr, "gilio: Task exception was never retrieved: %s: %s\n", get_name().c_str(),
-                 describe_exception(error_).c_str());
-    retrieved_ = true;
+// A second waiter, or a future with a cold part: keep the order they came in — the first
+// pointer is used only while no waiter waits in the vector.
+void FutureCore::add_waiter_cold(FutureWaiter* w) {
+  if (waiter_ == nullptr && cold_->waiters.empty()) {
+    waiter_ = w;
+  } else {
+    cold().waiters.push_back(w);
   }
 }
+
+TaskCore::TaskCore(EventLoop* loop, std::coroutine_handle<> root)
+    : FutureCore(loop), root_(root), resume_at_(root), id_(next_task_id()) {}
 
 std::string TaskCore::get_name() const {
   return cold_ && !cold_->name.empty() ? cold_->name : "Task-" + std::to_string(id_);
@@ -160,12 +175,12 @@ void TaskCore::run() {
     } else {
       started_ = true;
       // The trampoline: awaiting a coroutine, or finishing one, leaves the next coroutine to
-      // resume in `next` (our Driver base) instead of calling it, so the stack stays flat.
+      // resume in next_in_step instead of calling it, so the stack stays flat.
       std::coroutine_handle<> h = resume_at_;
       for (;;) {
         h.resume();
-        if (!next) break;
-        h = std::exchange(next, nullptr);
+        if (!next_in_step) break;
+        h = std::exchange(next_in_step, nullptr);
       }
     }
     loop->set_current_task(previous);
@@ -193,7 +208,7 @@ void TaskCore::abandon() noexcept {
 }
 
 void TaskCore::finish_with(std::exception_ptr error) noexcept {
-  const bool cancelled = is_cancellation(error);
+  const bool cancelled = error && is_cancellation(error);
   loop_->remove_task(this);
   try {
     complete(cancelled ? State::cancelled : State::finished, std::move(error));
@@ -213,7 +228,16 @@ MultiWait::MultiWait(MultiWait&& o) noexcept
     : children_(std::move(o.children_)), policy_(o.policy_) {}
 
 MultiWait::~MultiWait() {
+  unregister();
   if (timer_ != nullptr) task_->loop()->disarm_timer(timer_);
+}
+
+void MultiWait::unregister() noexcept {
+  if (remaining_ == 0) return;
+  for (TaskCore* child : children_) {
+    if (!child->done()) child->remove_waiter(this);
+  }
+  remaining_ = 0;
 }
 
 bool MultiWait::failed(const TaskCore& child) {
@@ -237,7 +261,6 @@ bool MultiWait::ends_wait(TaskCore& child) noexcept {
 
 bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
   TaskCore& task = current_task_for_await();
-  nodes_ = std::make_unique<Node[]>(children_.size());
   bool over = false;
   for (std::size_t i = 0; i < children_.size() && !over; ++i) {
     TaskCore* child = children_[i];
@@ -245,11 +268,10 @@ bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
       over = ends_wait(*child);
       continue;
     }
-    nodes_[i].owner = this;
-    child->add_waiter(&nodes_[i]);
+    child->add_waiter(this);  // if this throws, the destructor unregisters from the others
     ++remaining_;
   }
-  if (over || remaining_ == 0) return false;  // finish() unhooks what was hooked
+  if (over || remaining_ == 0) return false;  // finish() unregisters
   task_ = &task;
   if (timeout_ns > 0) timer_ = task.loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
   task.suspend(h, this);
@@ -261,10 +283,10 @@ void MultiWait::wake() noexcept {
   task_->wake();
 }
 
-void MultiWait::child_done(TaskCore& child) noexcept {
+void MultiWait::on_future_done(FutureCore& child) noexcept {
   --remaining_;
   if (woken_) return;
-  if (ends_wait(child) || remaining_ == 0) wake();
+  if (ends_wait(static_cast<TaskCore&>(child)) || remaining_ == 0) wake();
 }
 
 bool MultiWait::cancel_wait() noexcept {
@@ -289,7 +311,7 @@ void MultiWait::on_timer() {
 }
 
 void MultiWait::finish() {
-  nodes_.reset();  // each node unlinks itself from its child
+  unregister();
   if (timer_ != nullptr) {
     task_->loop()->disarm_timer(timer_);
     timer_ = nullptr;

@@ -164,3 +164,64 @@ TEST(Shield, CancellingTheAwaiterDoesNotCancelTheTask) {
     EXPECT_EQ(co_await inner, 7);
   }());
 }
+
+// A future keeps its first waiter in one pointer and the rest in a vector: a waiter that leaves
+// empties the pointer, and whoever comes next must still queue behind the older waiters.
+TEST(Waiters, AwaitersOfOneTaskResumeInTheOrderTheyCame) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event go;
+    auto target = asyncio::create_task([](asyncio::Event& go) -> Coro<int> {
+      co_await go.wait();
+      co_return 7;
+    }(go));
+    std::vector<std::string> log;
+    auto awaiter = [](asyncio::Task<int> t, std::string name,
+                      std::vector<std::string>& log) -> Coro<void> {
+      const int v = co_await t;
+      log.push_back(name + std::to_string(v));
+    };
+    auto leaver = [](asyncio::Task<int> t, std::vector<std::string>& log) -> Coro<void> {
+      std::vector<asyncio::Task<int>> just_t(1, t);  // g++ 12: no braced list in a co_await
+      auto r = co_await asyncio::wait(just_t, asyncio::ReturnWhen::ALL_COMPLETED, 0.001);
+      log.push_back(r.pending.size() == 1 ? "a left" : "a saw the end");
+    };
+    auto a = asyncio::create_task(leaver(target, log));  // the first waiter...
+    auto b = asyncio::create_task(awaiter(target, "b", log));
+    co_await asyncio::sleep(0);  // a and b wait on the target, a first
+    co_await a;                  // ...gives up: the target cannot end before `go`
+    auto c = asyncio::create_task(awaiter(target, "c", log));
+    auto d = asyncio::create_task(asyncio::gather(target, target));  // one waiter, twice
+    auto e = asyncio::create_task(awaiter(target, "e", log));
+    co_await asyncio::sleep(0);
+    go.set();
+    co_await asyncio::gather(b, c, e);
+    auto [x, y] = co_await d;
+    EXPECT_EQ(x + y, 14);
+    EXPECT_EQ(log, (std::vector<std::string>{"a left", "b7", "c7", "e7"}));
+  }());
+}
+
+// A wait that ends before some of its children must leave none of them pointing at it: the
+// children end after the waiting task (and with it the waiter) is gone — under ASan a stale
+// waiter would be a use after free.
+TEST(Waiters, AWaitThatEndsFirstLeavesNoStaleWaiterBehind) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event go;
+    auto slow = [](asyncio::Event& go, int v) -> Coro<int> {
+      co_await go.wait();
+      co_return v;
+    };
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(1, 0)),
+                                          asyncio::create_task(slow(go, 2)),
+                                          asyncio::create_task(slow(go, 3))};
+    auto waiter = asyncio::create_task([](std::vector<asyncio::Task<int>> tasks) -> Coro<int> {
+      auto r = co_await asyncio::wait(tasks, asyncio::ReturnWhen::FIRST_COMPLETED);
+      co_return static_cast<int>(r.pending.size());
+    }(tasks));
+    EXPECT_EQ(co_await waiter, 2);
+    waiter = {};  // the waiting task and its frame are freed
+    go.set();
+    auto all = co_await asyncio::gather(tasks);
+    EXPECT_EQ(all, (std::vector<int>{1, 2, 3}));
+  }());
+}

@@ -4,10 +4,10 @@
 // A Coro is lazy: calling the coroutine function allocates its frame and runs nothing, exactly
 // like calling an `async def`. `co_await coro` runs it inside the awaiting task: the awaiter
 // stores itself as the callee's continuation and the callee runs; when it finishes, the
-// continuation runs. Neither jump nests on the C++ stack: the awaiter hands the callee to its
-// task's Driver and returns, and the task's step (TaskCore::run) resumes whatever the driver
-// holds next, in a loop — a trampoline. (Symmetric transfer would do the same with tail calls,
-// but g++ makes those real tail calls only at -O2 without sanitizers; at -O0 or under ASan a
+// continuation runs. Neither jump nests on the C++ stack: the awaiter leaves the callee in the
+// thread's trampoline slot and returns, and the task's step (TaskCore::run) resumes whatever
+// the slot holds next, in a loop — a trampoline. (Symmetric transfer would do the same with tail
+// calls, but g++ makes those real tail calls only at -O2 without sanitizers; at -O0 or under ASan a
 // chain of 100,000 nested co_awaits overflowed the stack. The trampoline works in every build.)
 // Wrapping a Coro in a task (create_task) makes the task the owner of the frame instead.
 //
@@ -88,11 +88,12 @@ class Coro;
 
 namespace detail {
 
-// A task's trampoline: the coroutine to resume next within the current step. TaskCore derives
-// from it, so a promise that knows its driver knows its task.
-struct Driver {
-  std::coroutine_handle<> next;
-};
+// The task a coroutine runs in, as its promise sees it. TaskCore derives from it (an empty
+// base: no bytes), so a promise that knows its driver knows its task.
+struct Driver {};
+// The trampoline of the task step running on this thread: the coroutine to resume next within
+// the step (TaskCore::run). One per thread, not one per task — only one step runs at a time.
+extern constinit thread_local std::coroutine_handle<> next_in_step;
 // Defined in futures.cpp.
 void finish_root(Driver* task, std::coroutine_handle<> root) noexcept;
 
@@ -119,7 +120,7 @@ struct PromiseBase {
       PromiseBase& p = h.promise();
       if (p.continuation) {
         if (p.driver == nullptr) return p.continuation;
-        p.driver->next = p.continuation;  // the task's step resumes the awaiter
+        next_in_step = p.continuation;  // the task's step resumes the awaiter
         return std::noop_coroutine();
       }
       if (p.driver != nullptr) finish_root(p.driver, h);  // the root of a task has ended
@@ -194,7 +195,7 @@ class [[nodiscard]] Coro {
       if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
         if (detail::Driver* d = awaiting.promise().driver) {
           callee.driver = d;
-          d->next = h;  // the task's step resumes the callee: no nesting on the stack
+          detail::next_in_step = h;  // the task's step resumes the callee: no nesting
           return std::noop_coroutine();
         }
       }

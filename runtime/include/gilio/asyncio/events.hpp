@@ -460,8 +460,8 @@ class EventLoop {
   detail::TimerNode* arm_timer(std::int64_t when_ns, detail::TimerTarget* target);
   void disarm_timer(detail::TimerNode* node) noexcept;
   detail::Backend& backend() noexcept { return *backend_; }
-  void add_task(detail::TaskCore* t) noexcept;
-  void remove_task(detail::TaskCore* t) noexcept;
+  inline void add_task(detail::TaskCore* t) noexcept;  // futures.hpp
+  inline void remove_task(detail::TaskCore* t) noexcept;
   template <class F>
   void for_each_task(F&& fn);
   std::size_t task_count() const noexcept { return task_count_; }

@@ -9,7 +9,7 @@
 // How a task waits, and how cancellation reaches it — the protocol every awaitable in gilio
 // follows:
 //   * await_suspend records where to resume and what the task waits on (a Suspension), and
-//     hooks itself into the thing it waits for (here: a FutureWaiter node in the future's list).
+//     hooks itself into the thing it waits for (here: registers a FutureWaiter with the future).
 //   * When the thing happens, the task is made ready (TaskCore::wake).
 //   * Task::cancel() asks the Suspension to stop waiting (cancel_wait). For a future that means
 //     cancelling the future itself — as asyncio's Task.cancel() cancels its _fut_waiter, which is
@@ -18,7 +18,10 @@
 //     task's must_cancel flag is set instead.
 //   * await_resume throws CancelledError if the wait was cancelled or must_cancel is set: the
 //     exception appears at the task's current co_await, as in asyncio.
-// Waiter nodes live in the awaiting coroutine's frame and unlink themselves when destroyed.
+// Waiters live in the awaiting coroutine's frame and unregister themselves if destroyed first.
+// A future keeps its first waiter in one pointer and any later ones in a vector on the side:
+// almost every future has at most one, and one waiter may wait on many futures at once — a
+// gather of a million tasks is one waiter registered with each, no node per child.
 #pragma once
 
 #include <coroutine>
@@ -50,10 +53,12 @@ class Suspension {
   ~Suspension() = default;
 };
 
-// A node in a future's list of waiters.
-class FutureWaiter : public ListNode {
+class FutureCore;
+
+// Something waiting for one or more futures; told which one is done.
+class FutureWaiter {
  public:
-  virtual void on_future_done() noexcept = 0;
+  virtual void on_future_done(FutureCore& done) noexcept = 0;
 
  protected:
   ~FutureWaiter() = default;
@@ -74,7 +79,11 @@ class FutureCore : public Runnable {
  public:
   enum class State : unsigned char { pending, finished, cancelled };
   explicit FutureCore(EventLoop* loop) noexcept : loop_(loop) {}
-  virtual ~FutureCore();
+  // Inline, as are the task's: a task's destruction is one call (pool_free), not three.
+  virtual ~FutureCore() {
+    if (error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
+      report_unretrieved();
+  }
   FutureCore(const FutureCore&) = delete;
   FutureCore& operator=(const FutureCore&) = delete;
 
@@ -94,7 +103,23 @@ class FutureCore : public Runnable {
   virtual bool cancel(std::string message = {});
   // Calls fn (through call_soon) when done; at once (through call_soon) if already done.
   void add_done_callback(std::function<void()> fn);
-  void add_waiter(FutureWaiter* w) noexcept { waiters_.push_back(w); }
+  // Registers w to be told (once) when this future is done; waiters are told in the order
+  // they came. A second waiter at once may allocate (std::bad_alloc).
+  void add_waiter(FutureWaiter* w) {
+    if (waiter_ == nullptr && !cold_) {
+      waiter_ = w;
+    } else {
+      add_waiter_cold(w);
+    }
+  }
+  // Unregisters w; nothing happens if it is not registered (any more).
+  void remove_waiter(FutureWaiter* w) noexcept {
+    if (waiter_ == w) {
+      waiter_ = nullptr;
+    } else if (cold_) {
+      std::erase(cold_->waiters, w);
+    }
+  }
   void run() override {}  // a plain future is never scheduled itself
 
   // Throws the stored exception (CancelledError if cancelled), or InvalidStateError if not done.
@@ -103,9 +128,14 @@ class FutureCore : public Runnable {
  protected:
   // Marks the future done and wakes everyone waiting for it.
   void complete(State state, std::exception_ptr error);
-  // What is rarely there, out of line so that a task stays small: done callbacks, a task's name
-  // and its cancel message.
+  void add_waiter_cold(FutureWaiter* w);
+  void complete_cold();
+  // "<describe()> exception was never retrieved: ..." on stderr, as asyncio logs it.
+  [[gnu::cold]] void report_unretrieved() noexcept;
+  // What is rarely there, out of line so that a task stays small: waiters after the first,
+  // done callbacks, a task's name and its cancel message.
   struct Cold {
+    std::vector<FutureWaiter*> waiters;
     std::vector<std::function<void()>> callbacks;
     std::string name;
     std::string cancel_message;
@@ -116,12 +146,12 @@ class FutureCore : public Runnable {
   }
   EventLoop* loop_;
   std::exception_ptr error_;
-  List<FutureWaiter> waiters_;
+  FutureWaiter* waiter_ = nullptr;  // the first waiter (later ones: cold_->waiters)
   std::unique_ptr<Cold> cold_;
   int refs_ = 1;
   State state_ = State::pending;
   bool retrieved_ : 1 = false;  // was the exception looked at? (else reported at destruction)
-  // TaskCore's flags, kept here to share this word (a task is 112 bytes, not 128). The two
+  // TaskCore's flags, kept here to share this word (a task is 96 bytes, not 104). The two
   // that every step writes are whole bytes: a plain store, not a read-modify-write.
   bool must_cancel_ : 1 = false;
   bool scheduled_ = false;
@@ -185,7 +215,11 @@ class TaskCore : public FutureCore, public Driver {
   static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
 
   TaskCore(EventLoop* loop, std::coroutine_handle<> root);
-  ~TaskCore() override;
+  ~TaskCore() override {
+    if (root_) root_.destroy();
+    if (error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
+      report_unretrieved();  // here, while describe() still names the task
+  }
 
   bool cancel(std::string message = {}) override;
   int cancelling() const noexcept { return cancel_requests_; }
@@ -247,15 +281,53 @@ class TaskCore : public FutureCore, public Driver {
   int cancel_requests_ = 0;
 };
 
+}  // namespace detail
+
+// The loop's list of unfinished tasks (all_tasks(), and what close() abandons): inline,
+// because every task enters and leaves it once.
+inline void EventLoop::add_task(detail::TaskCore* t) noexcept {
+  if (tasks_ == nullptr) {
+    t->prev_task = t->next_task = t;
+    tasks_ = t;
+  } else {
+    t->next_task = tasks_;
+    t->prev_task = tasks_->prev_task;
+    tasks_->prev_task->next_task = t;
+    tasks_->prev_task = t;
+  }
+  ++task_count_;
+}
+
+inline void EventLoop::remove_task(detail::TaskCore* t) noexcept {
+  if (t->next_task == nullptr) return;
+  if (t->next_task == t) {
+    tasks_ = nullptr;
+  } else {
+    t->prev_task->next_task = t->next_task;
+    t->next_task->prev_task = t->prev_task;
+    if (tasks_ == t) tasks_ = t->next_task;
+  }
+  t->prev_task = t->next_task = nullptr;
+  --task_count_;
+}
+
+namespace detail {
+
 // Waits for a future (or a task) from inside a task.
 template <class State>
 class FutureAwaiter final : public FutureWaiter, public Suspension {
  public:
   explicit FutureAwaiter(State* f) noexcept : fut_(f) {}
+  FutureAwaiter(const FutureAwaiter&) = delete;
+  FutureAwaiter& operator=(const FutureAwaiter&) = delete;
+  // A frame destroyed while it waits (a loop closing on it) unregisters from the future.
+  ~FutureAwaiter() {
+    if (task_ != nullptr && !fut_->done()) fut_->remove_waiter(this);
+  }
   bool await_ready() const noexcept { return fut_->done(); }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h);
-  void on_future_done() noexcept override;
+  void on_future_done(FutureCore&) noexcept override;
   bool cancel_wait() noexcept override { return fut_->cancel(); }
   decltype(auto) await_resume();
 
@@ -285,15 +357,15 @@ void FutureAwaiter<State>::await_suspend(std::coroutine_handle<P> h) {
 }
 
 template <class State>
-void FutureAwaiter<State>::on_future_done() noexcept {
+void FutureAwaiter<State>::on_future_done(FutureCore&) noexcept {
   task_->wake();
 }
 
 template <class State>
 decltype(auto) FutureAwaiter<State>::await_resume() {
-  if (task_ != nullptr) {
-    unlink();
-    task_->resume_check(false);
+  if (TaskCore* task = std::exchange(task_, nullptr)) {
+    if (!fut_->done()) fut_->remove_waiter(this);  // woken by something else (not a path today)
+    task->resume_check(false);
   }
   if constexpr (requires { fut_->result(); }) {
     return fut_->result();

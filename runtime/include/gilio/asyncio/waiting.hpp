@@ -16,8 +16,9 @@
 // wait(tasks, return_when, timeout) returns {done, pending} and never cancels anything, also on
 // timeout. shield(task) lets the awaiting task be cancelled without cancelling `task`.
 //
-// One mechanism serves them all: detail::MultiWait hooks a waiter node into every child and
-// decides, as each child ends, whether the awaiting task should wake.
+// One mechanism serves them all: detail::MultiWait registers itself as a waiter with every
+// child (one object, however many children) and decides, as each child ends, whether the
+// awaiting task should wake.
 #pragma once
 
 #include <cstddef>
@@ -43,34 +44,30 @@ enum class ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
 namespace detail {
 
 // Waits, inside the awaiting task, for a set of children until `policy` is satisfied.
-class MultiWait final : public Suspension, public TimerTarget {
+// FutureWaiter first: a child's completion then calls on_future_done without a this-adjusting
+// thunk (a gather of a million tasks makes a million such calls).
+class MultiWait final : public FutureWaiter, public Suspension, public TimerTarget {
  public:
   enum class Policy { gather, gather_all, first_completed, first_exception, all_completed };
   MultiWait(std::vector<TaskCore*> children, Policy policy);
   MultiWait(MultiWait&&) noexcept;
   ~MultiWait();
 
-  // await_suspend: hooks into every pending child and suspends the task, in one pass over the
-  // children (with a million of them, each pass is a million cache misses). Returns false —
-  // do not suspend — if the wait is already over.
+  // await_suspend: registers with every pending child and suspends the task, in one pass over
+  // the children (with a million of them, each pass is a million cache misses). Returns false
+  // — do not suspend — if the wait is already over.
   bool suspend(std::coroutine_handle<> h, std::int64_t timeout_ns = -1);
-  // In await_resume: unhook from the children, then throw CancelledError (this wait or the
+  // In await_resume: unregister from the children, then throw CancelledError (this wait or the
   // task was cancelled) or the first failure (Policy::gather only).
   void finish();
   bool cancel_wait() noexcept override;
   void on_timer() override;
-  const std::vector<TaskCore*>& children() const { return children_; }
+  // A child has ended (each registered child tells us once, and then forgets us).
+  void on_future_done(FutureCore& child) noexcept override;
 
  private:
-  // One per child, hooked into its waiter list. Its child is children_[its index], so it
-  // stores only its owner: 32 bytes a child (a gather of a million tasks allocates 32 MB).
-  struct Node final : FutureWaiter {
-    MultiWait* owner = nullptr;
-    void on_future_done() noexcept override {
-      owner->child_done(*owner->children_[static_cast<std::size_t>(this - owner->nodes_.get())]);
-    }
-  };
-  void child_done(TaskCore& child) noexcept;
+  // Unregisters from the children still pending (none, when every child has ended).
+  void unregister() noexcept;
   // Does this finished child end the wait under the policy (remaining_ aside)? Records the
   // first failure for gather.
   bool ends_wait(TaskCore& child) noexcept;
@@ -78,12 +75,11 @@ class MultiWait final : public Suspension, public TimerTarget {
   static bool failed(const TaskCore& child);
 
   std::vector<TaskCore*> children_;
-  std::unique_ptr<Node[]> nodes_;
   Policy policy_;
   TaskCore* task_ = nullptr;
   TimerNode* timer_ = nullptr;
   TaskCore* first_failure_ = nullptr;
-  std::size_t remaining_ = 0;
+  std::size_t remaining_ = 0;  // children registered with and not yet ended
   bool woken_ = false;
   bool cancel_requested_ = false;  // gather: we cancelled the children
   bool wait_cancelled_ = false;    // wait/shield-like: our own wait was cancelled
