@@ -208,15 +208,37 @@ void TaskCore::abandon() noexcept {
 }
 
 void TaskCore::finish_with(std::exception_ptr error) noexcept {
-  const bool cancelled = error && is_cancellation(error);
+  if (!error) {
+    finish_ok();
+    return;
+  }
+  const bool cancelled = is_cancellation(error);
   loop_->remove_task(this);
   try {
     complete(cancelled ? State::cancelled : State::finished, std::move(error));
   } catch (...) {  // only an allocation failure in call_soon can get here
-    std::fprintf(stderr, "gilio: could not schedule the done callbacks of %s\n",
-                 get_name().c_str());
+    report_unscheduled_callbacks();
   }
   release();  // the loop's reference
+}
+
+void TaskCore::finish_ok() noexcept {
+  loop_->remove_task(this);
+  try {
+    complete(State::finished, nullptr);
+  } catch (...) {
+    report_unscheduled_callbacks();
+  }
+  release();
+}
+
+void TaskCore::report_unscheduled_callbacks() noexcept {
+  try {
+    std::fprintf(stderr, "gilio: could not schedule the done callbacks of %s\n",
+                 get_name().c_str());
+  } catch (...) {  // std::bad_alloc again: say less
+    std::fputs("gilio: could not schedule a task's done callbacks\n", stderr);
+  }
 }
 
 // ---- gather / wait / shield ----

@@ -272,6 +272,8 @@ class TaskCore : public FutureCore, public Driver {
 
  protected:
   void finish_with(std::exception_ptr error) noexcept;
+  void finish_ok() noexcept;  // finish_with(nullptr), the common case, without the exception_ptr
+  [[gnu::cold]] void report_unscheduled_callbacks() noexcept;
   [[gnu::noinline, gnu::cold]] void cancel_before_start();
   std::string cancel_message() const { return cold_ ? cold_->cancel_message : std::string(); }
   std::coroutine_handle<> root_;

@@ -46,19 +46,23 @@ class TaskState final : public TaskCore, public ValueSlot<T> {
   void finish(std::coroutine_handle<> root) noexcept override {
     auto h = Coro<T>::handle_type::from_address(root.address());
     auto& outcome = h.promise().outcome;
-    std::exception_ptr error = outcome.error();
-    if (!error) {
-      if constexpr (!std::is_void_v<T>) {
-        try {
-          this->set(std::move(outcome).value());
-        } catch (...) {
-          error = std::current_exception();
-        }
+    std::exception_ptr error;
+    if (outcome.error()) [[unlikely]] {
+      error = outcome.error();
+    } else if constexpr (!std::is_void_v<T>) {
+      try {
+        this->set(std::move(outcome).value());
+      } catch (...) {  // T's move threw
+        error = std::current_exception();
       }
     }
     h.destroy();
     root_ = nullptr;
-    finish_with(std::move(error));
+    if (error) [[unlikely]] {
+      finish_with(std::move(error));
+    } else {
+      finish_ok();
+    }
   }
   T result() {
     check_result();
