@@ -196,7 +196,6 @@ def echo(args):
         "gilio streams": [os.path.join(args.build, "examples", "echo_server"), "0"],
         "gilio sock_*": [os.path.join(args.build, "bench", "sock_echo"), "0"],
         "liburing floor": [uring_echo, "0"],
-        "liburing floor + poll-first": [uring_echo, "0", "poll-first"],
         "asyncio streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0", "streams"],
         "asyncio protocol": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0",
                              "protocol"],

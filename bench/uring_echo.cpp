@@ -6,9 +6,10 @@
 // The ring is set up as io_uring's authors advise for a ring only one thread uses (and as gilio
 // sets up its own): DEFER_TASKRUN + SINGLE_ISSUER. Without them the kernel interrupts the server
 // to finish each completed recv, which cost it a fifth more CPU per request here (docs/05).
-// `poll-first` adds the one trick gilio's streams use that this server does not: a recv issued
-// right after a send asks the kernel to wait for data before trying (IORING_RECVSEND_POLL_FIRST).
-// Usage: uring_echo PORT [poll-first]
+// Its recv for a connection's next message is queued when the send's completion arrives, so it
+// reaches the kernel one loop turn after the send (gilio's backend gets there by queueing every
+// recv last in its batch; runtime/uring.hpp).
+// Usage: uring_echo PORT
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,7 +38,6 @@ struct Op {
 
 io_uring ring;
 Op accept_op{kAccept, nullptr};
-bool poll_first = false;
 
 io_uring_sqe* sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring);
@@ -48,11 +48,10 @@ io_uring_sqe* sqe() {
   return s;
 }
 
-void submit_recv(Conn* c, Op* op, bool after_send) {
+void submit_recv(Conn* c, Op* op) {
   op->kind = kRecv;
   io_uring_sqe* s = sqe();
   io_uring_prep_recv(s, c->fd, c->buf, sizeof c->buf, 0);
-  if (poll_first && after_send) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
   io_uring_sqe_set_data(s, op);
 }
 
@@ -73,7 +72,6 @@ void submit_send(Conn* c, Op* op) {
 
 int main(int argc, char** argv) {
   const int port = argc > 1 ? std::atoi(argv[1]) : 8888;
-  poll_first = argc > 2 && std::strcmp(argv[2], "poll-first") == 0;
   const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -111,7 +109,7 @@ int main(int argc, char** argv) {
         if (res >= 0) {
           ::setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           auto* c = new Conn{res, 0, 0, {}};
-          submit_recv(c, new Op{kRecv, c}, false);
+          submit_recv(c, new Op{kRecv, c});
         }
         io_uring_sqe* a = sqe();
         io_uring_prep_accept(a, lfd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -134,7 +132,7 @@ int main(int argc, char** argv) {
           if (c->sent < c->len) {
             submit_send(c, op);
           } else {
-            submit_recv(c, op, true);
+            submit_recv(c, op);
           }
         }
       }

@@ -57,7 +57,6 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   std::string buffer;  // received, not yet read
   bool eof = false;
   bool reading = false;
-  bool drained = false;  // the last recv emptied the socket
 
   std::string pending;   // written, not yet handed to the kernel
   std::string inflight;  // being sent now (stable memory)
@@ -82,25 +81,17 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     try {
       // The bytes are appended to `buffer` inside the completion, which also returns the
       // kernel's buffer to the ring; -ENOBUFS (the ring was empty) leaves the data in the socket.
-      // After a recv that left the socket empty (it returned less than a buffer), the next
-      // data is usually not there yet — the peer has to answer first — so the kernel is asked
-      // to wait for it before trying (see recv_pooled): a try would fail. It saves little — the
-      // echo benchmark cannot tell it from noise (docs/05's poll-first floor) — and costs nothing.
-      bool poll_first = drained;
       while (n == -ENOBUFS) {
-        n = co_await IoOp([fd = fd, poll_first](
-                              Backend& b, Completion* op) { b.recv_pooled(op, fd, poll_first); },
+        n = co_await IoOp([fd = fd](Backend& b, Completion* op) { b.recv_pooled(op, fd); },
                           [this](int result, std::uint32_t flags) {
                             loop->backend().take_buffer(result, flags, buffer);
                           });
-        poll_first = false;  // -ENOBUFS: the data is in the socket already
       }
     } catch (...) {
       reading = false;
       throw;
     }
     reading = false;
-    drained = n > 0 && static_cast<unsigned>(n) < Backend::kPooledBufferSize;
     if (n < 0) raise_os_error(-n, "recv from " + peer);
     if (n == 0) eof = true;
   }

@@ -212,6 +212,11 @@ Backend::~Backend() {
 }
 
 void* Backend::submission(Completion* op) {
+  ++in_flight_;
+  return slot(op);
+}
+
+void* Backend::slot(Completion* op) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
   while (sqe == nullptr) {  // the submission queue is full: flush it and try again
     if (owner_ != this_thread_number()) enter_from_this_thread();
@@ -221,7 +226,6 @@ void* Backend::submission(Completion* op) {
     sqe = io_uring_get_sqe(&ring_->ring);
   }
   io_uring_sqe_set_data(sqe, op);
-  ++in_flight_;
   return sqe;
 }
 
@@ -232,15 +236,29 @@ io_uring_sqe* as_sqe(void* p) {
 }  // namespace
 
 void Backend::recv(Completion* op, int fd, void* buf, unsigned len) {
-  io_uring_prep_recv(as_sqe(submission(op)), fd, buf, len, 0);
+  late_.push_back({op, fd, buf, len});
+  ++in_flight_;  // in flight from now on, as far as the loop is concerned
 }
-void Backend::recv_pooled(Completion* op, int fd, bool poll_first) {
-  BufferRing& b = buffer_ring();
-  io_uring_sqe* sqe = as_sqe(submission(op));
-  io_uring_prep_recv(sqe, fd, nullptr, BufferRing::kSize, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = b.kGroup;
-  if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+void Backend::recv_pooled(Completion* op, int fd) {
+  buffer_ring();
+  late_.push_back({op, fd, nullptr, BufferRing::kSize});
+  ++in_flight_;
+}
+
+// Puts the queued recvs at the end of the submission queue (see the essay in uring.hpp).
+void Backend::flush_late() {
+  while (!late_.empty()) {
+    flushing_.swap(late_);  // a full queue's flush may reap, and a completion may queue a recv
+    for (const LateRecv& r : flushing_) {
+      io_uring_sqe* sqe = as_sqe(slot(r.op));
+      io_uring_prep_recv(sqe, r.fd, r.buf, r.len, 0);
+      if (r.buf == nullptr) {
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BufferRing::kGroup;
+      }
+    }
+    flushing_.clear();
+  }
 }
 
 bool Backend::take_buffer(int result, std::uint32_t flags, std::string& out) {
@@ -277,15 +295,18 @@ void Backend::openat(Completion* op, const char* path, int flags, unsigned mode)
   io_uring_prep_openat(as_sqe(submission(op)), AT_FDCWD, path, flags | O_CLOEXEC, mode);
 }
 void Backend::close(Completion* op, int fd) {
+  flush_late();  // a recv queued before the close goes before it
   io_uring_prep_close(as_sqe(submission(op)), fd);
 }
 void Backend::cancel(Completion* target) {
+  flush_late();  // the target must be in the queue before the cancel, or the cancel finds nothing
   io_uring_prep_cancel(as_sqe(submission(nullptr)), target, 0);
 }
 
 static_assert(kCompletionMore == IORING_CQE_F_MORE);
 
 void Backend::drain(int rounds) {
+  flush_late();
   for (int i = 0; i < rounds && in_flight_ > 1; ++i) {
     io_uring_sqe* sqe = static_cast<io_uring_sqe*>(submission(nullptr));
     io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
@@ -301,6 +322,7 @@ void Backend::arm_wake_read() {
 
 void Backend::wait(std::int64_t timeout_ns) {
   if (owner_ != this_thread_number()) enter_from_this_thread();
+  flush_late();
   int rc;
   if (timeout_ns == 0) {
     rc = io_uring_submit(&ring_->ring);

@@ -27,10 +27,24 @@
 // reason). The receiver copies the bytes out in its completion and gives the buffer straight
 // back (take_buffer), so the ring runs dry only if more recvs complete at once than it has
 // buffers; such a recv ends with -ENOBUFS, its data still in the socket, and is simply retried.
+//
+// Receives go last. A server's task answers a request and reads the next in one go: a send and
+// then a recv on the same socket, queued together. The kernel runs a batch in queue order, so
+// that recv would run a moment after its send, long before the peer can have answered: it finds
+// the socket empty and the kernel arms a poll to retry it when data comes (a poll, a wake-up,
+// a second try: the costliest way a recv can end). So recv() and recv_pooled() hold their
+// submissions back and flush_late() queues them at the end of the batch, just before the ring
+// is entered: by the time the kernel reaches a recv it has run every other send in the batch,
+// and the first peers to be answered have often written again. On the echo benchmark this took
+// the polls armed per request from 1.00 to about 0.4-0.8 (`perf stat -e
+// io_uring:io_uring_poll_arm`; the hand-written floor, which submits its recvs one loop turn
+// after their sends, arms 0.5-0.8). A cancel or a close flushes the held recvs first, so that
+// the queue keeps the order in which the loop asked for them.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gilio::asyncio::detail {
 
@@ -74,9 +88,7 @@ class Backend {
   void recv(Completion* op, int fd, void* buf, unsigned len);
   // A recv into a buffer of the loop's provided-buffer ring (set up on first use; Linux 5.19+).
   // Its completion must be passed to take_buffer(). -ENOBUFS: the ring was empty; retry.
-  // poll_first: the socket is probably empty (the last recv drained it), so the kernel should
-  // wait for data before trying to receive (IORING_RECVSEND_POLL_FIRST) — no failed try first.
-  void recv_pooled(Completion* op, int fd, bool poll_first = false);
+  void recv_pooled(Completion* op, int fd);
   static constexpr unsigned kPooledBufferSize = 32 * 1024;  // the most one recv_pooled returns
   // For a recv_pooled completion: appends the received bytes to `out` and returns the buffer to
   // the ring. Returns false if the completion carried no buffer (an error or end of stream).
@@ -116,6 +128,17 @@ class Backend {
   int event_fd_ = -1;
   std::uint64_t in_flight_ = 0;
   std::uint64_t ring_empty_ = 0;
+  // Receives wait here until the batch is submitted, then go last (flush_late).
+  struct LateRecv {
+    Completion* op;
+    int fd;
+    void* buf;  // null: a buffer from the provided-buffer ring
+    unsigned len;
+  };
+  std::vector<LateRecv> late_;
+  std::vector<LateRecv> flushing_;  // the batch being flushed
+  void* slot(Completion* op);       // submission() without counting the operation
+  void flush_late();
 };
 
 }  // namespace gilio::asyncio::detail
