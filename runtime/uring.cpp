@@ -236,13 +236,16 @@ io_uring_sqe* as_sqe(void* p) {
 }  // namespace
 
 void Backend::recv(Completion* op, int fd, void* buf, unsigned len) {
-  late_.push_back({op, fd, buf, len});
-  ++in_flight_;  // in flight from now on, as far as the loop is concerned
+  hold({op, fd, buf, len});
 }
 void Backend::recv_pooled(Completion* op, int fd) {
   buffer_ring();
-  late_.push_back({op, fd, nullptr, BufferRing::kSize});
-  ++in_flight_;
+  hold({op, fd, nullptr, BufferRing::kSize});
+}
+
+void Backend::hold(const LateRecv& r) {
+  late_.push_back(r);
+  ++in_flight_;  // in flight from now on, as far as the loop is concerned
 }
 
 // Puts the queued recvs at the end of the submission queue (see the essay in uring.hpp).

@@ -138,6 +138,7 @@ class Backend {
   std::vector<LateRecv> late_;
   std::vector<LateRecv> flushing_;  // the batch being flushed
   void* slot(Completion* op);       // submission() without counting the operation
+  void hold(const LateRecv& r);     // queues a recv for flush_late, counted as in flight
   void flush_late();
 };
 
