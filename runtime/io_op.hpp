@@ -6,7 +6,10 @@
 // async-cancel and keeps waiting for the original completion (DESIGN.md invariant 1).
 // An optional second callable sees every completion (result and flags) before the task is
 // woken — a stream's pooled recv copies its bytes out there and returns the kernel's buffer at
-// once, even if the task is cancelled before it runs again.
+// once, even if the task is cancelled before it runs again. It returns true when the operation
+// is over, or false to have it queued again without waking the task (a pooled recv that found
+// the buffer ring empty, or a read to EOF that got bytes); a cancel already sent turns that into
+// -ECANCELED instead.
 #pragma once
 
 #include <cerrno>
@@ -19,7 +22,7 @@
 namespace gilio::asyncio::detail {
 
 struct NoCompletionHook {
-  void operator()(int, std::uint32_t) const noexcept {}
+  bool operator()(int, std::uint32_t) const noexcept { return true; }
 };
 
 template <class Prep, class OnComplete = NoCompletionHook>
@@ -33,10 +36,14 @@ class [[nodiscard]] IoOp final : public Completion, public Suspension {
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
-    task_ = &task_of(h);
-    backend_ = &task_->loop()->backend();
+    start(task_of(h), h);
+  }
+  // The same, for an awaitable that owns this operation rather than being it.
+  void start(TaskCore& task, std::coroutine_handle<> h) {
+    task_ = &task;
+    backend_ = &task.loop()->backend();
     prep_(*backend_, this);
-    task_->suspend(h, this);
+    task.suspend(h, this);
   }
   // The kernel's result: >= 0, or -errno.
   int await_resume() {
@@ -51,7 +58,17 @@ class [[nodiscard]] IoOp final : public Completion, public Suspension {
     return result_;
   }
   void complete(int result, std::uint32_t flags) override {
-    on_complete_(result, flags);
+    if (!on_complete_(result, flags)) {
+      if (!cancel_sent_) {
+        try {
+          prep_(*backend_, this);
+          return;        // in flight again; the task sleeps on
+        } catch (...) {  // cannot queue it: end with the result that asked for a retry
+        }
+      } else {
+        result = -ECANCELED;  // the cancel wins; what the hook already took stays taken
+      }
+    }
     result_ = result;
     done_ = true;
     task_->wake();

@@ -2,10 +2,13 @@
 // Lib/asyncio/streams.py (and the transport half of selector_events.py).
 //
 // One StreamState per connection, shared by its reader and writer (and kept alive by an
-// operation in flight). Reading: fill() awaits one recv into the state's 64 KiB chunk and
-// appends it to the buffer. Writing: the pending bytes move to `inflight`, whose memory stays
-// put while the kernel sends from it; the send's completion (SendOp) continues a partial send,
-// starts the next batch, wakes drain() waiters, and finishes a requested close.
+// operation in flight). Reading: the state owns one pooled recv (IoOp) at a time; its completion
+// appends the bytes to the buffer and gives the kernel's buffer back to the ring. read() is an
+// awaitable, not a coroutine: it starts that recv straight from the awaiting frame; readline and
+// the other readers are coroutines that await fill(), which does the same. Writing: the pending
+// bytes move to `inflight`, whose memory stays put while the kernel sends from it; the send's
+// completion (SendOp) continues a partial send, starts the next batch, wakes drain() waiters, and
+// finishes a requested close.
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,6 +22,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include "gilio/asyncio.hpp"
 #include "gilio/asyncio/streams.hpp"
@@ -73,28 +77,60 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
 
   std::size_t unsent() const { return pending.size() + (inflight.size() - inflight_sent); }
 
-  Coro<void> fill() {
+  // Receiving: one pooled recv at a time, appended to `buffer` inside its completion, which also
+  // returns the kernel's buffer to the ring at once. The operation is the stream's own (a
+  // stream has one read in flight at most); whoever awaits it holds a reference to the stream
+  // until it completes. The completion queues the recv again, without waking the reader, when
+  // the ring was empty (-ENOBUFS left the data in the socket) and, for a read to EOF, after
+  // every chunk of bytes.
+  struct RecvPrep {
+    int fd;
+    void operator()(Backend& b, Completion* op) const { b.recv_pooled(op, fd); }
+  };
+  struct RecvHook {
+    StreamState* s;
+    bool to_eof;
+    bool operator()(int result, std::uint32_t flags) const {
+      s->loop->backend().take_buffer(result, flags, s->buffer);
+      return result != -ENOBUFS && !(to_eof && result > 0);
+    }
+  };
+  std::optional<IoOp<RecvPrep, RecvHook>> recv;
+
+  void check_readable() const {
     if (reading) throw std::runtime_error("read() called while another task is already reading");
     if (fd < 0) throw std::runtime_error("read from a closed stream");
+  }
+  void begin_recv(TaskCore& task, std::coroutine_handle<> h, bool to_eof) {
+    recv.emplace(RecvPrep{fd}, RecvHook{this, to_eof});
+    recv->start(task, h);
     reading = true;
-    int n = -ENOBUFS;
-    try {
-      // The bytes are appended to `buffer` inside the completion, which also returns the
-      // kernel's buffer to the ring; -ENOBUFS (the ring was empty) leaves the data in the socket.
-      while (n == -ENOBUFS) {
-        n = co_await IoOp([fd = fd](Backend& b, Completion* op) { b.recv_pooled(op, fd); },
-                          [this](int result, std::uint32_t flags) {
-                            loop->backend().take_buffer(result, flags, buffer);
-                          });
-      }
-    } catch (...) {
-      reading = false;
-      throw;
-    }
+  }
+  void end_recv() {
     reading = false;
+    const int n = recv->await_resume();  // throws CancelledError if cancelled
     if (n < 0) raise_os_error(-n, "recv from " + peer);
     if (n == 0) eof = true;
   }
+
+  // `co_await s->fill()` in readline and company: one recv, awaited in their frame.
+  class Fill {
+   public:
+    explicit Fill(StreamState& s) : s_(s) {}
+    bool await_ready() const {
+      s_.check_readable();
+      return false;
+    }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      s_.begin_recv(task_of(h), h, false);
+    }
+    void await_resume() { s_.end_recv(); }
+
+   private:
+    StreamState& s_;
+  };
+  Fill fill() { return Fill(*this); }
 
   void start_send() {
     inflight.swap(pending);
@@ -110,7 +146,6 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
                          static_cast<unsigned>(std::min<std::size_t>(left, 1u << 30)));
   }
   void on_sent(int result) {
-    auto keep = self;  // we may drop the self-reference below
     if (result < 0) {
       write_error = os_error_ptr(-result, "send to " + peer);
       pending.clear();
@@ -136,7 +171,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     if (!sending) {
       if (eof_requested && !eof_sent) shutdown_write();
       if (closing) finish_close();
-      self.reset();
+      auto last = std::move(self);  // perhaps the last reference: we may die on return
     }
   }
   void wake_drainers() {
@@ -231,19 +266,35 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 
 // ---- StreamReader ----
 
-Coro<std::string> StreamReader::read(long n) {
-  auto s = s_;
-  if (n == 0) co_return std::string();
-  if (n < 0) {
-    while (!s->eof)
-      co_await s->fill();
-    co_return std::exchange(s->buffer, std::string());
-  }
-  if (s->buffer.empty() && !s->eof) co_await s->fill();
-  const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n), s->buffer.size());
-  std::string out = s->buffer.substr(0, take);
-  s->buffer.erase(0, take);
-  co_return out;
+namespace {
+detail::StreamState& connected(const std::shared_ptr<detail::StreamState>& s, const char* what) {
+  if (!s) throw std::runtime_error(std::string(what) + ": the stream is not connected");
+  return *s;
+}
+}  // namespace
+
+bool StreamReader::Read::await_ready() {
+  detail::StreamState& s = connected(s_, "StreamReader.read");
+  if (std::exchange(awaited_, true)) throw InvalidStateError("read(): awaited twice");
+  if (n_ == 0 || s.eof || (n_ > 0 && !s.buffer.empty())) return true;
+  s.check_readable();
+  return false;
+}
+
+void StreamReader::Read::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
+  s_->begin_recv(task, h, n_ < 0);
+  suspended_ = true;
+}
+
+std::string StreamReader::Read::await_resume() {
+  detail::StreamState& s = *s_;
+  if (suspended_) s.end_recv();
+  if (n_ == 0) return std::string();
+  if (n_ < 0) return std::exchange(s.buffer, std::string());  // only at EOF: all of it
+  const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n_), s.buffer.size());
+  std::string out = s.buffer.substr(0, take);
+  s.buffer.erase(0, take);
+  return out;
 }
 
 Coro<std::string> StreamReader::readexactly(std::size_t n) {
@@ -331,16 +382,19 @@ void StreamWriter::write(std::string_view data) {
   if (!s.sending) s.start_send();
 }
 
-Coro<void> StreamWriter::drain() {
-  auto s = s_;
-  if (s->write_error) std::rethrow_exception(s->write_error);
-  if (s->unsent() > detail::kHighWater) {
-    while (s->unsent() > detail::kLowWater && !s->write_error) {
-      detail::Parked p(s->drainers);
-      co_await p;
-    }
-  }
-  if (s->write_error) std::rethrow_exception(s->write_error);
+bool StreamWriter::Drain::await_ready() {
+  const detail::StreamState& s = connected(s_, "StreamWriter.drain");
+  if (std::exchange(awaited_, true)) throw InvalidStateError("drain(): awaited twice");
+  return s.write_error || s.unsent() <= detail::kHighWater;
+}
+
+detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {
+  return s_->drainers;  // woken together once the buffer is below the low-water mark
+}
+
+void StreamWriter::Drain::await_resume() {
+  if (parked) task->resume_check(cancelled);
+  if (s_->write_error) std::rethrow_exception(s_->write_error);
 }
 
 void StreamWriter::write_eof() {

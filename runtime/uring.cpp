@@ -239,7 +239,7 @@ void Backend::recv(Completion* op, int fd, void* buf, unsigned len) {
   hold({op, fd, buf, len});
 }
 void Backend::recv_pooled(Completion* op, int fd) {
-  buffer_ring();
+  if (buffers_ == nullptr) buffer_ring();  // the first one registers the ring
   hold({op, fd, nullptr, BufferRing::kSize});
 }
 

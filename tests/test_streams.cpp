@@ -96,6 +96,117 @@ TEST(Streams, ReadVariantsAndEof) {
   }());
 }
 
+// read() to EOF keeps receiving inside the completion, without waking the reader per chunk:
+// every chunk, however the kernel splits them, ends up in the one result.
+TEST(Streams, ReadToEofCollectsEveryChunk) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(
+        [](StreamReader, StreamWriter w) -> Coro<void> {
+          for (int i = 0; i < 5; ++i) {
+            w.write(std::string(3000, static_cast<char>('a' + i)));
+            co_await w.drain();
+            co_await asyncio::sleep(0.002);  // separate sends; the result must not depend on it
+          }
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    const std::string all = co_await r.read();
+    EXPECT_EQ(all.size(), 15000u);
+    for (int i = 0; i < 5; ++i)
+      EXPECT_EQ(all.substr(i * 3000, 3000), std::string(3000, static_cast<char>('a' + i)));
+    EXPECT_TRUE(r.at_eof());
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+// A read to EOF that is cancelled loses nothing: what it had received stays for the next read.
+TEST(Streams, ACancelledReadToEofKeepsWhatItReceived) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event finish;
+    auto server = co_await asyncio::start_server(
+        [&finish](StreamReader, StreamWriter w) -> Coro<void> {
+          w.write("first part;");
+          co_await w.drain();
+          co_await finish.wait();
+          w.write("second part");
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    auto reader = asyncio::create_task(
+        [](StreamReader r) -> Coro<std::string> { co_return co_await r.read(); }(r));
+    co_await asyncio::sleep(0.01);  // let it receive the first part (or not: nothing may be lost)
+    reader.cancel();
+    try {
+      co_await reader;
+      ADD_FAILURE() << "the cancelled read to EOF returned";
+    } catch (const asyncio::CancelledError&) {
+    }
+    finish.set();
+    EXPECT_EQ(co_await asyncio::wait_for(r.read(), 5.0), "first part;second part");
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+// read() and drain() return awaitables, not coroutines; they still go wherever a coroutine goes.
+TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write("abcdefghij\n");
+    Coro<void> drained = w.drain();
+    co_await std::move(drained);
+    Coro<std::string> three = r.read(3);
+    EXPECT_EQ(co_await std::move(three), "abc");
+    EXPECT_EQ(co_await asyncio::create_task(r.read(2)), "de");
+    EXPECT_EQ(co_await asyncio::wait_for(r.read(3), 5.0), "fgh");
+    co_await asyncio::wait_for(w.drain(), 5.0);
+    auto [ij] = co_await asyncio::gather(r.read(100));
+    EXPECT_EQ(ij, "ij\n");
+
+    auto once = r.read(1);
+    w.write("k\n");
+    EXPECT_EQ(co_await once, "k");
+    try {
+      co_await once;
+      ADD_FAILURE() << "a read awaited twice did not throw";
+    } catch (const asyncio::InvalidStateError&) {
+    }
+
+    auto drain_once = w.drain();
+    co_await drain_once;
+    try {
+      co_await drain_once;
+      ADD_FAILURE() << "a drain awaited twice did not throw";
+    } catch (const asyncio::InvalidStateError&) {
+    }
+
+    StreamReader unconnected;
+    try {
+      co_await unconnected.read(1);
+      ADD_FAILURE() << "reading an unconnected StreamReader did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
+    }
+    StreamWriter unconnected_writer;
+    try {
+      co_await unconnected_writer.drain();
+      ADD_FAILURE() << "draining an unconnected StreamWriter did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
+    }
+    w.close();
+    co_await w.wait_closed();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST(Streams, ReaduntilOverTheLimit) {
   run_test([]() -> Coro<void> {
     const std::string big(100, 'x');

@@ -19,6 +19,14 @@
 // not within the limit (64 KiB by default); readline() returns what is left at EOF and turns
 // LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two tasks reading at once
 // is an error (std::runtime_error), as in asyncio.
+//
+// read() and drain() are awaited once per message in the loop of every stream server, so they
+// are not coroutines: each returns a small awaitable (as Lock::acquire() does) that lives in the
+// awaiting frame — no frame of its own to allocate, start and destroy, and a drain() with
+// nothing to wait for never suspends. Like a coroutine object, it does nothing until awaited,
+// may be awaited once, and converts to a Coro (or goes to create_task, gather, wait_for) where
+// one is wanted. The receive itself is an operation the stream owns, since a stream has at most
+// one read in flight.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +37,7 @@
 #include <utility>
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/locks.hpp"
 
 namespace gilio::asyncio {
 
@@ -44,7 +53,27 @@ class StreamReader {
   StreamReader() = default;
   explicit StreamReader(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
 
-  Coro<std::string> read(long n = -1);
+  // What read() returns: co_await it for the bytes.
+  class [[nodiscard]] Read {
+   public:
+    Read(std::shared_ptr<detail::StreamState> s, long n) noexcept : s_(std::move(s)), n_(n) {}
+    bool await_ready();
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      begin(detail::task_of(h), h);
+    }
+    std::string await_resume();
+    operator Coro<std::string>() && { return detail::as_coro(std::move(*this)); }
+
+   private:
+    void begin(detail::TaskCore& task, std::coroutine_handle<> h);
+    std::shared_ptr<detail::StreamState> s_;
+    long n_;
+    bool awaited_ = false;
+    bool suspended_ = false;
+  };
+
+  Read read(long n = -1) { return Read(s_, n); }
   Coro<std::string> readline();
   Coro<std::string> readexactly(std::size_t n);
   Coro<std::string> readuntil(std::string separator = "\n");
@@ -61,8 +90,28 @@ class StreamWriter {
   explicit StreamWriter(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
 
   void write(std::string_view data);
-  // Waits while the buffer is above the high-water mark; rethrows a send error.
-  Coro<void> drain();
+
+  // What drain() returns: co_await it to wait while the buffer is above the high-water mark
+  // (until it falls below the low-water mark); rethrows a send error.
+  class [[nodiscard]] Drain final : public detail::SyncWaiter {
+   public:
+    explicit Drain(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {}
+    Drain(Drain&& o) noexcept : s_(std::move(o.s_)) {}  // not once parked (as_coro moves it before)
+    bool await_ready();
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      park(waiters(), h);
+    }
+    void await_resume();
+    operator Coro<void>() && { return detail::as_coro(std::move(*this)); }
+
+   private:
+    detail::List<detail::SyncWaiter>& waiters();
+    std::shared_ptr<detail::StreamState> s_;
+    bool awaited_ = false;
+  };
+
+  Drain drain() { return Drain(s_); }
   // Sends FIN after the buffered data (half-close); reading goes on.
   void write_eof();
   void close();
