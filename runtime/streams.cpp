@@ -267,8 +267,10 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 // ---- StreamReader ----
 
 namespace {
-detail::StreamState& connected(const std::shared_ptr<detail::StreamState>& s, const char* what) {
-  if (!s) throw std::runtime_error(std::string(what) + ": the stream is not connected");
+// The state behind a reader, writer or server; a default-constructed one has none.
+template <class State>
+State& connected(const std::shared_ptr<State>& s, const char* what) {
+  if (!s) throw std::runtime_error(std::string(what) + ": not connected (default-constructed)");
   return *s;
 }
 }  // namespace
@@ -299,6 +301,7 @@ std::string StreamReader::Read::await_resume() {
 
 Coro<std::string> StreamReader::readexactly(std::size_t n) {
   auto s = s_;
+  connected(s, "StreamReader.readexactly");
   while (s->buffer.size() < n) {
     if (s->eof) throw IncompleteReadError(std::exchange(s->buffer, std::string()), n);
     co_await s->fill();
@@ -310,6 +313,7 @@ Coro<std::string> StreamReader::readexactly(std::size_t n) {
 
 Coro<std::string> StreamReader::readuntil(std::string separator) {
   auto s = s_;
+  connected(s, "StreamReader.readuntil");
   if (separator.empty()) throw std::invalid_argument("readuntil: the separator is empty");
   const std::size_t seplen = separator.size();
   std::size_t offset = 0;
@@ -338,6 +342,7 @@ Coro<std::string> StreamReader::readuntil(std::string separator) {
 
 Coro<std::string> StreamReader::readline() {
   auto s = s_;
+  connected(s, "StreamReader.readline");
   std::string line;
   std::string message;
   std::size_t consumed = 0;
@@ -364,16 +369,17 @@ Coro<std::string> StreamReader::readline() {
 }
 
 bool StreamReader::at_eof() const {
-  return s_->eof && s_->buffer.empty();
+  const detail::StreamState& s = connected(s_, "StreamReader.at_eof");
+  return s.eof && s.buffer.empty();
 }
 std::size_t StreamReader::limit() const {
-  return s_->limit;
+  return connected(s_, "StreamReader.limit").limit;
 }
 
 // ---- StreamWriter ----
 
 void StreamWriter::write(std::string_view data) {
-  detail::StreamState& s = *s_;
+  detail::StreamState& s = connected(s_, "StreamWriter.write");
   if (s.closing || s.fd < 0) throw std::runtime_error("StreamWriter.write: the writer is closed");
   if (s.eof_requested) throw std::runtime_error("StreamWriter.write: write after write_eof()");
   if (s.write_error) std::rethrow_exception(s.write_error);
@@ -398,14 +404,14 @@ void StreamWriter::Drain::await_resume() {
 }
 
 void StreamWriter::write_eof() {
-  detail::StreamState& s = *s_;
+  detail::StreamState& s = connected(s_, "StreamWriter.write_eof");
   if (s.eof_requested) return;
   s.eof_requested = true;
   if (!s.sending) s.shutdown_write();
 }
 
 void StreamWriter::close() {
-  detail::StreamState& s = *s_;
+  detail::StreamState& s = connected(s_, "StreamWriter.close");
   if (s.closing) return;
   s.closing = true;
   if (!s.sending) s.finish_close();  // else: after the buffered data is sent
@@ -413,17 +419,18 @@ void StreamWriter::close() {
 
 Coro<void> StreamWriter::wait_closed() {
   auto s = s_;
+  connected(s, "StreamWriter.wait_closed");
   co_await s->closed.wait();
 }
 
 bool StreamWriter::is_closing() const {
-  return s_->closing;
+  return connected(s_, "StreamWriter.is_closing").closing;
 }
 std::string StreamWriter::peername() const {
-  return s_->peer;
+  return connected(s_, "StreamWriter.peername").peer;
 }
 std::size_t StreamWriter::buffered() const {
-  return s_->unsent();
+  return connected(s_, "StreamWriter.buffered").unsent();
 }
 
 // ---- connections and servers ----
@@ -546,14 +553,14 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
 }
 
 int Server::port() const {
-  return s_->port;
+  return connected(s_, "Server.port").port;
 }
 bool Server::is_serving() const {
-  return s_->serving;
+  return connected(s_, "Server.is_serving").serving;
 }
 
 void Server::close() {
-  if (!s_->serving) return;
+  if (!connected(s_, "Server.close").serving) return;
   s_->serving = false;
   for (auto& a : s_->accepts) {
     if (a->armed) s_->loop->backend().cancel(a.get());  // ends with a last completion
@@ -564,6 +571,7 @@ void Server::close() {
 
 Coro<void> Server::serve_forever() {
   auto state = s_;
+  connected(state, "Server.serve_forever");
   bool cancelled = false;
   try {
     co_await state->closed.wait();
@@ -578,6 +586,7 @@ Coro<void> Server::serve_forever() {
 
 Coro<void> Server::wait_closed() {
   auto state = s_;
+  connected(state, "Server.wait_closed");
   co_await state->closed.wait();
   // g++ 12 bug: a braced initializer list inside a co_await expression does not compile.
   std::vector<Task<void>> dispatcher{state->dispatcher};

@@ -200,6 +200,19 @@ TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
     } catch (const std::runtime_error& e) {
       EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
     }
+    // Every other use of a default-constructed reader, writer or server says so too.
+    EXPECT_THROW(unconnected.at_eof(), std::runtime_error);
+    EXPECT_THROW(unconnected_writer.write("x"), std::runtime_error);
+    EXPECT_THROW(unconnected_writer.close(), std::runtime_error);
+    EXPECT_THROW(unconnected_writer.peername(), std::runtime_error);
+    asyncio::Server no_server;
+    EXPECT_THROW(no_server.port(), std::runtime_error);
+    EXPECT_THROW(no_server.close(), std::runtime_error);
+    try {
+      co_await unconnected.readline();
+      ADD_FAILURE() << "readline on an unconnected StreamReader did not throw";
+    } catch (const std::runtime_error&) {
+    }
     w.close();
     co_await w.wait_closed();
     server.close();
