@@ -2,9 +2,12 @@
 // that leaves a task waiting forever fails the test (TimeoutError) instead of hanging CI.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <gilio/asyncio.hpp>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace gilio::testing {
 
@@ -19,6 +22,26 @@ inline asyncio::Coro<int> fail_after(double delay, std::string what) {
 }
 inline asyncio::Coro<void> forever() {
   co_await asyncio::sleep(3600);
+}
+
+// Awaits `aw` (by reference: it may be awaited again later) and records a failure unless it
+// throws an E — whose what(), for a std::exception, must contain `needle`.
+template <class E, class Aw>
+asyncio::Coro<void> expect_await_throws(Aw& aw, std::string what_failed, std::string needle = {}) {
+  try {
+    co_await aw;
+    ADD_FAILURE() << what_failed;
+  } catch (const E& e) {
+    if constexpr (std::is_base_of_v<std::exception, E>) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+}
+template <class E, class Aw>
+asyncio::Coro<void> expect_await_throws(
+    Aw&& aw, std::string what_failed,
+    std::string needle = {}) requires(!std::is_lvalue_reference_v<Aw>) {
+  co_await expect_await_throws<E>(aw, std::move(what_failed), std::move(needle));
 }
 
 template <class T>

@@ -18,6 +18,7 @@ namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
 using asyncio::StreamReader;
 using asyncio::StreamWriter;
+using gilio::testing::expect_await_throws;
 using gilio::testing::run_test;
 
 namespace {
@@ -140,11 +141,8 @@ TEST(Streams, ACancelledReadToEofKeepsWhatItReceived) {
         [](StreamReader r) -> Coro<std::string> { co_return co_await r.read(); }(r));
     co_await asyncio::sleep(0.01);  // let it receive the first part (or not: nothing may be lost)
     reader.cancel();
-    try {
-      co_await reader;
-      ADD_FAILURE() << "the cancelled read to EOF returned";
-    } catch (const asyncio::CancelledError&) {
-    }
+    co_await expect_await_throws<asyncio::CancelledError>(reader,
+                                                          "the cancelled read to EOF returned");
     finish.set();
     EXPECT_EQ(co_await asyncio::wait_for(r.read(), 5.0), "first part;second part");
     w.close();
@@ -172,34 +170,21 @@ TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
     auto once = r.read(1);
     w.write("k\n");
     EXPECT_EQ(co_await once, "k");
-    try {
-      co_await once;
-      ADD_FAILURE() << "a read awaited twice did not throw";
-    } catch (const asyncio::InvalidStateError&) {
-    }
+    co_await expect_await_throws<asyncio::InvalidStateError>(once,
+                                                             "a read awaited twice did not throw");
 
     auto drain_once = w.drain();
     co_await drain_once;
-    try {
-      co_await drain_once;
-      ADD_FAILURE() << "a drain awaited twice did not throw";
-    } catch (const asyncio::InvalidStateError&) {
-    }
+    co_await expect_await_throws<asyncio::InvalidStateError>(drain_once,
+                                                             "a drain awaited twice did not throw");
 
     StreamReader unconnected;
-    try {
-      co_await unconnected.read(1);
-      ADD_FAILURE() << "reading an unconnected StreamReader did not throw";
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
-    }
+    co_await expect_await_throws<std::runtime_error>(
+        unconnected.read(1), "reading an unconnected StreamReader did not throw", "not connected");
     StreamWriter unconnected_writer;
-    try {
-      co_await unconnected_writer.drain();
-      ADD_FAILURE() << "draining an unconnected StreamWriter did not throw";
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
-    }
+    co_await expect_await_throws<std::runtime_error>(
+        unconnected_writer.drain(), "draining an unconnected StreamWriter did not throw",
+        "not connected");
     // Every other use of a default-constructed reader, writer or server says so too.
     EXPECT_THROW(unconnected.at_eof(), std::runtime_error);
     EXPECT_THROW(unconnected_writer.write("x"), std::runtime_error);
@@ -208,11 +193,8 @@ TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
     asyncio::Server no_server;
     EXPECT_THROW(no_server.port(), std::runtime_error);
     EXPECT_THROW(no_server.close(), std::runtime_error);
-    try {
-      co_await unconnected.readline();
-      ADD_FAILURE() << "readline on an unconnected StreamReader did not throw";
-    } catch (const std::runtime_error&) {
-    }
+    co_await expect_await_throws<std::runtime_error>(
+        unconnected.readline(), "readline on an unconnected StreamReader did not throw");
     w.close();
     co_await w.wait_closed();
     server.close();
