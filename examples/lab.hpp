@@ -66,7 +66,7 @@ inline std::int64_t native_work(std::int64_t limit) {
 // One blocking request over a socket: send a byte, wait for a byte back. Each call blocks, so
 // each sits in gil::Released — as CPython's socket module wraps send and recv in
 // Py_BEGIN_ALLOW_THREADS — and coming back from each, the thread must take the GIL again.
-inline void round_trip(int fd) {
+inline void send_byte(int fd) {
   char byte = 'x';
   ssize_t n;
   {
@@ -74,11 +74,21 @@ inline void round_trip(int fd) {
     n = ::send(fd, &byte, 1, MSG_NOSIGNAL);
   }
   if (n != 1) throw std::runtime_error("send failed");
+}
+
+inline void recv_byte(int fd) {
+  char byte;
+  ssize_t n;
   {
     gilio::gil::Released nogil;
     n = ::recv(fd, &byte, 1, 0);
   }
   if (n != 1) throw std::runtime_error("the peer closed the connection");
+}
+
+inline void round_trip(int fd) {
+  send_byte(fd);
+  recv_byte(fd);
 }
 
 // Runs this program again with `args` and extra environment entries ("NAME=value"); returns what
