@@ -2,9 +2,11 @@
 // sock_accept, sock_connect; mirrors the sock_* methods of Lib/asyncio/selector_events.py.
 //
 // A selector loop waits until a socket is *ready* and then calls recv() itself; an io_uring loop
-// submits the recv and is told when it is *done*. Each operation here is an IoOp: an awaitable
-// that lives in the awaiting coroutine's frame, queues one submission whose user_data points at
-// itself, and resumes its task only from that submission's completion (DESIGN.md invariant 1).
+// submits the recv and is told when it is *done*. Each operation here is an IoOp: it queues one
+// submission whose user_data points at itself, and resumes its task only from that submission's
+// completion (DESIGN.md invariant 1). sock_recv_into, sock_recv and sock_sendall, awaited once
+// per message, build theirs inside the awaitable they return (gilio/asyncio/sockets.hpp), which
+// lives in the awaiting frame; sock_accept and sock_connect are coroutines that await one.
 // Cancelling the task submits an async-cancel and keeps waiting: the original completion still
 // arrives — with -ECANCELED, and the task gets CancelledError; or with a result, if the operation
 // won the race, and then the result is returned (no received byte is dropped) and the
@@ -15,8 +17,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
+#include <type_traits>
+#include <utility>
 
 #include "gilio/asyncio.hpp"
 #include "io_op.hpp"
@@ -137,31 +143,110 @@ Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
 
 }  // namespace detail
 
-Coro<std::size_t> EventLoop::sock_recv_into(int fd, char* buf, std::size_t nbytes) {
-  if (nbytes == 0) co_return 0;
-  const unsigned len = static_cast<unsigned>(std::min<std::size_t>(nbytes, 1u << 30));
-  const int n = co_await detail::IoOp(
-      [=](detail::Backend& b, detail::Completion* op) { b.recv(op, fd, buf, len); });
-  if (n < 0) raise_os_error(-n, "recv from " + detail::peer_of(fd));
-  co_return static_cast<std::size_t>(n);
+namespace detail {
+
+void SocketOpBase::first_await(const char* what) {
+  if (std::exchange(awaited_, true)) throw InvalidStateError(std::string(what) + ": awaited twice");
 }
 
-Coro<std::string> EventLoop::sock_recv(int fd, std::size_t nbytes) {
-  std::string data(nbytes, '\0');
-  const std::size_t n = co_await sock_recv_into(fd, data.data(), nbytes);
-  data.resize(n);
-  co_return data;
+namespace {
+
+// The operation an awaitable builds in its op_ space when it suspends, and finds there again.
+template <class Op, std::size_t N, class... Args>
+Op& build_in(unsigned char (&space)[N], Args&&... args) {
+  static_assert(sizeof(Op) <= N && alignof(Op) <= alignof(void*), "SocketOpBase::op_ too small");
+  static_assert(std::is_trivially_destructible_v<Op>, "op_ is never destroyed");
+  return *::new (static_cast<void*>(space)) Op(std::forward<Args>(args)...);
+}
+template <class Op, std::size_t N>
+Op& built_in(unsigned char (&space)[N]) {
+  return *std::launder(reinterpret_cast<Op*>(space));
 }
 
-Coro<void> EventLoop::sock_sendall(int fd, std::string data) {
-  std::size_t sent = 0;
-  while (sent < data.size()) {
-    const char* p = data.data() + sent;
-    const unsigned len = static_cast<unsigned>(std::min<std::size_t>(data.size() - sent, 1u << 30));
-    const int n = co_await detail::IoOp(
-        [=](detail::Backend& b, detail::Completion* op) { b.send(op, fd, p, len); });
-    if (n < 0) raise_os_error(-n, "send to " + detail::peer_of(fd));
-    sent += static_cast<std::size_t>(n);
+// No single send or recv asks for more than 1 GiB (the kernel's result is an int).
+unsigned clamp_len(std::size_t n) {
+  return static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));
+}
+
+struct RecvPrep {
+  int fd;
+  char* buf;
+  unsigned len;
+  void operator()(Backend& b, Completion* op) const { b.recv(op, fd, buf, len); }
+};
+using RecvOp = IoOp<RecvPrep>;
+
+}  // namespace
+
+// sock_sendall's operation is both IoOp's callables: it queues the send of what is left, and
+// counts what each completion sent, asking for the rest to be queued (false) until none is.
+struct SendallStep {
+  EventLoop::SockSendall* self;
+  void operator()(Backend& b, Completion* op) const {
+    b.send(op, self->fd_, self->data_.data() + self->sent_,
+           clamp_len(self->data_.size() - self->sent_));
+  }
+  bool operator()(int result, std::uint32_t) const noexcept {
+    if (result <= 0) return true;  // an error (or nothing sent): over, await_resume says why
+    self->sent_ += static_cast<std::size_t>(result);
+    return self->sent_ == self->data_.size();
+  }
+};
+using SendallOp = IoOp<SendallStep, SendallStep>;
+
+}  // namespace detail
+
+bool EventLoop::SockRecvInto::await_ready() {
+  first_await("sock_recv_into");
+  return nbytes_ == 0;
+}
+
+void EventLoop::SockRecvInto::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
+  auto& op = detail::build_in<detail::RecvOp>(
+      op_, detail::RecvPrep{fd_, buf_, detail::clamp_len(nbytes_)});
+  started_ = true;
+  op.start(task, h);
+}
+
+std::size_t EventLoop::SockRecvInto::await_resume() {
+  if (!started_) return 0;
+  const int n = detail::built_in<detail::RecvOp>(op_).await_resume();
+  if (n < 0) raise_os_error(-n, "recv from " + detail::peer_of(fd_));
+  return static_cast<std::size_t>(n);
+}
+
+bool EventLoop::SockRecv::await_ready() {
+  if (recv_.await_ready()) return true;
+  data_.resize(recv_.nbytes_);  // here, where the awaitable stays put until it resumes
+  recv_.buf_ = data_.data();
+  return false;
+}
+
+std::string EventLoop::SockRecv::await_resume() {
+  data_.resize(recv_.await_resume());
+  return std::move(data_);
+}
+
+bool EventLoop::SockSendall::await_ready() {
+  first_await("sock_sendall");
+  return data_.empty();
+}
+
+void EventLoop::SockSendall::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
+  auto& op = detail::build_in<detail::SendallOp>(op_, detail::SendallStep{this},
+                                                 detail::SendallStep{this});
+  started_ = true;
+  op.start(task, h);
+}
+
+void EventLoop::SockSendall::await_resume() {
+  if (!started_) return;
+  const int n = detail::built_in<detail::SendallOp>(op_).await_resume();
+  if (n < 0) raise_os_error(-n, "send to " + detail::peer_of(fd_));
+  if (sent_ < data_.size()) {
+    throw std::runtime_error("sock_sendall to " + detail::peer_of(fd_) + ": stopped after " +
+                             std::to_string(sent_) + " of " + std::to_string(data_.size()) +
+                             " bytes (the rest could not be queued)");
   }
 }
 

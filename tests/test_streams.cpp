@@ -546,6 +546,108 @@ TEST(SockMethods, RecvSendallAcceptConnect) {
   }());
 }
 
+namespace {
+// A pattern in which every offset is distinguishable for a long way: a prefix check catches a
+// dropped, repeated or reordered chunk.
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + (i * 7 + i / 26) % 26);
+  return s;
+}
+}  // namespace
+
+TEST(SockMethods, SendallContinuesPartialSendsAndTheAwaitablesGoWhereACoroutineGoes) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    const int small = 4096;  // many partial sends: each completion queues the rest
+    ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const std::string data = pattern(4 << 20);
+    auto sending = asyncio::create_task(loop.sock_sendall(sv[0], data));
+    std::string got;
+    std::vector<char> buf(65536);
+    while (got.size() < data.size()) {
+      const std::size_t n = co_await loop.sock_recv_into(sv[1], buf.data(), buf.size());
+      EXPECT_GT(n, 0u) << "end of stream after " << got.size() << " bytes";
+      if (n == 0) break;
+      got.append(buf.data(), n);
+    }
+    co_await sending;
+    EXPECT_TRUE(got == data) << "4 MiB through sock_sendall arrived changed or out of order";
+
+    // Converted to a Coro, in create_task, wait_for and gather.
+    Coro<void> send = loop.sock_sendall(sv[0], "abcdefg");
+    co_await std::move(send);
+    Coro<std::string> two = loop.sock_recv(sv[1], 2);
+    EXPECT_EQ(co_await std::move(two), "ab");
+    EXPECT_EQ(co_await asyncio::create_task(loop.sock_recv(sv[1], 1)), "c");
+    EXPECT_EQ(co_await asyncio::wait_for(loop.sock_recv(sv[1], 1), 5.0), "d");
+    char three[3];
+    auto [n] = co_await asyncio::gather(loop.sock_recv_into(sv[1], three, sizeof three));
+    EXPECT_EQ(std::string(three, n), "efg");
+
+    // Nothing to do: ready at once, no submission.
+    EXPECT_EQ(co_await loop.sock_recv(sv[1], 0), "");
+    EXPECT_EQ(co_await loop.sock_recv_into(sv[1], three, 0), 0u);
+    co_await loop.sock_sendall(sv[0], "");
+
+    // Each may be awaited once.
+    auto recv_once = loop.sock_recv(sv[1], 1);
+    auto recv_into_once = loop.sock_recv_into(sv[1], three, 1);
+    auto send_once = loop.sock_sendall(sv[0], "hi");
+    co_await send_once;
+    EXPECT_EQ(co_await recv_once, "h");
+    EXPECT_EQ(co_await recv_into_once, 1u);
+    EXPECT_EQ(three[0], 'i');
+    co_await expect_await_throws<asyncio::InvalidStateError>(recv_once, "a sock_recv awaited twice",
+                                                             "awaited twice");
+    co_await expect_await_throws<asyncio::InvalidStateError>(recv_into_once,
+                                                             "a sock_recv_into awaited twice");
+    co_await expect_await_throws<asyncio::InvalidStateError>(send_once,
+                                                             "a sock_sendall awaited twice");
+
+    // Errors name the problem: a bad descriptor, and a peer that has gone.
+    co_await expect_await_throws<asyncio::OSError>(loop.sock_recv(-1, 10),
+                                                   "sock_recv on fd -1 did not throw", "recv");
+    ::close(sv[1]);
+    co_await expect_await_throws<asyncio::BrokenPipeError>(
+        loop.sock_sendall(sv[0], "x"), "sock_sendall to a closed peer did not throw", "send to");
+    ::close(sv[0]);
+  }());
+}
+
+TEST(SockMethods, ACancelledSendallLeavesAPrefixInOrder) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    const std::string data = pattern(8 << 20);  // far more than the socket buffers hold
+    auto sending = asyncio::create_task(loop.sock_sendall(sv[0], data));
+    for (int i = 0; i < 3; ++i)  // let it start and fill the buffers; nobody reads
+      co_await asyncio::sleep(0);
+    sending.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(
+        sending, "a sendall blocked on a full socket was not cancelled");
+    // What did arrive is the start of the data, in order, and nothing more comes.
+    ::shutdown(sv[0], SHUT_WR);
+    std::string got;
+    std::vector<char> buf(65536);
+    for (;;) {
+      const std::size_t n = co_await loop.sock_recv_into(sv[1], buf.data(), buf.size());
+      if (n == 0) break;
+      got.append(buf.data(), n);
+    }
+    EXPECT_GT(got.size(), 0u);
+    EXPECT_LT(got.size(), data.size());
+    EXPECT_TRUE(data.compare(0, got.size(), got) == 0) << "the bytes sent are not a prefix";
+    ::close(sv[0]);
+    ::close(sv[1]);
+  }());
+}
+
 TEST(Streams, AServerAndASendLeftOpenAreCleanedUpAtLoopClose) {
   // Neither the server nor the connection is closed; the peer never reads, so a 16 MiB send is
   // still in flight when run() ends. Loop close must cancel the multishot accept and the send

@@ -14,6 +14,7 @@
 //   asyncio/locks.hpp       Lock, Event, Condition, Semaphore, Barrier (locks.py)
 //   asyncio/queues.hpp      Queue, PriorityQueue, LifoQueue           (queues.py)
 //   asyncio/runners.hpp     run                                       (runners.py)
+//   asyncio/sockets.hpp     the loop's sock_recv and sock_sendall awaitables (selector_events.py)
 //   asyncio/threads.hpp     to_thread, run_in_executor                (threads.py)
 //   asyncio/exceptions.hpp  CancelledError, TimeoutError, ...         (exceptions.py)
 #pragma once
@@ -26,6 +27,7 @@
 #include "gilio/asyncio/locks.hpp"
 #include "gilio/asyncio/queues.hpp"
 #include "gilio/asyncio/runners.hpp"
+#include "gilio/asyncio/sockets.hpp"
 #include "gilio/asyncio/streams.hpp"
 #include "gilio/asyncio/taskgroups.hpp"
 #include "gilio/asyncio/tasks.hpp"

@@ -436,12 +436,17 @@ class EventLoop {
   // socket the caller owns. Errors throw the OSError subclass for the errno, naming the
   // operation and the peer; a cancelled operation is cancelled in the kernel and waited for
   // before CancelledError is thrown, so no buffer is written after its owner is gone.
+  // sock_recv, sock_recv_into and sock_sendall return awaitables, not coroutines (defined in
+  // gilio/asyncio/sockets.hpp): co_await each once; each converts to a Coro.
+  class SockRecv;
+  class SockRecvInto;
+  class SockSendall;
   // Up to nbytes bytes; "" at end of stream.
-  Coro<std::string> sock_recv(int fd, std::size_t nbytes);
+  SockRecv sock_recv(int fd, std::size_t nbytes);
   // Into the caller's buffer, which must outlive the await; returns the count (0: end of stream).
-  Coro<std::size_t> sock_recv_into(int fd, char* buf, std::size_t nbytes);
+  SockRecvInto sock_recv_into(int fd, char* buf, std::size_t nbytes);
   // Sends every byte (partial sends are continued).
-  Coro<void> sock_sendall(int fd, std::string data);
+  SockSendall sock_sendall(int fd, std::string data);
   struct Accepted {
     int fd;
     std::string peer;  // "host:port" ("[host]:port" for IPv6)
