@@ -105,7 +105,7 @@ TIMELINES = [  # file, example and arguments, environment, title, gil_timeline.p
      "Two CPU-bound threads under the GIL: they take turns, one switch interval each",
      ["--ms", "40", "--skip-ms", "20"]),
     ("timeline-convoy-cpython.png", ["convoy", "--measure", "0.1"], {"GILIO_GIL": "cpython"},
-     "Convoy, cpython mode: the I/O thread (Thread-3) waits a switch interval per round trip",
+     "Convoy, cpython mode: the I/O thread (Thread-3) waits a switch interval after most calls",
      ["--start-at", "Thread-2", "--ms", "30", "--skip-ms", "5"]),
     ("timeline-convoy-io-priority.png", ["convoy", "--measure", "0.1"],
      {"GILIO_GIL": "io_priority"},
@@ -150,13 +150,14 @@ def markdown(groups, meta, images, fmt):
         for r in rows:
             peers += [p for p in r["peers"] if p not in peers]
         lines += [f"## {title}", "",
-                  "| workload | gilio | unit | " + " | ".join(peers) + " | target | met |",
+                  "| " + " | ".join(["workload", "gilio", "unit"] + peers + ["target", "met"]) +
+                  " |",
                   "|---" * (5 + len(peers)) + "|"]
         for r in rows:
             met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-            lines.append(f"| {r['workload']} | {cell(r['gilio'])} | {r['unit']} | " +
-                         " | ".join(cell(r["peers"].get(p)) for p in peers) +
-                         f" | {r['target']} | {met} |")
+            cells = ([r["workload"], cell(r["gilio"]), r["unit"]] +
+                     [cell(r["peers"].get(p)) for p in peers] + [r["target"], met])
+            lines.append("| " + " | ".join(cells) + " |")
         notes = [f"- {r['workload']}: {r['note']}" for r in rows if r.get("note")]
         lines += [""] + notes + ([""] if notes else [])
     return "\n".join(lines) + "\n"
