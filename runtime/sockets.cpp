@@ -244,9 +244,10 @@ void EventLoop::SockSendall::await_resume() {
   const int n = detail::built_in<detail::SendallOp>(op_).await_resume();
   if (n < 0) raise_os_error(-n, "send to " + detail::peer_of(fd_));
   if (sent_ < data_.size()) {
-    throw std::runtime_error("sock_sendall to " + detail::peer_of(fd_) + ": stopped after " +
-                             std::to_string(sent_) + " of " + std::to_string(data_.size()) +
-                             " bytes (the rest could not be queued)");
+    throw std::runtime_error(
+        "sock_sendall to " + detail::peer_of(fd_) + ": stopped after " + std::to_string(sent_) +
+        " of " + std::to_string(data_.size()) +
+        " bytes (the kernel sent nothing more, or the rest could not be queued)");
   }
 }
 
