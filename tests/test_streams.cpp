@@ -426,7 +426,7 @@ TEST(Streams, AReadCancelledInTheIterationItBeganIsCancelled) {
     co_await expect_cancelled_in_the_same_iteration(
         asyncio::create_task(
             [](StreamReader r) -> Coro<std::string> { co_return co_await r.read(100); }(r)),
-        [&] { w.write("lost\n"); });
+        [&writer = w] { writer.write("lost\n"); });  // clang 14 cannot capture a structured binding
     w.write("still here\n");
     co_await w.drain();
     EXPECT_EQ(co_await r.readline(), "still here\n");
