@@ -3,9 +3,10 @@
 //
 // One StreamState per connection, shared by its reader and writer (and kept alive by an
 // operation in flight). Reading: the state owns one pooled recv (IoOp) at a time; its completion
-// appends the bytes to the buffer and gives the kernel's buffer back to the ring. read() is an
-// awaitable, not a coroutine: it starts that recv straight from the awaiting frame; readline and
-// the other readers are coroutines that await fill(), which does the same. Writing: the pending
+// appends the bytes to the buffer and gives the kernel's buffer back to the ring, and queues it
+// again until what the read wants (ReadWant: some bytes, n bytes, a separator, EOF) is there.
+// The reads are awaitables, not coroutines: each starts that recv straight from the awaiting
+// frame, and its task wakes once, when the read is settled. Writing: the pending
 // bytes move to `inflight`, whose memory stays put while the kernel sends from it; the send's
 // completion (SendOp) continues a partial send, starts the next batch, wakes drain() waiters, and
 // finishes a requested close.
@@ -80,29 +81,34 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   // Receiving: one pooled recv at a time, appended to `buffer` inside its completion, which also
   // returns the kernel's buffer to the ring at once. The operation is the stream's own (a
   // stream has one read in flight at most); whoever awaits it holds a reference to the stream
-  // until it completes. The completion queues the recv again, without waking the reader, when
-  // the ring was empty (-ENOBUFS left the data in the socket) and, for a read to EOF, after
-  // every chunk of bytes.
+  // until it completes, and what the read wants lives in that awaiter's frame. The completion
+  // queues the recv again, without waking the reader, when the ring was empty (-ENOBUFS left the
+  // data in the socket) and when the bytes that came do not settle the read yet (a read to EOF,
+  // a line not yet whole); `settled` records which it was, for the rare completion that could
+  // not queue the recv again.
   struct RecvPrep {
     int fd;
     void operator()(Backend& b, Completion* op) const { b.recv_pooled(op, fd); }
   };
   struct RecvHook {
     StreamState* s;
-    bool to_eof;
+    ReadWant* want;
     bool operator()(int result, std::uint32_t flags) const {
       s->loop->backend().take_buffer(result, flags, s->buffer);
-      return result != -ENOBUFS && !(to_eof && result > 0);
+      // Bytes came: that settles a read(n) at once (the common case, kept off the switch).
+      s->settled = result <= 0 || want->kind == ReadWant::Kind::some || want->settled(*s);
+      return result != -ENOBUFS && s->settled;
     }
   };
   std::optional<IoOp<RecvPrep, RecvHook>> recv;
+  bool settled = false;
 
   void check_readable() const {
     if (reading) throw std::runtime_error("read() called while another task is already reading");
     if (fd < 0) throw std::runtime_error("read from a closed stream");
   }
-  void begin_recv(TaskCore& task, std::coroutine_handle<> h, bool to_eof) {
-    recv.emplace(RecvPrep{fd}, RecvHook{this, to_eof});
+  void begin_recv(TaskCore& task, std::coroutine_handle<> h, ReadWant& want) {
+    recv.emplace(RecvPrep{fd}, RecvHook{this, &want});
     recv->start(task, h);
     reading = true;
   }
@@ -112,25 +118,6 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     if (n < 0) raise_os_error(-n, "recv from " + peer);
     if (n == 0) eof = true;
   }
-
-  // `co_await s->fill()` in readline and company: one recv, awaited in their frame.
-  class Fill {
-   public:
-    explicit Fill(StreamState& s) : s_(s) {}
-    bool await_ready() const {
-      s_.check_readable();
-      return false;
-    }
-    template <class P>
-    void await_suspend(std::coroutine_handle<P> h) {
-      s_.begin_recv(task_of(h), h, false);
-    }
-    void await_resume() { s_.end_recv(); }
-
-   private:
-    StreamState& s_;
-  };
-  Fill fill() { return Fill(*this); }
 
   void start_send() {
     inflight.swap(pending);
@@ -275,97 +262,135 @@ State& connected(const std::shared_ptr<State>& s, const char* what) {
 }
 }  // namespace
 
+namespace detail {
+
+std::size_t ReadWant::find_separator(std::string_view buffer) {
+  const std::string_view sep = separator();
+  if (buffer.size() < searched + sep.size()) return std::string::npos;
+  const std::size_t at = buffer.find(sep, searched);
+  if (at == std::string::npos) searched = buffer.size() + 1 - sep.size();
+  return at;
+}
+
+[[gnu::always_inline]] inline bool ReadWant::settled(const StreamState& s) {
+  switch (kind) {
+    case Kind::some:
+      return n == 0 || s.eof || !s.buffer.empty();
+    case Kind::all:
+      return s.eof;
+    case Kind::exactly:
+      return s.eof || s.buffer.size() >= n;
+    case Kind::until:
+    case Kind::line:
+      return find_separator(s.buffer) != std::string::npos || searched > s.limit || s.eof;
+  }
+  return true;
+}
+
+namespace {
+
+[[gnu::always_inline]] inline std::string take_front(std::string& buffer, std::size_t n) {
+  std::string out = buffer.substr(0, n);
+  buffer.erase(0, n);
+  return out;
+}
+
+// A settled readuntil's or readline's answer, or its error (asyncio's rules; the header's
+// essay).
+[[gnu::noinline]] std::string answer_separated(StreamState& s, ReadWant& w) {
+  const std::size_t at = w.find_separator(s.buffer);
+  std::size_t consumed = 0;
+  const char* overrun = nullptr;
+  if (at == std::string::npos && w.searched > s.limit) {
+    overrun = "Separator is not found, and chunk exceed the limit";
+    consumed = w.searched;
+  } else if (at != std::string::npos && at > s.limit) {
+    overrun = "Separator is found, but chunk is longer than limit";
+    consumed = at;
+  }
+  if (w.kind == ReadWant::Kind::until) {
+    if (overrun != nullptr) throw LimitOverrunError(overrun, consumed);
+    if (at == std::string::npos) {  // EOF first
+      throw IncompleteReadError(std::exchange(s.buffer, {}), std::string::npos);
+    }
+    return take_front(s.buffer, at + w.separator().size());
+  }
+  // readline: at EOF the last line comes without its newline; a line over the limit is dropped
+  // (up to its newline if that is in the buffer, else the whole buffer) and is asyncio's
+  // ValueError.
+  if (overrun != nullptr) {
+    if (s.buffer.compare(consumed, 1, "\n") == 0) {
+      s.buffer.erase(0, consumed + 1);
+    } else {
+      s.buffer.clear();
+    }
+    throw std::invalid_argument(overrun);
+  }
+  if (at == std::string::npos) return std::exchange(s.buffer, {});
+  return take_front(s.buffer, at + 1);
+}
+
+const char* method_name(ReadWant::Kind kind) {
+  switch (kind) {
+    case ReadWant::Kind::some:
+    case ReadWant::Kind::all:
+      return "StreamReader.read";
+    case ReadWant::Kind::exactly:
+      return "StreamReader.readexactly";
+    case ReadWant::Kind::until:
+      return "StreamReader.readuntil";
+    case ReadWant::Kind::line:
+      return "StreamReader.readline";
+  }
+  return "StreamReader";
+}
+
+}  // namespace
+}  // namespace detail
+
 bool StreamReader::Read::await_ready() {
-  detail::StreamState& s = connected(s_, "StreamReader.read");
-  if (std::exchange(awaited_, true)) throw InvalidStateError("read(): awaited twice");
-  if (n_ == 0 || s.eof || (n_ > 0 && !s.buffer.empty())) return true;
+  if (!s_) connected(s_, detail::method_name(want_.kind));  // throws
+  detail::StreamState& s = *s_;
+  if (std::exchange(awaited_, true)) [[unlikely]] {
+    throw InvalidStateError(std::string(detail::method_name(want_.kind)) + ": awaited twice");
+  }
+  if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
+    throw std::invalid_argument("readuntil: the separator is empty");
+  }
+  if (want_.settled(s)) return true;
   s.check_readable();
   return false;
 }
 
 void StreamReader::Read::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
-  s_->begin_recv(task, h, n_ < 0);
+  s_->begin_recv(task, h, want_);
   suspended_ = true;
 }
 
 std::string StreamReader::Read::await_resume() {
+  using Kind = detail::ReadWant::Kind;
   detail::StreamState& s = *s_;
-  if (suspended_) s.end_recv();
-  if (n_ == 0) return std::string();
-  if (n_ < 0) return std::exchange(s.buffer, std::string());  // only at EOF: all of it
-  const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n_), s.buffer.size());
-  std::string out = s.buffer.substr(0, take);
-  s.buffer.erase(0, take);
-  return out;
-}
-
-Coro<std::string> StreamReader::readexactly(std::size_t n) {
-  auto s = s_;
-  connected(s, "StreamReader.readexactly");
-  while (s->buffer.size() < n) {
-    if (s->eof) throw IncompleteReadError(std::exchange(s->buffer, std::string()), n);
-    co_await s->fill();
-  }
-  std::string out = s->buffer.substr(0, n);
-  s->buffer.erase(0, n);
-  co_return out;
-}
-
-Coro<std::string> StreamReader::readuntil(std::string separator) {
-  auto s = s_;
-  connected(s, "StreamReader.readuntil");
-  if (separator.empty()) throw std::invalid_argument("readuntil: the separator is empty");
-  const std::size_t seplen = separator.size();
-  std::size_t offset = 0;
-  std::size_t found = std::string::npos;
-  for (;;) {
-    if (s->buffer.size() >= offset + seplen) {
-      found = s->buffer.find(separator, offset);
-      if (found != std::string::npos) break;
-      offset = s->buffer.size() + 1 - seplen;
-      if (offset > s->limit) {
-        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset);
-      }
+  if (suspended_) {
+    s.end_recv();
+    if (!s.settled) {  // the completion could not queue the receive again
+      throw std::runtime_error(std::string(detail::method_name(want_.kind)) +
+                               ": the receive could not be queued again");
     }
-    if (s->eof) {
-      throw IncompleteReadError(std::exchange(s->buffer, std::string()), std::string::npos);
-    }
-    co_await s->fill();
   }
-  if (found > s->limit) {
-    throw LimitOverrunError("Separator is found, but chunk is longer than limit", found);
+  std::string& b = s.buffer;
+  switch (want_.kind) {
+    case Kind::some:
+      return detail::take_front(b, std::min(want_.n, b.size()));
+    case Kind::all:  // only at EOF: all of it
+      return std::exchange(b, std::string());
+    case Kind::exactly:
+      if (b.size() < want_.n) throw IncompleteReadError(std::exchange(b, {}), want_.n);
+      return detail::take_front(b, want_.n);
+    case Kind::until:
+    case Kind::line:
+      break;
   }
-  std::string out = s->buffer.substr(0, found + seplen);
-  s->buffer.erase(0, found + seplen);
-  co_return out;
-}
-
-Coro<std::string> StreamReader::readline() {
-  auto s = s_;
-  connected(s, "StreamReader.readline");
-  std::string line;
-  std::string message;
-  std::size_t consumed = 0;
-  bool overrun = false;
-  try {
-    line = co_await readuntil("\n");
-  } catch (const IncompleteReadError& e) {
-    line = e.partial;  // the last line, without its newline, at EOF
-  } catch (const LimitOverrunError& e) {
-    overrun = true;
-    message = e.what();
-    consumed = e.consumed;
-  }
-  if (overrun) {
-    // As asyncio: drop the overlong line if its end is in the buffer, else the whole buffer.
-    if (s->buffer.compare(consumed, 1, "\n") == 0) {
-      s->buffer.erase(0, consumed + 1);
-    } else {
-      s->buffer.clear();
-    }
-    throw std::invalid_argument(message);
-  }
-  co_return line;
+  return detail::answer_separated(s, want_);
 }
 
 bool StreamReader::at_eof() const {

@@ -173,6 +173,18 @@ TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
     co_await expect_await_throws<asyncio::InvalidStateError>(once,
                                                              "a read awaited twice did not throw");
 
+    // The other reads are the same kind of awaitable (the server echoes whole lines).
+    EXPECT_EQ(co_await r.readline(), "\n");  // what was left of "k\n"
+    w.write("lm|nop\nqrs\n");
+    Coro<std::string> until = r.readuntil("|");
+    EXPECT_EQ(co_await std::move(until), "lm|");
+    EXPECT_EQ(co_await asyncio::create_task(r.readline()), "nop\n");
+    EXPECT_EQ(co_await asyncio::wait_for(r.readexactly(2), 5.0), "qr");
+    auto line_once = r.readexactly(1);
+    EXPECT_EQ(co_await line_once, "s");
+    co_await expect_await_throws<asyncio::InvalidStateError>(
+        line_once, "a readexactly awaited twice did not throw", "readexactly");
+
     auto drain_once = w.drain();
     co_await drain_once;
     co_await expect_await_throws<asyncio::InvalidStateError>(drain_once,
@@ -197,6 +209,84 @@ TEST(Streams, ReadAndDrainGoWhereACoroutineGoes) {
         unconnected.readline(), "readline on an unconnected StreamReader did not throw");
     w.close();
     co_await w.wait_closed();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+TEST(Streams, ASeparatorSplitAcrossChunksIsFound) {
+  // What the receive's completion asks after each chunk, step by step.
+  asyncio::detail::ReadWant want(asyncio::detail::ReadWant::Kind::until, std::string("||"));
+  std::string buffer = "ab|";
+  EXPECT_EQ(want.find_separator(buffer), std::string::npos);
+  EXPECT_EQ(want.searched, 2u) << "the last byte may begin the separator: look there again";
+  buffer += "|cd";
+  EXPECT_EQ(want.find_separator(buffer), 2u);
+  buffer = "x";
+  want.searched = 0;
+  EXPECT_EQ(want.find_separator(buffer), std::string::npos);
+  EXPECT_EQ(want.searched, 0u) << "shorter than the separator: nothing looked at yet";
+}
+
+TEST(Streams, ReadsSettleAcrossChunksAndACancelledReadKeepsItsBytes) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event connected, done;
+    StreamWriter peer;
+    // g++ 12 bug: a lambda temporary with a non-trivial capture inside a co_await expression is
+    // destroyed twice; name it first.
+    asyncio::ClientConnected handler = [&](StreamReader, StreamWriter w) -> Coro<void> {
+      peer = w;
+      connected.set();
+      co_await done.wait();
+    };
+    auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    co_await connected.wait();
+    // Each piece is sent and given a few loop iterations to arrive, so that the reader's
+    // receive usually completes with it alone; the answers do not depend on that.
+    auto send_pieces = [&peer](std::vector<std::string> pieces) -> Coro<void> {
+      for (const std::string& piece : pieces) {
+        peer.write(piece);
+        co_await peer.drain();
+        for (int i = 0; i < 3; ++i)
+          co_await asyncio::sleep(0);
+      }
+    };
+    auto until = asyncio::create_task(r.readuntil("||"));
+    std::vector<std::string> pieces = {"ab|", "|cd|", "|"};
+    co_await send_pieces(pieces);
+    EXPECT_EQ(co_await until, "ab||");
+    EXPECT_EQ(co_await r.readuntil("||"), "cd||");
+
+    auto exactly = asyncio::create_task(r.readexactly(10));
+    pieces = {"012", "3456", "789", "X"};
+    co_await send_pieces(pieces);
+    EXPECT_EQ(co_await exactly, "0123456789");
+    EXPECT_EQ(co_await r.read(1), "X");
+
+    auto line = asyncio::create_task(r.readline());
+    pieces = {"hel", "lo wor", "ld\n"};
+    co_await send_pieces(pieces);
+    EXPECT_EQ(co_await line, "hello world\n");
+
+    // A readline cancelled mid-line: the bytes it had received stay for the next read.
+    auto cancelled = asyncio::create_task(r.readline());
+    pieces = {"par"};
+    co_await send_pieces(pieces);
+    cancelled.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(cancelled,
+                                                          "the readline was not cancelled");
+    pieces = {"tial\n"};
+    co_await send_pieces(pieces);
+    EXPECT_EQ(co_await r.readline(), "partial\n");
+
+    // The same goes for a read to EOF that is cancelled, and the last line needs no newline.
+    peer.write("last");
+    peer.close();
+    EXPECT_EQ(co_await r.readline(), "last");
+    EXPECT_EQ(co_await r.readline(), "");
+    done.set();
+    w.close();
     server.close();
     co_await server.wait_closed();
   }());

@@ -20,18 +20,20 @@
 // LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two tasks reading at once
 // is an error (std::runtime_error), as in asyncio.
 //
-// read() and drain() are awaited once per message in the loop of every stream server, so they
-// are not coroutines: each returns a small awaitable (as Lock::acquire() does) that lives in the
-// awaiting frame — no frame of its own to allocate, start and destroy, and a drain() with
+// The reads and drain() are awaited once per message in the loop of every stream server, so
+// they are not coroutines: each returns a small awaitable (as Lock::acquire() does) that lives
+// in the awaiting frame — no frame of its own to allocate, start and destroy, and one with
 // nothing to wait for never suspends. Like a coroutine object, it does nothing until awaited,
 // may be awaited once, and converts to a Coro (or goes to create_task, gather, wait_for) where
 // one is wanted. The receive itself is an operation the stream owns, since a stream has at most
-// one read in flight.
+// one read in flight, and its completion keeps receiving until the read is settled — a line
+// that arrives in five pieces wakes its reader once.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -46,6 +48,25 @@ inline constexpr std::size_t kDefaultStreamLimit = 64 * 1024;
 namespace detail {
 struct StreamState;
 struct ServerState;
+
+// What a read waits for: some bytes, EOF, n bytes, or a separator (runtime/streams.cpp).
+struct ReadWant {
+  enum class Kind : unsigned char { some, all, exactly, until, line };
+  ReadWant(Kind k, std::size_t count) noexcept : kind(k), n(count) {}
+  ReadWant(Kind k, std::string sep) noexcept : kind(k), until(std::move(sep)) {}
+  Kind kind;
+  std::size_t n = 0;                 // some: at most n; exactly: n
+  std::size_t searched = 0;          // until, line: no separator starts before this offset
+  std::optional<std::string> until;  // readuntil's separator (readline's is "\n")
+  std::string_view separator() const {
+    return kind == Kind::line ? std::string_view("\n") : std::string_view(*until);
+  }
+  // Whether the stream's buffer (or EOF) now settles the read. Also asked by the receive's
+  // completion, which keeps receiving, without waking the task, until it does.
+  bool settled(const StreamState& s);
+  // until, line: where the separator starts in `buffer`, or npos (then `searched` moves on).
+  std::size_t find_separator(std::string_view buffer);
+};
 }  // namespace detail
 
 class StreamReader {
@@ -53,10 +74,9 @@ class StreamReader {
   StreamReader() = default;
   explicit StreamReader(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
 
-  // What read() returns: co_await it for the bytes.
+  // What read(), readline(), readexactly() and readuntil() return: co_await it for the bytes.
   class [[nodiscard]] Read {
    public:
-    Read(std::shared_ptr<detail::StreamState> s, long n) noexcept : s_(std::move(s)), n_(n) {}
     bool await_ready();
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
@@ -66,17 +86,26 @@ class StreamReader {
     operator Coro<std::string>() && { return detail::as_coro(std::move(*this)); }
 
    private:
+    friend class StreamReader;
+    template <class... Want>  // ReadWant's arguments: it is built in place, never moved
+    Read(std::shared_ptr<detail::StreamState> s, Want&&... want) noexcept
+        : s_(std::move(s)), want_(std::forward<Want>(want)...) {}
     void begin(detail::TaskCore& task, std::coroutine_handle<> h);
     std::shared_ptr<detail::StreamState> s_;
-    long n_;
+    detail::ReadWant want_;  // asked by the receive's completion too
     bool awaited_ = false;
     bool suspended_ = false;
   };
 
-  Read read(long n = -1) { return Read(s_, n); }
-  Coro<std::string> readline();
-  Coro<std::string> readexactly(std::size_t n);
-  Coro<std::string> readuntil(std::string separator = "\n");
+  Read read(long n = -1) {
+    using K = detail::ReadWant::Kind;
+    return Read(s_, n < 0 ? K::all : K::some, n < 0 ? 0 : static_cast<std::size_t>(n));
+  }
+  Read readline() { return Read(s_, detail::ReadWant::Kind::line, 0); }
+  Read readexactly(std::size_t n) { return Read(s_, detail::ReadWant::Kind::exactly, n); }
+  Read readuntil(std::string separator = "\n") {
+    return Read(s_, detail::ReadWant::Kind::until, std::move(separator));
+  }
   bool at_eof() const;
   std::size_t limit() const;
 
