@@ -101,7 +101,7 @@ class StreamReader {
     using K = detail::ReadWant::Kind;
     return Read(s_, n < 0 ? K::all : K::some, n < 0 ? 0 : static_cast<std::size_t>(n));
   }
-  Read readline() { return Read(s_, detail::ReadWant::Kind::line, 0); }
+  Read readline() { return Read(s_, detail::ReadWant::Kind::line, std::size_t{0}); }
   Read readexactly(std::size_t n) { return Read(s_, detail::ReadWant::Kind::exactly, n); }
   Read readuntil(std::string separator = "\n") {
     return Read(s_, detail::ReadWant::Kind::until, std::move(separator));
