@@ -1,14 +1,19 @@
 // runtime/net.hpp — what sockets.cpp lends to streams.cpp (internal, not installed): address
-// formatting, name resolution, one connect attempt, and an errno as an exception_ptr.
+// formatting, name resolution, one connect attempt, an errno as an exception_ptr, the largest
+// single send or recv, and the once-only rule of their awaitables.
 #pragma once
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/exceptions.hpp"
 
 namespace gilio::asyncio::detail {
 
@@ -21,5 +26,18 @@ socklen_t address_length(const sockaddr_storage& ss);
 Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // raise_os_error's exception, caught: for an error to store rather than throw.
 std::exception_ptr os_error_ptr(int err, const std::string& what);
+
+// No single send or recv asks for more than 1 GiB (the kernel's result is an int).
+inline unsigned clamp_io_len(std::size_t n) {
+  return static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));
+}
+
+// An I/O awaitable, like a coroutine object, may be awaited once: the second time throws
+// InvalidStateError naming `what` (the method that returned it).
+inline void first_await(bool& awaited, const char* what) {
+  if (std::exchange(awaited, true)) [[unlikely]] {
+    throw InvalidStateError(std::string(what) + ": awaited twice");
+  }
+}
 
 }  // namespace gilio::asyncio::detail

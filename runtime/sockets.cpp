@@ -145,10 +145,6 @@ Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
 
 namespace detail {
 
-void SocketOpBase::first_await(const char* what) {
-  if (std::exchange(awaited_, true)) throw InvalidStateError(std::string(what) + ": awaited twice");
-}
-
 namespace {
 
 // The operation an awaitable builds in its op_ space when it suspends, and finds there again.
@@ -161,11 +157,6 @@ Op& build_in(unsigned char (&space)[N], Args&&... args) {
 template <class Op, std::size_t N>
 Op& built_in(unsigned char (&space)[N]) {
   return *std::launder(reinterpret_cast<Op*>(space));
-}
-
-// No single send or recv asks for more than 1 GiB (the kernel's result is an int).
-unsigned clamp_len(std::size_t n) {
-  return static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));
 }
 
 struct RecvPrep {
@@ -184,7 +175,7 @@ struct SendallStep {
   EventLoop::SockSendall* self;
   void operator()(Backend& b, Completion* op) const {
     b.send(op, self->fd_, self->data_.data() + self->sent_,
-           clamp_len(self->data_.size() - self->sent_));
+           clamp_io_len(self->data_.size() - self->sent_));
   }
   bool operator()(int result, std::uint32_t) const noexcept {
     if (result <= 0) return true;  // an error (or nothing sent): over, await_resume says why
@@ -197,13 +188,13 @@ using SendallOp = IoOp<SendallStep, SendallStep>;
 }  // namespace detail
 
 bool EventLoop::SockRecvInto::await_ready() {
-  first_await("sock_recv_into");
+  detail::first_await(awaited_, "sock_recv_into");
   return nbytes_ == 0;
 }
 
 void EventLoop::SockRecvInto::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
   auto& op = detail::build_in<detail::RecvOp>(
-      op_, detail::RecvPrep{fd_, buf_, detail::clamp_len(nbytes_)});
+      op_, detail::RecvPrep{fd_, buf_, detail::clamp_io_len(nbytes_)});
   started_ = true;
   op.start(task, h);
 }
@@ -228,7 +219,7 @@ std::string EventLoop::SockRecv::await_resume() {
 }
 
 bool EventLoop::SockSendall::await_ready() {
-  first_await("sock_sendall");
+  detail::first_await(awaited_, "sock_sendall");
   return data_.empty();
 }
 

@@ -129,8 +129,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   }
   void submit_send() {
     const std::size_t left = inflight.size() - inflight_sent;
-    loop->backend().send(&send_op, fd, inflight.data() + inflight_sent,
-                         static_cast<unsigned>(std::min<std::size_t>(left, 1u << 30)));
+    loop->backend().send(&send_op, fd, inflight.data() + inflight_sent, clamp_io_len(left));
   }
   void on_sent(int result) {
     if (result < 0) {
@@ -331,18 +330,10 @@ namespace {
 }
 
 const char* method_name(ReadWant::Kind kind) {
-  switch (kind) {
-    case ReadWant::Kind::some:
-    case ReadWant::Kind::all:
-      return "StreamReader.read";
-    case ReadWant::Kind::exactly:
-      return "StreamReader.readexactly";
-    case ReadWant::Kind::until:
-      return "StreamReader.readuntil";
-    case ReadWant::Kind::line:
-      return "StreamReader.readline";
-  }
-  return "StreamReader";
+  static constexpr const char* kNames[] = {"StreamReader.read", "StreamReader.read",
+                                           "StreamReader.readexactly", "StreamReader.readuntil",
+                                           "StreamReader.readline"};  // in Kind's order
+  return kNames[static_cast<int>(kind)];
 }
 
 }  // namespace
@@ -351,9 +342,7 @@ const char* method_name(ReadWant::Kind kind) {
 bool StreamReader::Read::await_ready() {
   if (!s_) connected(s_, detail::method_name(want_.kind));  // throws
   detail::StreamState& s = *s_;
-  if (std::exchange(awaited_, true)) [[unlikely]] {
-    throw InvalidStateError(std::string(detail::method_name(want_.kind)) + ": awaited twice");
-  }
+  detail::first_await(awaited_, detail::method_name(want_.kind));
   if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
     throw std::invalid_argument("readuntil: the separator is empty");
   }
@@ -415,7 +404,7 @@ void StreamWriter::write(std::string_view data) {
 
 bool StreamWriter::Drain::await_ready() {
   const detail::StreamState& s = connected(s_, "StreamWriter.drain");
-  if (std::exchange(awaited_, true)) throw InvalidStateError("drain(): awaited twice");
+  detail::first_await(awaited_, "StreamWriter.drain");
   return s.write_error || s.unsent() <= detail::kHighWater;
 }
 

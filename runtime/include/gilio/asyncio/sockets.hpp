@@ -34,8 +34,6 @@ class SocketOpBase {
  protected:
   explicit SocketOpBase(int fd) noexcept : fd_(fd) {}
   SocketOpBase(SocketOpBase&& o) noexcept : fd_(o.fd_), awaited_(o.awaited_) {}
-  // Throws InvalidStateError the second time (`what` names the method).
-  void first_await(const char* what);
 
   alignas(void*) unsigned char op_[80];
   int fd_;
