@@ -2,7 +2,7 @@
 // Lib/asyncio/streams.py (and the transport half of selector_events.py).
 //
 // One StreamState per connection, shared by its reader and writer (and kept alive by an
-// operation in flight). Reading: the state owns one pooled recv (IoOp) at a time; its completion
+// operation in flight) through StreamRef, a count without atomics: a stream is its loop's. Reading: the state owns one pooled recv (IoOp) at a time; its completion
 // appends the bytes to the buffer and gives the kernel's buffer back to the ring, and queues it
 // again until what the read wants (ReadWant: some bytes, n bytes, a separator, EOF) is there.
 // The reads are awaitables, not coroutines: each starts that recv straight from the awaiting
@@ -40,7 +40,7 @@ constexpr std::size_t kLowWater = 16 * 1024;
 
 }  // namespace
 
-struct StreamState : std::enable_shared_from_this<StreamState> {
+struct StreamState : StreamCount {
   // The completion of the send in flight.
   struct SendOp final : Completion {
     StreamState* owner = nullptr;
@@ -72,7 +72,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
   bool eof_sent = false;
   std::exception_ptr write_error;
   SendOp send_op;
-  std::shared_ptr<StreamState> self;  // keeps us alive while a send is in flight
+  StreamRef self;  // keeps us alive while a send is in flight
   List<SyncWaiter> drainers;
   Event closed;
 
@@ -124,7 +124,7 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     pending.clear();
     inflight_sent = 0;
     sending = true;
-    if (!self) self = shared_from_this();
+    if (!self) self = StreamRef(this);
     submit_send();
   }
   void submit_send() {
@@ -180,6 +180,10 @@ struct StreamState : std::enable_shared_from_this<StreamState> {
     closed.set();
   }
 };
+
+void StreamRef::destroy(StreamCount* c) noexcept {
+  delete static_cast<StreamState*>(c);
+}
 
 // A server accepts with one multishot accept per listening socket: one submission, and a
 // completion for every connection, until it is cancelled. The completions queue the new
@@ -254,10 +258,20 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 
 namespace {
 // The state behind a reader, writer or server; a default-constructed one has none.
-template <class State>
-State& connected(const std::shared_ptr<State>& s, const char* what) {
-  if (!s) throw std::runtime_error(std::string(what) + ": not connected (default-constructed)");
+[[noreturn]] void not_connected(const char* what) {
+  throw std::runtime_error(std::string(what) + ": not connected (default-constructed)");
+}
+detail::ServerState& connected(const std::shared_ptr<detail::ServerState>& s, const char* what) {
+  if (!s) not_connected(what);
   return *s;
+}
+// The state behind a reference known to have one (an awaitable's, once await_ready passed).
+detail::StreamState& state_of(const detail::StreamRef& s) noexcept {
+  return static_cast<detail::StreamState&>(*s.count());
+}
+detail::StreamState& connected(const detail::StreamRef& s, const char* what) {
+  if (!s) not_connected(what);
+  return state_of(s);
 }
 }  // namespace
 
@@ -340,8 +354,7 @@ const char* method_name(ReadWant::Kind kind) {
 }  // namespace detail
 
 bool StreamReader::Read::await_ready() {
-  if (!s_) connected(s_, detail::method_name(want_.kind));  // throws
-  detail::StreamState& s = *s_;
+  detail::StreamState& s = connected(s_, detail::method_name(want_.kind));
   detail::first_await(awaited_, detail::method_name(want_.kind));
   if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
     throw std::invalid_argument("readuntil: the separator is empty");
@@ -352,13 +365,13 @@ bool StreamReader::Read::await_ready() {
 }
 
 void StreamReader::Read::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
-  s_->begin_recv(task, h, want_);
+  state_of(s_).begin_recv(task, h, want_);
   suspended_ = true;
 }
 
 std::string StreamReader::Read::await_resume() {
   using Kind = detail::ReadWant::Kind;
-  detail::StreamState& s = *s_;
+  detail::StreamState& s = state_of(s_);
   if (suspended_) {
     s.end_recv();
     if (!s.settled) {  // the completion could not queue the receive again
@@ -409,12 +422,13 @@ bool StreamWriter::Drain::await_ready() {
 }
 
 detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {
-  return s_->drainers;  // woken together once the buffer is below the low-water mark
+  return state_of(s_).drainers;  // woken together once the buffer is below the low-water mark
 }
 
 void StreamWriter::Drain::await_resume() {
   if (parked) task->resume_check(cancelled);
-  if (s_->write_error) std::rethrow_exception(s_->write_error);
+  const detail::StreamState& s = state_of(s_);
+  if (s.write_error) std::rethrow_exception(s.write_error);
 }
 
 void StreamWriter::write_eof() {
@@ -432,9 +446,8 @@ void StreamWriter::close() {
 }
 
 Coro<void> StreamWriter::wait_closed() {
-  auto s = s_;
-  connected(s, "StreamWriter.wait_closed");
-  co_await s->closed.wait();
+  const detail::StreamRef keep = s_;
+  co_await connected(keep, "StreamWriter.wait_closed").closed.wait();
 }
 
 bool StreamWriter::is_closing() const {
@@ -463,7 +476,7 @@ void set_nodelay(int fd) {
 }
 
 std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
-  auto state = std::make_shared<detail::StreamState>(&get_running_loop(), fd, limit);
+  const detail::StreamRef state(new detail::StreamState(&get_running_loop(), fd, limit));
   return {StreamReader(state), StreamWriter(state)};
 }
 

@@ -188,3 +188,39 @@ TEST(Barrier, ReturnsArrivalIndicesAndBreaksOnAbort) {
     EXPECT_THROW(asyncio::Barrier(0), std::invalid_argument);
   }());
 }
+
+// The primitives' awaitables go wherever asyncio takes an awaitable — wait_for, timeout,
+// create_task, gather — as asyncio.wait_for(event.wait(), t) and create_task(lock.acquire())
+// do; moving one into its wrapper before it is awaited leaves the wait intact.
+TEST(Awaitables, LockEventAndSemaphoreWaitsGoWhereACoroutineGoes) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event event;
+    EXPECT_THROW(co_await asyncio::wait_for(event.wait(), 0.01), asyncio::TimeoutError);
+    auto waiter = asyncio::create_task(event.wait());
+    co_await asyncio::sleep(0);
+    EXPECT_FALSE(waiter.done());
+    event.set();
+    EXPECT_TRUE(co_await waiter);
+    EXPECT_TRUE(co_await asyncio::wait_for(event.wait(), 1.0));
+
+    asyncio::Lock lock;
+    co_await asyncio::wait_for(lock.acquire(), 1.0);
+    EXPECT_TRUE(lock.locked());
+    auto second = asyncio::create_task(lock.acquire());  // queued behind us
+    EXPECT_THROW(co_await asyncio::timeout(0.01, lock.acquire()), asyncio::TimeoutError);
+    lock.release();  // handed to `second`, not to the timed-out waiter
+    co_await second;
+    EXPECT_TRUE(lock.locked());
+    lock.release();
+
+    asyncio::Semaphore sem(2);
+    auto [a, b] = co_await asyncio::gather(sem.acquire(), sem.acquire());
+    (void)a;
+    (void)b;
+    EXPECT_EQ(sem.value(), 0);
+    EXPECT_THROW(co_await asyncio::wait_for(sem.acquire(), 0.01), asyncio::TimeoutError);
+    sem.release();
+    co_await asyncio::wait_for(sem.acquire(), 1.0);
+    EXPECT_EQ(sem.value(), 0);
+  }());
+}

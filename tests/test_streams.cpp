@@ -47,6 +47,14 @@ Coro<void> send_then_close(StreamReader, StreamWriter w, std::string data) {
   w.close();
 }
 
+// n bytes of letters in a pattern that shows a lost or reordered chunk.
+std::string patterned(std::size_t n, std::size_t step) {
+  std::string data(n, '\0');
+  for (std::size_t i = 0; i < n; ++i)
+    data[i] = static_cast<char>('a' + (i * step) % 26);
+  return data;
+}
+
 }  // namespace
 
 TEST(Streams, EchoWithReadline) {
@@ -317,9 +325,7 @@ TEST(Streams, ReaduntilOverTheLimit) {
 
 TEST(Streams, EightMegabytesToASlowReaderArriveWholeAndInOrder) {
   run_test([]() -> Coro<void> {
-    std::string data(8 << 20, '\0');
-    for (std::size_t i = 0; i < data.size(); ++i)
-      data[i] = static_cast<char>('a' + (i * 7) % 26);
+    const std::string data = patterned(8 << 20, 7);
     std::string received;
     auto server = co_await asyncio::start_server(
         [&received](StreamReader r, StreamWriter w) -> Coro<void> {
@@ -347,6 +353,34 @@ TEST(Streams, EightMegabytesToASlowReaderArriveWholeAndInOrder) {
     EXPECT_EQ(received.size(), data.size());
     EXPECT_TRUE(received == data) << "bytes arrived out of order or corrupted";
     EXPECT_GT(most_buffered, 0u);
+  }());
+}
+
+// The stream's state outlives its reader and writer while a send is in flight: the bytes
+// written and the close() after them still happen once both handles are gone.
+TEST(Streams, ADroppedWriterStillSendsWhatItBufferedThenCloses) {
+  run_test([]() -> Coro<void> {
+    const std::string data = patterned(2 << 20, 11);
+    asyncio::Event done;
+    std::string received;
+    auto server = co_await asyncio::start_server(
+        [&](StreamReader r, StreamWriter w) -> Coro<void> {
+          received = co_await r.read();  // to EOF: the peer's close
+          w.close();
+          done.set();
+        },
+        "127.0.0.1", 0);
+    {
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+      w.write(data);
+      EXPECT_GT(w.buffered(), 0u);  // more than the socket takes at once: a send is in flight
+      w.close();
+    }  // the reader and the writer are gone; the send in flight holds the stream
+    co_await asyncio::wait_for(done.wait(), 10.0);
+    server.close();
+    co_await server.wait_closed();
+    EXPECT_EQ(received.size(), data.size());
+    EXPECT_TRUE(received == data) << "bytes lost or reordered after the handles were dropped";
   }());
 }
 

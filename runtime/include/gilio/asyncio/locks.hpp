@@ -29,6 +29,11 @@ namespace detail {
 // A task parked on a primitive.
 class SyncWaiter : public ListNode, public Suspension {
  public:
+  SyncWaiter() = default;
+  // An awaitable may move until it is awaited — wait_for, create_task and gather take theirs
+  // by value, as asyncio.wait_for(event.wait(), t) does — but never once parked: its list and
+  // its task point at it then.
+  SyncWaiter(SyncWaiter&& o) noexcept : subject(o.subject) {}
   // From park() on, the task parked here. Before that the slot may hold what the awaiter waits
   // on (Event::Wait keeps its Event there, which keeps a task parked on an Event to 112 bytes
   // of coroutine frame instead of 128); `parked` tells which.

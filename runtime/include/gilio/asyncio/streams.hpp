@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -48,6 +49,38 @@ inline constexpr std::size_t kDefaultStreamLimit = 64 * 1024;
 namespace detail {
 struct StreamState;
 struct ServerState;
+
+// The reference count at the head of a StreamState (runtime/streams.cpp).
+struct StreamCount {
+  std::uint32_t refs = 0;
+};
+
+// A counted reference to a stream's state, held by its reader and writer, by every read and
+// drain awaitable, and by a send in flight. The count is not atomic: a stream belongs to its
+// loop's thread, as an asyncio stream does (with shared_ptr, every read and drain paid two
+// locked instructions for a count no other thread touches).
+class StreamRef {
+ public:
+  StreamRef() = default;
+  explicit StreamRef(StreamCount* c) noexcept : c_(c) {
+    if (c_ != nullptr) ++c_->refs;
+  }
+  StreamRef(const StreamRef& o) noexcept : StreamRef(o.c_) {}
+  StreamRef(StreamRef&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+  StreamRef& operator=(StreamRef o) noexcept {
+    std::swap(c_, o.c_);
+    return *this;
+  }
+  ~StreamRef() {
+    if (c_ != nullptr && --c_->refs == 0) destroy(c_);
+  }
+  explicit operator bool() const noexcept { return c_ != nullptr; }
+  StreamCount* count() const noexcept { return c_; }
+
+ private:
+  static void destroy(StreamCount* c) noexcept;
+  StreamCount* c_ = nullptr;
+};
 
 // What a read waits for: some bytes, EOF, n bytes, or a separator (runtime/streams.cpp).
 struct ReadWant {
@@ -72,7 +105,7 @@ struct ReadWant {
 class StreamReader {
  public:
   StreamReader() = default;
-  explicit StreamReader(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
+  explicit StreamReader(detail::StreamRef s) : s_(std::move(s)) {}
 
   // What read(), readline(), readexactly() and readuntil() return: co_await it for the bytes.
   class [[nodiscard]] Read {
@@ -88,10 +121,10 @@ class StreamReader {
    private:
     friend class StreamReader;
     template <class... Want>  // ReadWant's arguments: it is built in place, never moved
-    Read(std::shared_ptr<detail::StreamState> s, Want&&... want) noexcept
+    Read(detail::StreamRef s, Want&&... want) noexcept
         : s_(std::move(s)), want_(std::forward<Want>(want)...) {}
     void begin(detail::TaskCore& task, std::coroutine_handle<> h);
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamRef s_;
     detail::ReadWant want_;  // asked by the receive's completion too
     bool awaited_ = false;
     bool suspended_ = false;
@@ -110,13 +143,13 @@ class StreamReader {
   std::size_t limit() const;
 
  private:
-  std::shared_ptr<detail::StreamState> s_;
+  detail::StreamRef s_;
 };
 
 class StreamWriter {
  public:
   StreamWriter() = default;
-  explicit StreamWriter(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
+  explicit StreamWriter(detail::StreamRef s) : s_(std::move(s)) {}
 
   void write(std::string_view data);
 
@@ -124,7 +157,7 @@ class StreamWriter {
   // (until it falls below the low-water mark); rethrows a send error.
   class [[nodiscard]] Drain final : public detail::SyncWaiter {
    public:
-    explicit Drain(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {}
+    explicit Drain(detail::StreamRef s) noexcept : s_(std::move(s)) {}
     Drain(Drain&& o) noexcept : s_(std::move(o.s_)) {}  // not once parked (as_coro moves it before)
     bool await_ready();
     template <class P>
@@ -136,7 +169,7 @@ class StreamWriter {
 
    private:
     detail::List<detail::SyncWaiter>& waiters();
-    std::shared_ptr<detail::StreamState> s_;
+    detail::StreamRef s_;
     bool awaited_ = false;
   };
 
@@ -151,7 +184,7 @@ class StreamWriter {
   std::size_t buffered() const;
 
  private:
-  std::shared_ptr<detail::StreamState> s_;
+  detail::StreamRef s_;
 };
 
 // Connects to host:port (a name is resolved without blocking the loop).
