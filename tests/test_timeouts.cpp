@@ -56,6 +56,32 @@ TEST(WaitFor, ZeroTimeoutNeverStartsACoroutine) {
   }());
 }
 
+// With a timeout <= 0, what is already done gives what it ended with — as asyncio's wait_for
+// returns fut.result() — and a pending future is cancelled itself, not a wrapper around it.
+TEST(WaitFor, ZeroTimeoutGivesWhatIsDoneAndCancelsAPendingFuture) {
+  run_test([]() -> Coro<void> {
+    asyncio::Future<int> done;
+    done.set_result(9);
+    EXPECT_EQ(co_await asyncio::wait_for(done, 0), 9);
+    asyncio::Future<int> failed;
+    failed.set_exception(std::make_exception_ptr(std::runtime_error("boom")));
+    EXPECT_THROW(co_await asyncio::wait_for(failed, -1), std::runtime_error);
+    asyncio::Future<int> pending;
+    EXPECT_THROW(co_await asyncio::wait_for(pending, 0), asyncio::TimeoutError);
+    EXPECT_TRUE(pending.cancelled());
+
+    auto finished = asyncio::create_task(value_after(5, 0));
+    co_await finished;
+    EXPECT_EQ(co_await asyncio::wait_for(finished, 0), 5);
+    auto cancelled = asyncio::create_task(value_after(6, 3600));
+    co_await asyncio::sleep(0);
+    cancelled.cancel();
+    EXPECT_THROW(co_await cancelled, asyncio::CancelledError);
+    // Done before the wait: its own CancelledError, not a timeout (fut.result() in asyncio).
+    EXPECT_THROW(co_await asyncio::wait_for(cancelled, 0), asyncio::CancelledError);
+  }());
+}
+
 TEST(WaitFor, AnOuterCancellationStaysACancellation) {
   run_test([]() -> Coro<void> {
     auto t = asyncio::create_task(

@@ -417,4 +417,11 @@ class Future {
   detail::FutureState<T>* s_;
 };
 
+namespace detail {
+template <class X>
+inline constexpr bool is_future_v = false;
+template <class T>
+inline constexpr bool is_future_v<Future<T>> = true;
+}  // namespace detail
+
 }  // namespace gilio::asyncio

@@ -11,7 +11,8 @@
 // wait_for(aw, timeout) is timeout() around `co_await aw`. If aw is a task, the cancellation
 // reaches it (awaiting a task and being cancelled cancels it), and wait_for waits until it has
 // really finished before throwing TimeoutError. A timeout <= 0 never runs a coroutine at all: it
-// becomes a task that is cancelled before its first step, as in asyncio.
+// becomes a task that is cancelled before its first step, as in asyncio; a task or a future
+// already done gives its result, and a pending future is cancelled.
 #pragma once
 
 #include <algorithm>
@@ -100,18 +101,27 @@ auto timeout(double delay, Aw&& aw) {
 template <Awaitable Aw>
 Coro<detail::await_result_t<Aw>> wait_for(Aw aw, double timeout_seconds) {
   if (std::isnan(timeout_seconds)) throw std::invalid_argument("wait_for: the timeout is NaN");
-  if (timeout_seconds <= 0) {
-    auto task = ensure_task(std::move(aw));
-    if (!task.done()) {
-      task.cancel();
-      bool cancelled = false;
-      try {
-        co_await shield(task);  // wait for it to finish; our own cancellation is not its
-      } catch (const CancelledError&) {
-        cancelled = true;
+  if constexpr (detail::is_future_v<Aw>) {
+    // A future stays itself, as asyncio's ensure_future keeps it: done, its result (or its
+    // exception); pending, cancelled, and the wait timed out.
+    if (timeout_seconds <= 0) {
+      if (!aw.done()) {
+        aw.cancel();
+        throw TimeoutError("timed out");
       }
-      if (cancelled && !task.done()) throw CancelledError();
+      co_return aw.result();
     }
+  } else if (timeout_seconds <= 0) {
+    auto task = ensure_task(std::move(aw));
+    if (task.done()) co_return task.result();  // even a task cancelled before: CancelledError
+    task.cancel();
+    bool cancelled = false;
+    try {
+      co_await shield(task);  // wait for it to finish; our own cancellation is not its
+    } catch (const CancelledError&) {
+      cancelled = true;
+    }
+    if (cancelled && !task.done()) throw CancelledError();
     if (task.cancelled()) throw TimeoutError("timed out");
     co_return task.result();
   }
