@@ -418,7 +418,12 @@ void StreamWriter::write(std::string_view data) {
 bool StreamWriter::Drain::await_ready() {
   const detail::StreamState& s = connected(s_, "StreamWriter.drain");
   detail::first_await(awaited_, "StreamWriter.drain");
-  return s.write_error || s.unsent() <= detail::kHighWater;
+  if (s.write_error) return true;  // rethrown by await_resume
+  // Closed already (asyncio: the connection is lost): nothing will ever drain.
+  if (s.fd < 0) {
+    raise_os_error(ECONNRESET, "StreamWriter.drain after close() (connection to " + s.peer + " lost)");
+  }
+  return s.unsent() <= detail::kHighWater;
 }
 
 detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {

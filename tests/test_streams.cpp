@@ -563,6 +563,30 @@ TEST(Streams, AReadCancelledInTheIterationItBeganIsCancelled) {
   }());
 }
 
+// As asyncio's drain() once the connection is lost: after close() has closed the socket, a
+// drain raises ConnectionResetError — a write-and-drain loop learns the stream is gone — while a
+// drain awaited as close() flushes returns normally.
+TEST(Streams, DrainAfterCloseIsAConnectionResetError) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(
+        [](StreamReader r, StreamWriter w) -> Coro<void> {
+          co_await r.read();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write("bye");
+    w.close();
+    co_await w.drain();  // the socket is still open while the write is flushed
+    co_await w.wait_closed();
+    co_await expect_await_throws<asyncio::ConnectionResetError>(
+        w.drain(), "a drain after close() did not throw", "after close()");
+    EXPECT_THROW(w.write("more"), std::runtime_error);
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST(Streams, PeerResetMidStream) {
   run_test([]() -> Coro<void> {
     auto server = co_await asyncio::start_server(
