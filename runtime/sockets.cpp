@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <type_traits>
@@ -207,8 +208,13 @@ std::size_t EventLoop::SockRecvInto::await_resume() {
 }
 
 bool EventLoop::SockRecv::await_ready() {
+  if (recv_.nbytes_ > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
+    throw std::invalid_argument("sock_recv: negative buffer size (" +
+                                std::to_string(static_cast<std::ptrdiff_t>(recv_.nbytes_)) + ")");
+  }
   if (recv_.await_ready()) return true;
-  data_.resize(recv_.nbytes_);  // here, where the awaitable stays put until it resumes
+  // Here, where the awaitable stays put until it resumes; no bigger than one recv can fill.
+  data_.resize(detail::clamp_io_len(recv_.nbytes_));
   recv_.buf_ = data_.data();
   return false;
 }

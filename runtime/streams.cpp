@@ -359,6 +359,10 @@ bool StreamReader::Read::await_ready() {
   if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
     throw std::invalid_argument("readuntil: the separator is empty");
   }
+  if (want_.kind == detail::ReadWant::Kind::exactly &&
+      want_.n > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
+    throw std::invalid_argument("readexactly: the size can not be less than zero");
+  }
   if (want_.settled(s)) return true;
   s.check_readable();
   return false;

@@ -41,6 +41,12 @@ Coro<void> echo_lines(StreamReader r, StreamWriter w) {
   w.close();
 }
 
+// A handler that reads until the client's EOF, then closes.
+Coro<void> read_to_eof_then_close(StreamReader r, StreamWriter w) {
+  co_await r.read();
+  w.close();
+}
+
 Coro<void> send_then_close(StreamReader, StreamWriter w, std::string data) {
   w.write(data);
   co_await w.drain();
@@ -568,12 +574,7 @@ TEST(Streams, AReadCancelledInTheIterationItBeganIsCancelled) {
 // drain awaited as close() flushes returns normally.
 TEST(Streams, DrainAfterCloseIsAConnectionResetError) {
   run_test([]() -> Coro<void> {
-    auto server = co_await asyncio::start_server(
-        [](StreamReader r, StreamWriter w) -> Coro<void> {
-          co_await r.read();
-          w.close();
-        },
-        "127.0.0.1", 0);
+    auto server = co_await asyncio::start_server(read_to_eof_then_close, "127.0.0.1", 0);
     auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
     w.write("bye");
     w.close();
@@ -584,6 +585,30 @@ TEST(Streams, DrainAfterCloseIsAConnectionResetError) {
     EXPECT_THROW(w.write("more"), std::runtime_error);
     server.close();
     co_await server.wait_closed();
+  }());
+}
+
+// A negative size reaching a size_t parameter is a clear error (asyncio's ValueError), not a
+// length_error from deep inside std::string or a read that waits for EOF.
+TEST(Streams, NegativeSizesAreClearErrors) {
+  run_test([]() -> Coro<void> {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    auto& loop = asyncio::get_running_loop();
+    const long negative = -1;
+    co_await expect_await_throws<std::invalid_argument>(
+        loop.sock_recv(sv[0], static_cast<std::size_t>(negative)),
+        "sock_recv(-1) did not throw invalid_argument", "negative buffer size (-1)");
+    auto server = co_await asyncio::start_server(read_to_eof_then_close, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    co_await expect_await_throws<std::invalid_argument>(
+        r.readexactly(static_cast<std::size_t>(negative)),
+        "readexactly(-1) did not throw invalid_argument", "less than zero");
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+    ::close(sv[0]);
+    ::close(sv[1]);
   }());
 }
 
