@@ -2,14 +2,14 @@
 // Lib/asyncio/streams.py (and the transport half of selector_events.py).
 //
 // One StreamState per connection, shared by its reader and writer (and kept alive by an
-// operation in flight) through StreamRef, a count without atomics: a stream is its loop's. Reading: the state owns one pooled recv (IoOp) at a time; its completion
-// appends the bytes to the buffer and gives the kernel's buffer back to the ring, and queues it
-// again until what the read wants (ReadWant: some bytes, n bytes, a separator, EOF) is there.
-// The reads are awaitables, not coroutines: each starts that recv straight from the awaiting
-// frame, and its task wakes once, when the read is settled. Writing: the pending
-// bytes move to `inflight`, whose memory stays put while the kernel sends from it; the send's
-// completion (SendOp) continues a partial send, starts the next batch, wakes drain() waiters, and
-// finishes a requested close.
+// operation in flight) through StreamRef, a count without atomics: a stream is its loop's. Reading:
+// the state owns one pooled recv (IoOp) at a time; its completion appends the bytes to the buffer
+// and gives the kernel's buffer back to the ring, and queues it again until what the read wants
+// (ReadWant: some bytes, n bytes, a separator, EOF) is there. The reads are awaitables, not
+// coroutines: each starts that recv straight from the awaiting frame, and its task wakes once, when
+// the read is settled. Writing: the pending bytes move to `inflight`, whose memory stays put while
+// the kernel sends from it; the send's completion (SendOp) continues a partial send, starts the
+// next batch, wakes drain() waiters, and finishes a requested close.
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -425,7 +425,8 @@ bool StreamWriter::Drain::await_ready() {
   if (s.write_error) return true;  // rethrown by await_resume
   // Closed already (asyncio: the connection is lost): nothing will ever drain.
   if (s.fd < 0) {
-    raise_os_error(ECONNRESET, "StreamWriter.drain after close() (connection to " + s.peer + " lost)");
+    raise_os_error(ECONNRESET,
+                   "StreamWriter.drain after close() (connection to " + s.peer + " lost)");
   }
   return s.unsent() <= detail::kHighWater;
 }
