@@ -132,3 +132,44 @@ TEST(LifoQueue, NewestFirst) {
     EXPECT_EQ(lq.get_nowait(), 2);
   }());
 }
+
+// get() and put() answer in await_ready when they can (no coroutine frame, and no trip through
+// the loop — as asyncio's get() with an item waiting never yields); they go to create_task,
+// wait_for and gather, and, like a coroutine object, may be awaited once.
+TEST(Queue, GetAndPutAreAwaitablesThatWaitOnlyWhenTheyMust) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q(1);
+    bool other_ran = false;
+    auto other = asyncio::create_task([](bool& ran) -> Coro<void> {
+      ran = true;
+      co_return;
+    }(other_ran));
+    co_await q.put(1);  // a free slot: no suspension, so `other` has not run yet
+    EXPECT_EQ(co_await q.get(), 1);
+    EXPECT_FALSE(other_ran) << "a put() or get() that need not wait yielded to the loop";
+    co_await other;
+
+    auto waiting_get = asyncio::create_task(q.get());
+    co_await asyncio::sleep(0);
+    EXPECT_FALSE(waiting_get.done());
+    co_await asyncio::wait_for(q.put(7), 1.0);
+    EXPECT_EQ(co_await waiting_get, 7);
+
+    co_await q.put(8);
+    EXPECT_THROW(co_await asyncio::wait_for(q.put(9), 0.01), asyncio::TimeoutError);
+    EXPECT_EQ(q.qsize(), 1u) << "a put that timed out must not add its item";
+    auto [a] = co_await asyncio::gather(q.get());
+    EXPECT_EQ(a, 8);
+
+    auto get_once = q.get();
+    q.put_nowait(10);
+    EXPECT_EQ(co_await get_once, 10);
+    co_await gilio::testing::expect_await_throws<asyncio::InvalidStateError>(
+        get_once, "a get() awaited twice did not throw", "awaited twice");
+    auto put_once = q.put(11);
+    co_await put_once;
+    co_await gilio::testing::expect_await_throws<asyncio::InvalidStateError>(
+        put_once, "a put() awaited twice did not throw", "awaited twice");
+    EXPECT_EQ(q.qsize(), 1u);
+  }());
+}

@@ -5,6 +5,9 @@
 // get() while it is empty; each is woken in FIFO order by the other side. As in asyncio, a woken
 // task re-checks before it proceeds (another task may have got there first), and one that is
 // cancelled just after being woken passes the wake-up on, so no item and no free slot is lost.
+// put() and get() return awaitables, not coroutines: when there is a free slot or an item they
+// finish inside await_ready — no coroutine frame, no trip through the loop, as asyncio's never
+// yields then either — and only a wait runs a coroutine (put_waiting, get_waiting).
 //
 // task_done() / join(): every put() counts one unfinished task; task_done() marks one done;
 // join() waits until the count is back to zero. task_done() more often than items were put
@@ -21,7 +24,10 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -76,6 +82,45 @@ struct HeapStore {
   std::size_t size() const { return items.size(); }
 };
 
+// An awaitable that either finishes in await_ready, with no coroutine frame, or awaits the
+// coroutine it is given for the rest: done_with(value) or wait_in(coro) is await_ready's answer.
+template <class R>
+class Shortcut {
+ public:
+  template <class P>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+    return slow_->await_suspend(h);
+  }
+  R await_resume() {
+    if (slow_) return slow_->await_resume();
+    if constexpr (!std::is_void_v<R>) return std::move(*value_);
+  }
+
+ protected:
+  // Like a coroutine object, it may be awaited once.
+  void first_await(const char* what) {
+    if (std::exchange(awaited_, true))
+      throw InvalidStateError(std::string(what) + ": awaited twice");
+  }
+  template <class... V>
+  bool done_with(V&&... value) {
+    if constexpr (!std::is_void_v<R>) value_.emplace(std::forward<V>(value)...);
+    return true;
+  }
+  bool wait_in(Coro<R> coro) {
+    coro_ = std::move(coro);
+    slow_.emplace(coro_.operator co_await());
+    return false;
+  }
+
+ private:
+  struct NoValue {};
+  [[no_unique_address]] std::conditional_t<std::is_void_v<R>, NoValue, std::optional<R>> value_;
+  Coro<R> coro_;  // owns the waiting coroutine's frame
+  std::optional<typename Coro<R>::Awaiter> slow_;
+  bool awaited_ = false;
+};
+
 template <class T, class Store>
 class BasicQueue {
  public:
@@ -83,34 +128,44 @@ class BasicQueue {
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
 
+  // What get() and put() return: co_await it. When the queue can answer at once — an item to
+  // take, a free slot — await_ready does the work and there is no coroutine frame at all (the
+  // common case when a queue is busy); only a wait runs a coroutine (get_waiting, put_waiting).
+  // Like a coroutine object, it does nothing until awaited and converts to a Coro where one is
+  // wanted (create_task, gather, wait_for).
+  class [[nodiscard]] Get : public Shortcut<T> {
+   public:
+    explicit Get(BasicQueue& q) noexcept : q_(&q) {}
+    bool await_ready() {
+      this->first_await("Queue.get");
+      if (q_->empty() && !q_->shutdown_) return this->wait_in(q_->get_waiting());
+      return this->done_with(q_->get_nowait());  // QueueShutDown once shut down and empty
+    }
+    operator Coro<T>() && { return as_coro(std::move(*this)); }
+
+   private:
+    BasicQueue* q_;
+  };
+  class [[nodiscard]] Put : public Shortcut<void> {
+   public:
+    Put(BasicQueue& q, T item) : q_(&q), item_(std::move(item)) {}
+    bool await_ready() {
+      first_await("Queue.put");
+      if (q_->full() && !q_->shutdown_) return wait_in(q_->put_waiting(std::move(item_)));
+      q_->put_nowait(std::move(item_));  // QueueShutDown after shutdown(), as asyncio
+      return done_with();
+    }
+    operator Coro<void>() && { return as_coro(std::move(*this)); }
+
+   private:
+    BasicQueue* q_;
+    T item_;
+  };
+
   // Waits for a free slot, then puts the item.
-  Coro<void> put(T item) {
-    while (full()) {
-      if (shutdown_) throw QueueShutDown();
-      Parked p(putters_);
-      try {
-        co_await p;
-      } catch (...) {
-        if (p.woken && !full()) wake_first(putters_);  // pass the free slot on
-        throw;
-      }
-    }
-    put_nowait(std::move(item));
-  }
+  Put put(T item) { return Put(*this, std::move(item)); }
   // Waits for an item, then takes it.
-  Coro<T> get() {
-    while (empty()) {
-      if (shutdown_) throw QueueShutDown();
-      Parked p(getters_);
-      try {
-        co_await p;
-      } catch (...) {
-        if (p.woken && !empty()) wake_first(getters_);  // pass the item on
-        throw;
-      }
-    }
-    co_return get_nowait();
-  }
+  Get get() { return Get(*this); }
   void put_nowait(T item) {
     if (shutdown_) throw QueueShutDown();
     if (full()) throw QueueFull();
@@ -156,6 +211,34 @@ class BasicQueue {
   std::size_t maxsize() const noexcept { return maxsize_; }
 
  private:
+  // The waiting halves of put() and get(), as asyncio's loops: a woken task re-checks (another
+  // may have got there first), and one cancelled just after being woken passes the wake-up on.
+  Coro<void> put_waiting(T item) {
+    while (full()) {
+      if (shutdown_) throw QueueShutDown();
+      Parked p(putters_);
+      try {
+        co_await p;
+      } catch (...) {
+        if (p.woken && !full()) wake_first(putters_);  // pass the free slot on
+        throw;
+      }
+    }
+    put_nowait(std::move(item));
+  }
+  Coro<T> get_waiting() {
+    while (empty()) {
+      if (shutdown_) throw QueueShutDown();
+      Parked p(getters_);
+      try {
+        co_await p;
+      } catch (...) {
+        if (p.woken && !empty()) wake_first(getters_);  // pass the item on
+        throw;
+      }
+    }
+    co_return get_nowait();
+  }
   std::size_t maxsize_;
   Store store_;
   std::size_t unfinished_ = 0;
