@@ -151,6 +151,18 @@ TEST(Timeout, BodyThatSwallowsTheCancellationReturnsNormally) {
   }());
 }
 
+// The delay counts from the await, as asyncio's timeout(delay) reads the clock on entering the
+// `async with` and wait_for's coroutine when it runs — not from the call that made the object.
+TEST(Timeout, TheDelayStartsWhenAwaited) {
+  run_test([]() -> Coro<void> {
+    auto scoped = asyncio::timeout(0.5, value_after(1, 0.01));
+    auto waited = asyncio::wait_for(value_after(2, 0.01), 0.5);
+    co_await asyncio::sleep(0.6);  // both deadlines would have passed, counted from the calls
+    EXPECT_EQ(co_await std::move(scoped), 1);
+    EXPECT_EQ(co_await std::move(waited), 2);
+  }());
+}
+
 TEST(Timeout, NaNIsRejected) {
   run_test([]() -> Coro<void> {
     EXPECT_THROW(asyncio::timeout(std::nan(""), value_after(1, 0)), std::invalid_argument);

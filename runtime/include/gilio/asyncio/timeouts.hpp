@@ -8,11 +8,15 @@
 // with uncancel(), no other cancellation is pending. So nested timeouts each convert their own,
 // and a cancel() from outside that races with the deadline stays a CancelledError.
 //
-// wait_for(aw, timeout) is timeout() around `co_await aw`. If aw is a task, the cancellation
-// reaches it (awaiting a task and being cancelled cancels it), and wait_for waits until it has
-// really finished before throwing TimeoutError. A timeout <= 0 never runs a coroutine at all: it
-// becomes a task that is cancelled before its first step, as in asyncio; a task or a future
-// already done gives its result, and a pending future is cancelled.
+// timeout(delay, aw) counts the delay from the moment it is awaited, as asyncio's reads the clock
+// on entering the `async with`.
+//
+// wait_for(aw, timeout) is timeout() around `co_await aw` — that very coroutine, with none of its
+// own (a server awaiting wait_for(reader.readline(), t) per message pays one frame, not two). If
+// aw is a task, the cancellation reaches it (awaiting a task and being cancelled cancels it), and
+// wait_for waits until it has really finished before throwing TimeoutError. A timeout <= 0 never
+// runs a coroutine at all: it becomes a task that is cancelled before its first step, as in
+// asyncio; a task or a future already done gives its result, and a pending future is cancelled.
 #pragma once
 
 #include <algorithm>
@@ -47,9 +51,21 @@ class TimeoutScope final : public TimerTarget {
   State state_ = State::entered;
 };
 
+// When a scope's deadline falls: fixed in loop time (timeout_at), or a delay that starts when the
+// awaitable is first awaited (timeout, wait_for) — as asyncio's timeout(delay) reads the clock in
+// __aenter__, not when the object is made. ns < 0: no deadline.
+struct Deadline {
+  std::int64_t ns;
+  bool relative;
+  std::int64_t when_ns() const {
+    if (ns < 0 || !relative) return ns;
+    return std::max<std::int64_t>(0, EventLoop::now_ns() + ns);
+  }
+};
+
 template <class R, class Aw>
-Coro<R> run_with_deadline(std::int64_t when_ns, Aw aw) {
-  TimeoutScope scope(when_ns);
+Coro<R> run_with_deadline(Deadline deadline, Aw aw) {
+  TimeoutScope scope(deadline.when_ns());
   try {
     if constexpr (std::is_void_v<R>) {
       co_await std::move(aw);
@@ -69,49 +85,32 @@ Coro<R> run_with_deadline(std::int64_t when_ns, Aw aw) {
 }
 
 // +infinity: no deadline (-1); anything else through the loop's one conversion.
-inline std::int64_t deadline_ns(double when_seconds) {
-  if (std::isinf(when_seconds) && when_seconds > 0) return -1;
-  return std::max<std::int64_t>(0, seconds_to_ns(when_seconds, "timeout"));
+inline Deadline deadline_at(double when_seconds) {
+  if (std::isinf(when_seconds) && when_seconds > 0) return {-1, false};
+  return {std::max<std::int64_t>(0, seconds_to_ns(when_seconds, "timeout")), false};
+}
+// A delay: +infinity is no deadline; one below zero is clamped to 0 (already expired), since a
+// deadline below zero would read as "none".
+inline Deadline deadline_after(double delay_seconds) {
+  if (std::isinf(delay_seconds) && delay_seconds > 0) return {-1, true};
+  return {std::clamp(seconds_to_ns(delay_seconds, "timeout"), std::int64_t{0},
+                     std::int64_t{4'000'000'000'000'000'000}),
+          true};
 }
 
-}  // namespace detail
-
-// asyncio.timeout_at(when): `when` is loop time (EventLoop::time()); +infinity: no deadline.
-template <Awaitable Aw>
-auto timeout_at(double when, Aw&& aw) {
-  using R = detail::await_result_t<Aw>;
-  return detail::run_with_deadline<R>(detail::deadline_ns(when), std::forward<Aw>(aw));
-}
-// asyncio.timeout(delay): a deadline `delay` seconds from now; +infinity: no deadline.
-template <Awaitable Aw>
-auto timeout(double delay, Aw&& aw) {
-  using R = detail::await_result_t<Aw>;
-  // A deadline below zero would read as "none": a past one is clamped to 0 (already expired).
-  const std::int64_t when =
-      std::isinf(delay) && delay > 0
-          ? -1
-          : std::max<std::int64_t>(
-                0, EventLoop::now_ns() + std::clamp(detail::seconds_to_ns(delay, "timeout"),
-                                                    std::int64_t{-4'000'000'000'000'000'000},
-                                                    std::int64_t{4'000'000'000'000'000'000}));
-  return detail::run_with_deadline<R>(when, std::forward<Aw>(aw));
-}
-
-// asyncio.wait_for(aw, timeout).
-template <Awaitable Aw>
-Coro<detail::await_result_t<Aw>> wait_for(Aw aw, double timeout_seconds) {
+// wait_for's special case, a timeout <= 0 (or NaN, refused): as asyncio, a coroutine never runs
+// at all — it becomes a task cancelled before its first step — a task or a future already done
+// gives what it ended with, and a pending future is cancelled itself.
+template <class R, class Aw>
+Coro<R> wait_for_expired(Aw aw, double timeout_seconds) {
   if (std::isnan(timeout_seconds)) throw std::invalid_argument("wait_for: the timeout is NaN");
-  if constexpr (detail::is_future_v<Aw>) {
-    // A future stays itself, as asyncio's ensure_future keeps it: done, its result (or its
-    // exception); pending, cancelled, and the wait timed out.
-    if (timeout_seconds <= 0) {
-      if (!aw.done()) {
-        aw.cancel();
-        throw TimeoutError("timed out");
-      }
-      co_return aw.result();
+  if constexpr (is_future_v<Aw>) {
+    if (!aw.done()) {
+      aw.cancel();
+      throw TimeoutError("timed out");
     }
-  } else if (timeout_seconds <= 0) {
+    co_return aw.result();
+  } else {
     auto task = ensure_task(std::move(aw));
     if (task.done()) co_return task.result();  // even a task cancelled before: CancelledError
     task.cancel();
@@ -125,7 +124,33 @@ Coro<detail::await_result_t<Aw>> wait_for(Aw aw, double timeout_seconds) {
     if (task.cancelled()) throw TimeoutError("timed out");
     co_return task.result();
   }
-  co_return co_await timeout(timeout_seconds, std::move(aw));
+}
+
+}  // namespace detail
+
+// asyncio.timeout_at(when): `when` is loop time (EventLoop::time()); +infinity: no deadline.
+template <Awaitable Aw>
+auto timeout_at(double when, Aw&& aw) {
+  using R = detail::await_result_t<Aw>;
+  return detail::run_with_deadline<R>(detail::deadline_at(when), std::forward<Aw>(aw));
+}
+// asyncio.timeout(delay): a deadline `delay` seconds after it is awaited; +infinity: none.
+template <Awaitable Aw>
+auto timeout(double delay, Aw&& aw) {
+  using R = detail::await_result_t<Aw>;
+  return detail::run_with_deadline<R>(detail::deadline_after(delay), std::forward<Aw>(aw));
+}
+
+// asyncio.wait_for(aw, timeout): timeout() around `co_await aw`, with no coroutine of its own
+// (the deadline's scope is the only frame), except for the special case of a timeout <= 0.
+template <Awaitable Aw>
+Coro<detail::await_result_t<Aw>> wait_for(Aw&& aw, double timeout_seconds) {
+  using R = detail::await_result_t<Aw>;
+  if (!(timeout_seconds > 0)) {
+    return detail::wait_for_expired<R>(std::forward<Aw>(aw), timeout_seconds);
+  }
+  return detail::run_with_deadline<R>(detail::deadline_after(timeout_seconds),
+                                      std::forward<Aw>(aw));
 }
 
 }  // namespace gilio::asyncio
