@@ -31,11 +31,6 @@ void Lock::release() {
   if (!detail::wake_first(waiters_)) locked_ = false;
 }
 
-Coro<Lock::Guard> Lock::scoped() {
-  co_await acquire();
-  co_return Guard(this);
-}
-
 // ---- Event ----
 
 void Event::set() {

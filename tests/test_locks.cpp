@@ -70,6 +70,21 @@ TEST(Lock, ScopedGuardReleases) {
       EXPECT_TRUE(lock.locked());
     }
     EXPECT_FALSE(lock.locked());
+    // Contended: a scoped() that times out holds nothing; one that waits gets the lock in turn
+    // and gives it back at the end of its scope.
+    std::vector<int> order;
+    auto guard = co_await lock.scoped();
+    EXPECT_THROW(co_await asyncio::wait_for(lock.scoped(), 0.01), asyncio::TimeoutError);
+    auto waiter = asyncio::create_task([](asyncio::Lock& l, std::vector<int>& o) -> Coro<void> {
+      auto g = co_await l.scoped();
+      o.push_back(2);
+    }(lock, order));
+    co_await asyncio::sleep(0);
+    order.push_back(1);
+    { auto released = std::move(guard); }  // the end of the holder's scope
+    co_await waiter;
+    EXPECT_EQ(order, (std::vector<int>{1, 2}));
+    EXPECT_FALSE(lock.locked());
   }());
 }
 

@@ -116,7 +116,8 @@ class Lock {
   void release();
   bool locked() const noexcept { return locked_; }
 
-  // co_await lock.scoped(): acquire, and release when the returned guard goes out of scope.
+  // co_await lock.scoped(): acquire, and release when the returned guard goes out of scope
+  // (Python's `async with lock:`). An awaitable like acquire(): no coroutine frame.
   class Guard {
    public:
     explicit Guard(Lock* lock) : lock_(lock) {}
@@ -128,7 +129,25 @@ class Lock {
    private:
     Lock* lock_;
   };
-  Coro<Guard> scoped();
+  class [[nodiscard]] Scoped {
+   public:
+    explicit Scoped(Lock& lock) : lock_(&lock), acquire_(lock) {}
+    bool await_ready() noexcept { return acquire_.await_ready(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      acquire_.await_suspend(h);
+    }
+    Guard await_resume() {
+      acquire_.await_resume();
+      return Guard(lock_);
+    }
+    operator Coro<Guard>() && { return detail::as_coro(std::move(*this)); }
+
+   private:
+    Lock* lock_;
+    Acquire acquire_;
+  };
+  Scoped scoped() { return Scoped(*this); }
 
  private:
   bool locked_ = false;
