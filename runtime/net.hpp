@@ -32,12 +32,4 @@ inline unsigned clamp_io_len(std::size_t n) {
   return static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));
 }
 
-// An I/O awaitable, like a coroutine object, may be awaited once: the second time throws
-// InvalidStateError naming `what` (the method that returned it).
-inline void first_await(bool& awaited, const char* what) {
-  if (std::exchange(awaited, true)) [[unlikely]] {
-    throw InvalidStateError(std::string(what) + ": awaited twice");
-  }
-}
-
 }  // namespace gilio::asyncio::detail

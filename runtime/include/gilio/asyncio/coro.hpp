@@ -21,6 +21,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -103,6 +104,15 @@ void finish_root(Driver* task, std::coroutine_handle<> root) noexcept;
 // plain operator new, so the sanitizers still see every use after free.
 void* pool_alloc(std::size_t size);
 void pool_free(void* p, std::size_t size) noexcept;
+
+// An awaitable that stands in for a coroutine (a stream read, a queue get), like a coroutine
+// object, may be awaited once: the second time throws InvalidStateError naming `what` (the
+// method that returned it).
+inline void first_await(bool& awaited, const char* what) {
+  if (std::exchange(awaited, true)) [[unlikely]] {
+    throw InvalidStateError(std::string(what) + ": awaited twice");
+  }
+}
 
 struct PromiseBase {
   std::coroutine_handle<> continuation;  // who awaits us (null for a task's root)

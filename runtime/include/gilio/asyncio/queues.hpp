@@ -26,7 +26,6 @@
 #include <functional>
 #include <optional>
 #include <stdexcept>
-#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -98,10 +97,7 @@ class Shortcut {
 
  protected:
   // Like a coroutine object, it may be awaited once.
-  void first_await(const char* what) {
-    if (std::exchange(awaited_, true))
-      throw InvalidStateError(std::string(what) + ": awaited twice");
-  }
+  void first_await(const char* what) { detail::first_await(awaited_, what); }
   template <class... V>
   bool done_with(V&&... value) {
     if constexpr (!std::is_void_v<R>) value_.emplace(std::forward<V>(value)...);
