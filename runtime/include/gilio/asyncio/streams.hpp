@@ -159,7 +159,7 @@ class StreamWriter {
   class [[nodiscard]] Drain final : public detail::SyncWaiter {
    public:
     explicit Drain(detail::StreamRef s) noexcept : s_(std::move(s)) {}
-    Drain(Drain&& o) noexcept : s_(std::move(o.s_)) {}  // not once parked (as_coro moves it before)
+    Drain(Drain&&) noexcept = default;  // before it is awaited only, as every SyncWaiter
     bool await_ready();
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
