@@ -32,9 +32,23 @@ bool is_cancellation(const std::exception_ptr& e) {
   }
 }
 
+// How far ahead a pass over a gather's children asks for the next child's memory: far enough
+// to cover a memory access (~100 ns) with the work on the children between.
+constexpr std::size_t kPrefetchAhead = 8;
+
+// Task names ("Task-N") count up across the process, as asyncio's do. A thread takes its
+// numbers from the shared counter a block at a time, so one thread's tasks are numbered 1, 2,
+// 3... as in CPython, without an interlocked add (~20 cycles) in every create_task.
 std::uint32_t next_task_id() {
-  static std::atomic<std::uint32_t> id{0};
-  return id.fetch_add(1, std::memory_order_relaxed) + 1;
+  constexpr std::uint32_t kBlock = 1024;
+  static std::atomic<std::uint32_t> next_block{1};
+  thread_local std::uint32_t next = 0;
+  thread_local std::uint32_t end = 0;
+  if (next == end) [[unlikely]] {
+    next = next_block.fetch_add(kBlock, std::memory_order_relaxed);
+    end = next + kBlock;
+  }
+  return next++;
 }
 
 }  // namespace
@@ -57,25 +71,23 @@ void finish_root(Driver* task, std::coroutine_handle<> root) noexcept {
 void FutureCore::report_unretrieved() noexcept {
   try {
     std::fprintf(stderr, "gilio: %s exception was never retrieved: %s\n", describe().c_str(),
-                 describe_exception(error_).c_str());
+                 describe_exception(cold_->error).c_str());
   } catch (...) {  // std::bad_alloc: nothing better to do in a destructor
   }
   retrieved_ = true;
 }
 
 std::exception_ptr FutureCore::exception() {
-  if (state_ == State::cancelled) std::rethrow_exception(error_);
+  if (state_ == State::cancelled) std::rethrow_exception(cold_->error);
   if (state_ == State::pending) throw InvalidStateError("Exception is not set.");
   retrieved_ = true;
-  return error_;
+  return has_error_ ? cold_->error : nullptr;
 }
 
-void FutureCore::check_result() {
+void FutureCore::raise_result() {
   if (state_ == State::pending) throw InvalidStateError("Result is not set.");
-  if (error_) {
-    retrieved_ = true;
-    std::rethrow_exception(error_);
-  }
+  retrieved_ = true;
+  std::rethrow_exception(cold_->error);
 }
 
 bool FutureCore::cancel(std::string message) {
@@ -93,8 +105,20 @@ void FutureCore::add_done_callback(std::function<void()> fn) {
 }
 
 void FutureCore::complete(State state, std::exception_ptr error) {
+  if (error) {
+    cold().error = std::move(error);  // first: if this cannot allocate, nothing has changed
+    has_error_ = true;
+  }
   state_ = state;
-  error_ = std::move(error);
+  notify_done();
+}
+
+void FutureCore::complete_ok() {
+  state_ = State::finished;
+  notify_done();
+}
+
+void FutureCore::notify_done() {
   if (FutureWaiter* w = std::exchange(waiter_, nullptr)) w->on_future_done(*this);
   if (cold_) [[unlikely]]
     complete_cold();
@@ -225,7 +249,7 @@ void TaskCore::finish_with(std::exception_ptr error) noexcept {
 void TaskCore::finish_ok() noexcept {
   loop_->remove_task(this);
   try {
-    complete(State::finished, nullptr);
+    complete_ok();
   } catch (...) {
     report_unscheduled_callbacks();
   }
@@ -256,8 +280,8 @@ MultiWait::~MultiWait() {
 
 void MultiWait::unregister() noexcept {
   if (remaining_ == 0) return;
-  for (TaskCore* child : children_) {
-    if (!child->done()) child->remove_waiter(this);
+  for (std::size_t i = taken_; i < children_.size(); ++i) {
+    if (!children_[i]->done()) children_[i]->remove_waiter(this);
   }
   remaining_ = 0;
 }
@@ -284,7 +308,10 @@ bool MultiWait::ends_wait(TaskCore& child) noexcept {
 bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
   TaskCore& task = current_task_for_await();
   bool over = false;
-  for (std::size_t i = 0; i < children_.size() && !over; ++i) {
+  const std::size_t n = children_.size();
+  for (std::size_t i = 0; i < n && !over; ++i) {
+    // A child is a cache miss: ask for one a few ahead now (each waits ~100 ns for memory).
+    if (i + kPrefetchAhead < n) __builtin_prefetch(children_[i + kPrefetchAhead], 1);
     TaskCore* child = children_[i];
     if (child->done()) {
       over = ends_wait(*child);
@@ -308,7 +335,24 @@ void MultiWait::wake() noexcept {
 void MultiWait::on_future_done(FutureCore& child) noexcept {
   --remaining_;
   if (woken_) return;
-  if (ends_wait(static_cast<TaskCore&>(child)) || remaining_ == 0) wake();
+  // A child with a result ends only a FIRST_COMPLETED wait: decided without ends_wait().
+  if ((!child.succeeded() || policy_ == Policy::first_completed) &&
+      ends_wait(static_cast<TaskCore&>(child))) {
+    wake();
+    return;
+  }
+  if (take_ != nullptr) take_ended();
+  if (remaining_ == 0) wake();
+}
+
+void MultiWait::take_ended() noexcept {
+  while (taken_ < children_.size() && children_[taken_]->done()) {
+    if (!take_(owner_, taken_)) {
+      take_ = nullptr;
+      return;
+    }
+    ++taken_;
+  }
 }
 
 bool MultiWait::cancel_wait() noexcept {
@@ -316,8 +360,8 @@ bool MultiWait::cancel_wait() noexcept {
   if (policy_ == Policy::gather || policy_ == Policy::gather_all) {
     // Cancelling a gather cancels its children; it ends when they do.
     bool any = false;
-    for (TaskCore* c : children_) {
-      if (!c->done() && c->cancel()) any = true;
+    for (std::size_t i = taken_; i < children_.size(); ++i) {
+      if (!children_[i]->done() && children_[i]->cancel()) any = true;
     }
     if (any) cancel_requested_ = true;
     return any;

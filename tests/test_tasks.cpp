@@ -2,7 +2,9 @@
 // cancellation as asyncio does it (DESIGN.md invariants 5 and 6).
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "asyncio_support.hpp"
@@ -76,6 +78,41 @@ TEST(Task, RunsConcurrentlyAndGivesItsResult) {
     EXPECT_TRUE(a.done());
     EXPECT_EQ(a.result(), 3);
   }());
+}
+
+namespace {
+// N in "Task-N".
+long task_number(const asyncio::Task<>& t) {
+  return std::stol(t.get_name().substr(std::string("Task-").size()));
+}
+}  // namespace
+
+// Unnamed tasks are "Task-1", "Task-2"... counted across the process, as asyncio's counter is:
+// one after another on a thread, and never the same number on two threads (each thread takes
+// its numbers from the shared counter a block at a time).
+TEST(Task, UnnamedTasksAreNumberedInOrderAndNeverTwice) {
+  const auto numbers = [](int n) {
+    std::vector<long> out;
+    asyncio::run([](int n, std::vector<long>& out) -> Coro<void> {
+      for (int i = 0; i < n; ++i) {
+        auto t = asyncio::create_task(asyncio::sleep(0));
+        out.push_back(task_number(t));
+        co_await t;
+      }
+    }(n, out));
+    return out;
+  };
+  std::vector<long> mine = numbers(3000);
+  for (std::size_t i = 1; i < mine.size(); ++i)
+    EXPECT_EQ(mine[i], mine[i - 1] + 1);
+  std::vector<long> theirs;
+  std::thread other([&] { theirs = numbers(3000); });
+  std::vector<long> mine_again = numbers(3000);
+  other.join();
+  std::set<long> all(mine.begin(), mine.end());
+  all.insert(theirs.begin(), theirs.end());
+  all.insert(mine_again.begin(), mine_again.end());
+  EXPECT_EQ(all.size(), 9000u) << "a task number was given twice";
 }
 
 TEST(Task, ExceptionIsStoredAndRethrown) {

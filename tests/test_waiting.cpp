@@ -2,6 +2,8 @@
 // the cases asyncio's own tests pin (Lib/test/test_asyncio/test_tasks.py).
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
@@ -10,6 +12,7 @@
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
+using gilio::testing::expect_await_throws;
 using gilio::testing::fail_after;
 using gilio::testing::forever;
 using gilio::testing::run_test;
@@ -35,6 +38,98 @@ TEST(Gather, VectorOfTasks) {
       EXPECT_EQ(results[i], i);
     auto none = co_await asyncio::gather(std::vector<asyncio::Task<int>>{});
     EXPECT_TRUE(none.empty());
+  }());
+}
+
+namespace {
+Coro<int> value_when(asyncio::Event& go, int v) {
+  co_await go.wait();
+  co_return v;
+}
+Coro<int> fail_when(asyncio::Event& go, std::string what) {
+  co_await go.wait();
+  throw std::runtime_error(what);
+}
+// Four tasks, each giving 10 + i once go[i] is set; the events cleared first.
+std::vector<asyncio::Task<int>> values_when(std::deque<asyncio::Event>& go) {
+  for (auto& e : go)
+    e.clear();
+  std::vector<asyncio::Task<int>> tasks;
+  for (int i = 0; i < 4; ++i)
+    tasks.push_back(asyncio::create_task(value_when(go[i], 10 + i)));
+  return tasks;
+}
+}  // namespace
+
+// A gather over a vector takes each child's result, and lets the child go, as soon as it and
+// every child before it have ended (waiting.hpp). Whatever order they end in, the results keep
+// the order of the vector; and a failure, a cancellation or return_exceptions arriving after
+// some children were let go must never touch those again (ASan would see it).
+TEST(Gather, AVectorTakesResultsAsChildrenEndAndKeepsTheirOrder) {
+  run_test([]() -> Coro<void> {
+    std::deque<asyncio::Event> go(5);
+
+    // Out of order: 1, 0 (both taken then), 3 (waits for 2), 2.
+    auto tasks = values_when(go);
+    auto kept = tasks[0];  // a handle held elsewhere outlives the gather's
+    auto g = asyncio::create_task(asyncio::gather(std::move(tasks)));
+    co_await asyncio::sleep(0);  // every child waits for its event, the gather for them
+    for (int i : {1, 0, 3, 2}) {
+      go[i].set();
+      co_await asyncio::sleep(0);  // the child ends...
+      co_await asyncio::sleep(0);  // ...and, if that was the last, the gather's task
+      EXPECT_EQ(g.done(), i == 2);
+    }
+    // Named first: g++ 12 cannot compile a braced list inside a co_await expression.
+    const std::vector<int> in_order{10, 11, 12, 13};
+    EXPECT_EQ(co_await g, in_order);
+    EXPECT_EQ(kept.result(), 10);
+
+    // A failure after two were taken: the gather raises it, the rest keep running.
+    tasks = values_when(go);
+    auto failing = asyncio::create_task(fail_when(go[4], "third"));
+    auto rest = tasks[3];
+    tasks.insert(tasks.begin() + 2, failing);
+    g = asyncio::create_task(asyncio::gather(std::move(tasks)));
+    co_await asyncio::sleep(0);
+    go[0].set();
+    go[1].set();
+    co_await asyncio::sleep(0);
+    go[4].set();
+    co_await expect_await_throws<std::runtime_error>(g, "the failure was lost", "third");
+    EXPECT_FALSE(rest.done());
+    go[3].set();
+    EXPECT_EQ(co_await rest, 13);
+
+    // Cancelled after two were taken: only the children still pending are cancelled.
+    tasks = values_when(go);
+    auto third = tasks[2];
+    g = asyncio::create_task(asyncio::gather(std::move(tasks)));
+    co_await asyncio::sleep(0);
+    go[0].set();
+    go[1].set();
+    co_await asyncio::sleep(0);
+    g.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(g, "the gather was not cancelled");
+    EXPECT_TRUE(third.cancelled());
+
+    // return_exceptions: a failure taken in its place, between values.
+    tasks = values_when(go);
+    tasks.insert(tasks.begin() + 1, asyncio::create_task(fail_when(go[4], "second")));
+    auto outcomes =
+        asyncio::create_task(asyncio::gather(asyncio::return_exceptions, std::move(tasks)));
+    co_await asyncio::sleep(0);
+    for (int i : {0, 4, 1, 3, 2}) {
+      go[i].set();
+      co_await asyncio::sleep(0);
+    }
+    auto out = co_await outcomes;
+    EXPECT_EQ(out.size(), 5u);
+    if (out.size() != 5) co_return;
+    EXPECT_EQ(out[0].value(), 10);
+    EXPECT_TRUE(out[1].has_error());
+    EXPECT_EQ(out[2].value(), 11);
+    EXPECT_EQ(out[4].value(), 13);
   }());
 }
 

@@ -81,7 +81,7 @@ class FutureCore : public Runnable {
   explicit FutureCore(EventLoop* loop) noexcept : loop_(loop) {}
   // Inline, as are the task's: a task's destruction is one call (pool_free), not three.
   virtual ~FutureCore() {
-    if (error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
+    if (has_error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
       report_unretrieved();
   }
   FutureCore(const FutureCore&) = delete;
@@ -95,7 +95,7 @@ class FutureCore : public Runnable {
   bool done() const noexcept { return state_ != State::pending; }
   bool cancelled() const noexcept { return state_ == State::cancelled; }
   // Finished with an exception (not cancelled).
-  bool has_exception() const noexcept { return state_ == State::finished && error_ != nullptr; }
+  bool has_exception() const noexcept { return state_ == State::finished && has_error_; }
   // The exception it ended with (null if a value). Throws CancelledError if cancelled and
   // InvalidStateError if not done — as Future.exception() does.
   std::exception_ptr exception();
@@ -122,19 +122,30 @@ class FutureCore : public Runnable {
   }
   void run() override {}  // a plain future is never scheduled itself
 
+  // Ended with a result: finished, without an exception.
+  bool succeeded() const noexcept { return state_ == State::finished && !has_error_; }
   // Throws the stored exception (CancelledError if cancelled), or InvalidStateError if not done.
-  void check_result();
+  void check_result() {
+    if (!succeeded()) [[unlikely]]
+      raise_result();
+  }
 
  protected:
   // Marks the future done and wakes everyone waiting for it.
   void complete(State state, std::exception_ptr error);
+  // complete(finished, no exception), without passing an empty exception_ptr around.
+  void complete_ok();
+  void notify_done();
+  [[noreturn]] void raise_result();
   void add_waiter_cold(FutureWaiter* w);
   void complete_cold();
   // "<describe()> exception was never retrieved: ..." on stderr, as asyncio logs it.
   [[gnu::cold]] void report_unretrieved() noexcept;
-  // What is rarely there, out of line so that a task stays small: waiters after the first,
-  // done callbacks, a task's name and its cancel message.
+  // What is rarely there, out of line so that a task stays small: the exception it ended with
+  // (a CancelledError if cancelled), waiters after the first, done callbacks, a task's name and
+  // its cancel message.
   struct Cold {
+    std::exception_ptr error;
     std::vector<FutureWaiter*> waiters;
     std::vector<std::function<void()>> callbacks;
     std::string name;
@@ -145,14 +156,14 @@ class FutureCore : public Runnable {
     return *cold_;
   }
   EventLoop* loop_;
-  std::exception_ptr error_;
   FutureWaiter* waiter_ = nullptr;  // the first waiter (later ones: cold_->waiters)
   std::unique_ptr<Cold> cold_;
   int refs_ = 1;
   State state_ = State::pending;
+  bool has_error_ : 1 = false;  // ended with an exception, kept in cold_->error
   bool retrieved_ : 1 = false;  // was the exception looked at? (else reported at destruction)
-  // TaskCore's flags, kept here to share this word (a task is 96 bytes, not 104). The two
-  // that every step writes are whole bytes: a plain store, not a read-modify-write.
+  // TaskCore's flags, kept here to share this word (a task's core is 88 bytes, not 96). The
+  // two that every step writes are whole bytes: a plain store, not a read-modify-write.
   bool must_cancel_ : 1 = false;
   bool scheduled_ = false;
   bool started_ = false;
@@ -192,7 +203,7 @@ class FutureState final : public FutureCore, public ValueSlot<T> {
   void set_result(U&&... v) {
     if (done()) throw InvalidStateError("set_result: the future is already done");
     if constexpr (!std::is_void_v<T>) this->set(std::forward<U>(v)...);
-    complete(State::finished, nullptr);
+    complete_ok();
   }
   void set_exception(std::exception_ptr e) {
     if (done()) throw InvalidStateError("set_exception: the future is already done");
@@ -217,7 +228,7 @@ class TaskCore : public FutureCore, public Driver {
   TaskCore(EventLoop* loop, std::coroutine_handle<> root);
   ~TaskCore() override {
     if (root_) root_.destroy();
-    if (error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
+    if (has_error_ && !retrieved_ && state_ == State::finished) [[unlikely]]
       report_unretrieved();  // here, while describe() still names the task
   }
 

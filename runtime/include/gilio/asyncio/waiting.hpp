@@ -65,6 +65,18 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   // A child has ended (each registered child tells us once, and then forgets us).
   void on_future_done(FutureCore& child) noexcept override;
 
+  // For a gather over a vector: call take(owner, i) for child i as soon as it and every child
+  // before it have ended — the moment it ends, when children end in order, so the result is
+  // read while the child is still in the cache instead of in a second pass over a million of
+  // them. take() returns false to stop (it could not take the result: the rest are left to
+  // the owner). The children before taken() are never touched again: take() may let them go.
+  using Take = bool (*)(void* owner, std::size_t i) noexcept;
+  void take_in_order(Take take, void* owner) noexcept {
+    take_ = take;
+    owner_ = owner;
+  }
+  std::size_t taken() const noexcept { return taken_; }
+
  private:
   // Unregisters from the children still pending (none, when every child has ended).
   void unregister() noexcept;
@@ -72,6 +84,7 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   // first failure for gather.
   bool ends_wait(TaskCore& child) noexcept;
   void wake() noexcept;
+  void take_ended() noexcept;
   static bool failed(const TaskCore& child);
 
   std::vector<TaskCore*> children_;
@@ -79,6 +92,9 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   TaskCore* task_ = nullptr;
   TimerNode* timer_ = nullptr;
   TaskCore* first_failure_ = nullptr;
+  Take take_ = nullptr;
+  void* owner_ = nullptr;
+  std::size_t taken_ = 0;      // children_[0, taken_) were given to take_
   std::size_t remaining_ = 0;  // children registered with and not yet ended
   bool woken_ = false;
   bool cancel_requested_ = false;  // gather: we cancelled the children
@@ -127,49 +143,75 @@ std::vector<TaskCore*> cores_of(const std::vector<Task<T>>& tasks) {
   return v;
 }
 
+// What a gather of Tasks gives: a std::vector for a vector of tasks (results_t), a tuple else.
+template <bool Outcomes, class Tasks>
+struct GatherResults {
+  struct type {};  // a tuple is built at the end, in collect()
+};
+template <bool Outcomes, class T>
+struct GatherResults<Outcomes, std::vector<Task<T>>> {
+  using type = std::vector<std::conditional_t<Outcomes, Outcome<T>, gather_value_t<T>>>;
+};
+
 // The awaitable gather() returns. Tasks is a std::tuple<Task<T>...> or std::vector<Task<T>>.
+// A vector's results are taken as the children end, in order, and each child is let go of then
+// (MultiWait::take_in_order): a million spawned tasks are each touched while still in the cache
+// and freed at once, instead of in two more passes over all of them at the end.
 template <bool Outcomes, class Tasks>
 class [[nodiscard]] Gather {
+  static constexpr bool kVector = requires(Tasks & t) { t.size(); };
+
  public:
   explicit Gather(Tasks tasks)
       : tasks_(std::move(tasks)),
         wait_(cores_of(tasks_),
               Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
   bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) { return wait_.suspend(h); }
+  bool await_suspend(std::coroutine_handle<> h) {
+    if constexpr (kVector) {
+      results_.reserve(tasks_.size());
+      wait_.take_in_order(&take, this);
+    }
+    return wait_.suspend(h);
+  }
   auto await_resume() {
     wait_.finish();
     return collect();
   }
 
  private:
-  auto collect() {
-    if constexpr (requires { tasks_.size(); }) {  // a vector
-      using T = typename Tasks::value_type::value_type;
-      std::vector<std::conditional_t<Outcomes, Outcome<T>, gather_value_t<T>>> out;
-      out.reserve(tasks_.size());
-      for (auto& t : tasks_) {
-        if constexpr (Outcomes) {
-          out.push_back(outcome_of(t));
-        } else {
-          out.push_back(result_of(t));
-        }
-      }
-      return out;
+  // One child's result, as gather gives it.
+  template <class T>
+  static auto result(Task<T>& t) {
+    if constexpr (Outcomes) {
+      return outcome_of(t);
     } else {
-      return std::apply(
-          [](auto&... t) {
-            if constexpr (Outcomes) {
-              return std::make_tuple(outcome_of(t)...);
-            } else {
-              return std::make_tuple(result_of(t)...);
-            }
-          },
-          tasks_);
+      return result_of(t);
+    }
+  }
+  // MultiWait::Take: child i has ended, and all before it.
+  static bool take(void* self, std::size_t i) noexcept {
+    auto& g = *static_cast<Gather*>(self);
+    try {
+      g.results_.push_back(result(g.tasks_[i]));
+    } catch (...) {  // a failed child, or copying the result threw: collect() meets it again
+      return false;
+    }
+    g.tasks_[i] = {};
+    return true;
+  }
+  auto collect() {
+    if constexpr (kVector) {
+      for (std::size_t i = wait_.taken(); i < tasks_.size(); ++i)
+        results_.push_back(result(tasks_[i]));
+      return std::move(results_);
+    } else {
+      return std::apply([](auto&... t) { return std::make_tuple(result(t)...); }, tasks_);
     }
   }
   Tasks tasks_;
   MultiWait wait_;
+  typename GatherResults<Outcomes, Tasks>::type results_;
 };
 
 template <class Aw>
