@@ -179,13 +179,15 @@ void TaskCore::throw_cancelled() const {
 }
 
 void Sleep::start_timer(std::coroutine_handle<> h) {
-  SleepTimer& timer = timer_.emplace(task_);
-  timer.arm(delay_ns_);
-  task_->suspend(h, &timer);
+  auto* timer = new (timer_) SleepTimer(task_);
+  armed_ = true;
+  timer->arm(delay_ns_);  // if this throws, ~Sleep destroys the timer
+  task_->suspend(h, timer);
 }
 
 void Sleep::stop_timer() noexcept {
-  timer_.reset();
+  timer()->~SleepTimer();
+  armed_ = false;
 }
 
 void TaskCore::run() {
