@@ -2,6 +2,7 @@
 // the cases asyncio's own tests pin (Lib/test/test_asyncio/test_tasks.py).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <deque>
 #include <stdexcept>
 #include <string>
@@ -243,6 +244,57 @@ TEST(AsCompleted, YieldsInCompletionOrder) {
     for (auto next : asyncio::as_completed(tasks))
       order.push_back(co_await next);
     EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  }());
+}
+
+// The rest of asyncio.as_completed: a failure comes back in its place in the completion order,
+// tasks already done come first and in the order given, and a timeout makes the awaitables it
+// beats throw TimeoutError without cancelling their tasks.
+TEST(AsCompleted, FailuresDoneTasksAndTheTimeout) {
+  run_test([]() -> Coro<void> {
+    auto done_first = asyncio::create_task(value_after(10, 0));
+    auto done_second = asyncio::create_task(value_after(20, 0));
+    co_await asyncio::sleep(0);  // they start, yield once...
+    co_await asyncio::sleep(0);  // ...and end
+    EXPECT_TRUE(done_first.done() && done_second.done());
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(fail_after(0.002, "late")),
+                                          done_second, done_first};
+    std::vector<std::string> seen;
+    for (auto next : asyncio::as_completed(tasks)) {
+      try {
+        seen.push_back(std::to_string(co_await next));
+      } catch (const std::runtime_error& e) {
+        seen.push_back(e.what());
+      }
+    }
+    const std::vector<std::string> expected{"20", "10", "late"};
+    EXPECT_EQ(seen, expected);
+
+    auto quick = asyncio::create_task(value_after(1, 0));
+    auto stuck = asyncio::create_task(forever());
+    std::vector<asyncio::Task<>> mixed{stuck, quick};
+    int timeouts = 0;
+    int values = 0;
+    for (auto next : asyncio::as_completed(mixed, 0.01)) {
+      try {
+        co_await next;
+        ++values;
+      } catch (const asyncio::TimeoutError&) {
+        ++timeouts;
+      }
+    }
+    EXPECT_EQ(values, 1);
+    EXPECT_EQ(timeouts, 1);
+    EXPECT_FALSE(stuck.done()) << "as_completed's timeout cancels nothing";
+    // A negative timeout has already fallen (asyncio's call_later fires it at once).
+    std::vector<asyncio::Task<>> stuck_only{stuck};
+    for (auto next : asyncio::as_completed(stuck_only, -1.0))
+      co_await expect_await_throws<asyncio::TimeoutError>(next, "no TimeoutError");
+    stuck.cancel();
+    EXPECT_THROW(asyncio::as_completed(mixed, std::nan("")), std::invalid_argument);
+    auto all = asyncio::as_completed(std::vector<asyncio::Task<int>>{});
+    EXPECT_FALSE(all.begin() != all.end());
+    EXPECT_THROW(all.next(), std::out_of_range);
   }());
 }
 

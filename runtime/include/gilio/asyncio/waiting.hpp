@@ -21,6 +21,8 @@
 // awaiting task should wake.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -31,6 +33,7 @@
 #include <variant>
 #include <vector>
 
+#include "gilio/asyncio/queues.hpp"
 #include "gilio/asyncio/tasks.hpp"
 
 namespace gilio::asyncio {
@@ -315,24 +318,50 @@ auto shield(Coro<T> coro) {
 
 // asyncio.as_completed: iterate to get awaitables that give the results in completion order.
 //   for (auto next : as_completed(tasks)) { T r = co_await next; ... }
+// As asyncio's: every task gets one done callback that puts it in a queue as it ends, and each
+// awaitable takes the next one from the queue — O(n) for n tasks. (It was a wait(FIRST_COMPLETED)
+// over the pending tasks per awaitable, O(n²): 20,000 tasks took 1.8 s, CPython 0.4.)
+// With a timeout (seconds), the awaitables still unanswered when it falls throw TimeoutError;
+// the tasks themselves are not cancelled. An awaitable past the last throws std::out_of_range.
 template <class T>
 class AsCompleted {
   struct State {
-    std::vector<Task<T>> pending;
+    Queue<Task<T>> done;         // tasks as they end; an empty handle for each one the timeout beat
+    std::size_t pending = 0;     // tasks not yet in `done`
+    std::size_t handed_out = 0;  // awaitables made
+    std::size_t total = 0;
+    bool timed_out = false;
+    Handle timer;
   };
 
  public:
-  explicit AsCompleted(std::vector<Task<T>> tasks) : state_(std::make_shared<State>()) {
-    state_->pending = std::move(tasks);
+  explicit AsCompleted(std::vector<Task<T>> tasks, std::optional<double> timeout = {})
+      : state_(std::make_shared<State>()) {
+    state_->total = state_->pending = tasks.size();
+    std::weak_ptr<State> weak = state_;
+    for (auto& t : tasks) {
+      t.add_done_callback([weak](Task<T> t) {
+        auto state = weak.lock();
+        if (!state || state->timed_out) return;
+        state->done.put_nowait(std::move(t));
+        if (--state->pending == 0) state->timer.cancel();
+      });
+    }
+    if (timeout && state_->pending > 0) {
+      state_->timer = get_running_loop().call_later(*timeout, [weak] {
+        auto state = weak.lock();
+        if (!state) return;
+        state->timed_out = true;
+        for (; state->pending > 0; --state->pending)
+          state->done.put_nowait(Task<T>());
+      });
+    }
   }
-  // Waits for whichever pending task ends first, removes it, and gives its result.
+  // Waits for the next task to end and gives its result (or throws its exception).
   Coro<T> next() {
-    auto state = state_;
-    if (state->pending.empty()) throw std::out_of_range("as_completed: no tasks left");
-    auto r = co_await wait(state->pending, ReturnWhen::FIRST_COMPLETED);
-    Task<T> first = r.done.front();
-    std::erase(state->pending, first);
-    co_return first.result();
+    if (state_->handed_out == state_->total) throw std::out_of_range("as_completed: no tasks left");
+    ++state_->handed_out;
+    return wait_next(state_);
   }
   struct Iterator {
     AsCompleted* owner;
@@ -344,16 +373,29 @@ class AsCompleted {
     }
     bool operator!=(const Iterator& o) const { return left != o.left; }
   };
-  Iterator begin() { return {this, state_->pending.size()}; }
+  Iterator begin() { return {this, state_->total - state_->handed_out}; }
   Iterator end() { return {this, 0}; }
 
  private:
+  static Coro<T> wait_next(std::shared_ptr<State> state) {
+    Task<T> first = co_await state->done.get();
+    if (!first.valid()) throw TimeoutError("as_completed: the timeout fell first");
+    co_return first.result();
+  }
   std::shared_ptr<State> state_;
 };
 
 template <class T>
 AsCompleted<T> as_completed(std::vector<Task<T>> tasks) {
   return AsCompleted<T>(std::move(tasks));
+}
+// as_completed(tasks, timeout=...): what is not done `timeout` seconds from now throws
+// TimeoutError when awaited (a negative timeout has already fallen, as in asyncio; NaN throws
+// std::invalid_argument).
+template <class T>
+AsCompleted<T> as_completed(std::vector<Task<T>> tasks, double timeout) {
+  if (std::isnan(timeout)) throw std::invalid_argument("as_completed: the timeout is NaN");
+  return AsCompleted<T>(std::move(tasks), std::max(0.0, timeout));
 }
 
 }  // namespace gilio::asyncio
