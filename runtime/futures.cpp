@@ -1,6 +1,7 @@
 // runtime/futures.cpp — FutureCore and TaskCore; mirrors Lib/asyncio/futures.py and the Task
 // class of Lib/asyncio/tasks.py (Task.__step is TaskCore::run).
 #include <cstdio>
+#include <list>
 #include <typeinfo>
 
 #include "gilio/asyncio.hpp"
@@ -442,7 +443,10 @@ std::vector<Task<>> all_tasks() {
 // ---- TaskGroup ----
 
 struct TaskGroup::State {
-  std::vector<Task<>> tasks;
+  // The unfinished tasks. A list, so that each task's done callback removes its own entry in
+  // O(1) (asyncio keeps a set): a vector's erase made a group of n tasks O(n²) — 100,000 tasks
+  // took 3.5 s, against CPython's 2.2.
+  std::list<Task<>> tasks;
   std::vector<std::exception_ptr> errors;
   std::optional<Future<void>> on_completed;
   bool aborting = false;
@@ -455,8 +459,8 @@ struct TaskGroup::State {
       if (!t.done()) t.cancel();
     }
   }
-  void on_task_done(const Task<>& task) {
-    std::erase(tasks, task);
+  void on_task_done(std::list<Task<>>::iterator entry, const Task<>& task) {
+    tasks.erase(entry);
     if (tasks.empty() && on_completed && !on_completed->done()) on_completed->set_result();
     if (task.cancelled()) return;
     Task<> t = task;
@@ -481,8 +485,14 @@ void TaskGroup::check_open() const {
 }
 
 void TaskGroup::adopt(Task<> task) {
-  state_->tasks.push_back(task);
-  task.add_done_callback([state = state_](Task<> t) { state->on_task_done(t); });
+  auto& tasks = state_->tasks;
+  const auto entry = tasks.insert(tasks.end(), task);
+  try {
+    task.add_done_callback([state = state_, entry](Task<> t) { state->on_task_done(entry, t); });
+  } catch (...) {  // std::bad_alloc: the task will not be waited for, so it must not be listed
+    tasks.erase(entry);
+    throw;
+  }
 }
 
 std::vector<std::exception_ptr> TaskGroup::errors() const {
