@@ -111,6 +111,40 @@ TEST(Streams, ReadVariantsAndEof) {
   }());
 }
 
+// Reads take their bytes from the front of what was received without moving the rest
+// (streams.cpp, RecvBuffer): every read kind, in turn, over many receives' worth of small
+// pieces, must give exactly the bytes in order as the unread part is moved down now and then.
+TEST(Streams, ManySmallReadsOfEveryKindKeepTheBytesInOrder) {
+  run_test([]() -> Coro<void> {
+    constexpr int kPieces = 20'000;
+    const auto block = [](int i) { return patterned(static_cast<std::size_t>(i % 37), i + 1); };
+    std::string script;
+    for (int i = 0; i < kPieces; ++i)
+      script += "L" + std::to_string(i) + "\n" + block(i) + "U" + std::to_string(i) + "|";
+    // Named first: g++ 12 destroys a capturing lambda temporary in a co_await expression twice.
+    asyncio::ClientConnected send_script = [script](StreamReader r, StreamWriter w) {
+      return send_then_close(r, w, script);
+    };
+    auto server = co_await asyncio::start_server(send_script, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    int wrong = 0;
+    for (int i = 0; i < kPieces && wrong < 5; ++i) {
+      std::string line;
+      if (i % 5 == 0) line = co_await r.read(1);  // one byte is buffered: read(1) gives it
+      line += co_await r.readline();
+      if (line != "L" + std::to_string(i) + "\n") ++wrong;
+      if (co_await r.readexactly(static_cast<std::size_t>(i % 37)) != block(i)) ++wrong;
+      if (co_await r.readuntil("|") != "U" + std::to_string(i) + "|") ++wrong;
+    }
+    EXPECT_EQ(wrong, 0) << "a read gave the wrong bytes";
+    EXPECT_EQ(co_await r.read(), "");
+    EXPECT_TRUE(r.at_eof());
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 // read() to EOF keeps receiving inside the completion, without waking the reader per chunk:
 // every chunk, however the kernel splits them, ends up in the one result.
 TEST(Streams, ReadToEofCollectsEveryChunk) {
