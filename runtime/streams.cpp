@@ -254,7 +254,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   int port = 0;
   Event accepts_ended;  // set when the last accept has had its last completion
   Task<void> dispatcher;
-  std::vector<Task<void>> connections;
+  std::vector<Task<void>> connections;  // handler tasks, the finished ones swept out now and then
+  std::size_t sweep_at = 64;            // sweep when there are this many
   bool serving = false;
   Event closed;
 
@@ -582,7 +583,12 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
     state->accepted.pop_front();
     set_nodelay(fd);
     auto [reader, writer] = make_streams(fd, state->limit);
-    std::erase_if(state->connections, [](const Task<void>& t) { return t.done(); });
+    // Sweeping the finished handlers on every accept was O(open connections) an accept; once
+    // their number has doubled since the last sweep keeps it O(1) on average.
+    if (state->connections.size() >= state->sweep_at) {
+      std::erase_if(state->connections, [](const Task<void>& t) { return t.done(); });
+      state->sweep_at = std::max<std::size_t>(64, 2 * state->connections.size());
+    }
     state->connections.push_back(create_task(run_handler(state, reader, writer)));
   }
 }
