@@ -24,6 +24,15 @@ namespace {
 
 bool is_cancellation(const std::exception_ptr& e) {
   if (!e) return false;
+#if defined(__GLIBCXX__)
+  // libstdc++ tells the exception's type without throwing it: a cancelled task ends here, and a
+  // rethrow and catch would cost it about 10,000 instructions. A type derived from
+  // CancelledError still takes the general way below.
+  if (const std::type_info* type = e.__cxa_exception_type();
+      type != nullptr && *type == typeid(CancelledError)) {
+    return true;
+  }
+#endif
   try {
     std::rethrow_exception(e);
   } catch (const CancelledError&) {

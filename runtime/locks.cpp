@@ -17,12 +17,9 @@ bool Lock::Acquire::await_ready() noexcept {
 
 void Lock::Acquire::await_resume() {
   if (task == nullptr) return;  // taken without waiting
-  try {
-    task->resume_check(cancelled);
-  } catch (...) {
-    if (woken) lock_.release();  // it was handed to us, but we are cancelled: pass it on
-    throw;
-  }
+  // Handed the lock, but cancelled: pass it on before CancelledError is thrown.
+  if (woken && task->cancel_pending(cancelled)) lock_.release();
+  task->resume_check(cancelled);
 }
 
 void Lock::release() {
@@ -48,12 +45,11 @@ Coro<bool> Condition::wait() {
   bool cancelled = false;
   bool pass_on = false;
   {
-    detail::Parked p(waiters_);
-    try {
-      co_await p;
-    } catch (const CancelledError&) {
+    detail::Parked p(waiters_, detail::Parked::deferred);
+    co_await p;
+    if (p.take_cancel()) {
       cancelled = true;
-      if (p.woken) pass_on = true;
+      pass_on = p.woken;
     }
   }
   // Take the lock back even if cancelled, before rethrowing (as asyncio does).
@@ -96,12 +92,9 @@ bool Semaphore::Acquire::await_ready() noexcept {
 
 void Semaphore::Acquire::await_resume() {
   if (task == nullptr) return;
-  try {
-    task->resume_check(cancelled);
-  } catch (...) {
-    if (woken) sem_.release();  // the unit handed to us goes to the next waiter
-    throw;
-  }
+  // Handed a unit, but cancelled: it goes to the next waiter before CancelledError is thrown.
+  if (woken && task->cancel_pending(cancelled)) sem_.release();
+  task->resume_check(cancelled);
 }
 
 void Semaphore::release() {

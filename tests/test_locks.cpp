@@ -168,6 +168,25 @@ TEST(Semaphore, LimitsConcurrency) {
   }());
 }
 
+TEST(Semaphore, CancelledWaiterPassesTheUnitOn) {
+  run_test([]() -> Coro<void> {
+    asyncio::Semaphore sem(0);
+    auto a = asyncio::create_task(
+        [](asyncio::Semaphore& s) -> Coro<void> { co_await s.acquire(); }(sem));
+    auto b = asyncio::create_task([](asyncio::Semaphore& s) -> Coro<int> {
+      co_await s.acquire();
+      s.release();
+      co_return 1;
+    }(sem));
+    co_await asyncio::sleep(0);
+    sem.release();  // handed to `a`...
+    a.cancel();     // ...which is cancelled before it runs: `b` must get the unit
+    EXPECT_THROW(co_await a, asyncio::CancelledError);
+    EXPECT_EQ(co_await b, 1);
+    EXPECT_FALSE(sem.locked());
+  }());
+}
+
 TEST(BoundedSemaphore, ReleasingPastTheInitialValueThrows) {
   run_test([]() -> Coro<void> {
     asyncio::BoundedSemaphore sem(1);

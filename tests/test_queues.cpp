@@ -109,6 +109,31 @@ TEST(Queue, CancelledGetterPassesTheItemOn) {
   }());
 }
 
+// The other side and the message: a putter woken by a free slot but cancelled before it puts
+// passes the slot on, and a cancelled wait raises CancelledError with the cancel() message.
+TEST(Queue, CancelledPutterPassesTheSlotOnAndTheMessageArrives) {
+  run_test([]() -> Coro<void> {
+    asyncio::Queue<int> q(1);
+    q.put_nowait(0);
+    auto a =
+        asyncio::create_task([](asyncio::Queue<int>& q) -> Coro<void> { co_await q.put(1); }(q));
+    auto b =
+        asyncio::create_task([](asyncio::Queue<int>& q) -> Coro<void> { co_await q.put(2); }(q));
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(q.get_nowait(), 0);  // a free slot: wakes `a`...
+    a.cancel("stop a");            // ...which is cancelled before it puts
+    try {
+      co_await a;
+      ADD_FAILURE() << "a was not cancelled";
+    } catch (const asyncio::CancelledError& e) {
+      EXPECT_STREQ(e.what(), "stop a");
+    }
+    co_await b;
+    EXPECT_EQ(q.get_nowait(), 2);
+    EXPECT_TRUE(q.empty());
+  }());
+}
+
 TEST(PriorityQueue, SmallestFirst) {
   run_test([]() -> Coro<void> {
     asyncio::PriorityQueue<int> pq;

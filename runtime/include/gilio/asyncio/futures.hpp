@@ -122,6 +122,13 @@ class FutureCore : public Runnable {
   }
   void run() override {}  // a plain future is never scheduled itself
 
+  // The exception it ended with — a CancelledError if cancelled — without throwing it; null if
+  // it ended with a value or has not ended. Counts as looking at it (no report at destruction).
+  std::exception_ptr stored_exception() noexcept {
+    if (!has_error_) return nullptr;
+    retrieved_ = true;
+    return cold_->error;
+  }
   // Ended with a result: finished, without an exception.
   bool succeeded() const noexcept { return state_ == State::finished && !has_error_; }
   // Throws the stored exception (CancelledError if cancelled), or InvalidStateError if not done.
@@ -258,10 +265,19 @@ class TaskCore : public FutureCore, public Driver {
   // Called by await_resume: throws CancelledError if the wait was cancelled or a cancel() is
   // pending, consuming both (one cancel() → one CancelledError).
   void resume_check(bool wait_cancelled) {
-    if (wait_cancelled || must_cancel_) [[unlikely]] {
-      must_cancel_ = false;
+    if (take_cancel(wait_cancelled)) [[unlikely]]
       throw_cancelled();
-    }
+  }
+  // Will resume_check(wait_cancelled) throw? For an awaitable that must undo something first:
+  // asking is far cheaper than catching the CancelledError and throwing it again.
+  bool cancel_pending(bool wait_cancelled) const noexcept { return wait_cancelled || must_cancel_; }
+  // resume_check without the throw: true if cancelled (the cancel() is consumed), for a caller
+  // that must finish something before it raises CancelledError itself.
+  bool take_cancel(bool wait_cancelled) noexcept {
+    if (!wait_cancelled && !must_cancel_) [[likely]]
+      return false;
+    must_cancel_ = false;
+    return true;
   }
   [[noreturn]] void throw_cancelled() const;
   // A cancel() arrived while an operation that cannot be undone completed anyway: deliver the

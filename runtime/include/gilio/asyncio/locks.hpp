@@ -74,20 +74,32 @@ inline bool wake_first(List<SyncWaiter>& list) {
   return true;
 }
 
-// Parks the task in `list` until woken; throws CancelledError if cancelled. `woken` tells a
-// catch block whether it must pass the wake-up on.
+// Parks the task in `list` until woken; throws CancelledError if cancelled. `woken` tells
+// whether a cancelled waiter must pass the wake-up on. Parked(list, deferred) does not throw:
+// the caller asks take_cancel(), passes the wake-up on, and raises CancelledError itself —
+// catching the exception to do that and throwing it again cost another unwinding.
 class Parked final : public SyncWaiter {
  public:
+  static constexpr struct Deferred {
+  } deferred{};
   explicit Parked(List<SyncWaiter>& list) : list_(list) {}
+  Parked(List<SyncWaiter>& list, Deferred) : list_(list), defer_(true) {}
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
     park(list_, h);
   }
-  void await_resume() { task->resume_check(cancelled); }
+  void await_resume() {
+    if (!defer_) task->resume_check(cancelled);
+  }
+  // After a deferred wait: was it cancelled? (The cancel() is consumed.)
+  bool take_cancel() noexcept { return task->take_cancel(cancelled); }
+  // ...and then: CancelledError, with the cancel() message.
+  [[noreturn]] void raise_cancelled() const { task->throw_cancelled(); }
 
  private:
   List<SyncWaiter>& list_;
+  bool defer_ = false;
 };
 
 }  // namespace detail

@@ -212,12 +212,11 @@ class BasicQueue {
   Coro<void> put_waiting(T item) {
     while (full()) {
       if (shutdown_) throw QueueShutDown();
-      Parked p(putters_);
-      try {
-        co_await p;
-      } catch (...) {
+      Parked p(putters_, Parked::deferred);
+      co_await p;
+      if (p.take_cancel()) {
         if (p.woken && !full()) wake_first(putters_);  // pass the free slot on
-        throw;
+        p.raise_cancelled();
       }
     }
     put_nowait(std::move(item));
@@ -225,12 +224,11 @@ class BasicQueue {
   Coro<T> get_waiting() {
     while (empty()) {
       if (shutdown_) throw QueueShutDown();
-      Parked p(getters_);
-      try {
-        co_await p;
-      } catch (...) {
+      Parked p(getters_, Parked::deferred);
+      co_await p;
+      if (p.take_cancel()) {
         if (p.woken && !empty()) wake_first(getters_);  // pass the item on
-        throw;
+        p.raise_cancelled();
       }
     }
     co_return get_nowait();
