@@ -152,7 +152,8 @@ std::vector<TaskCore*> cores_of(const std::vector<Task<T>>& tasks) {
   return v;
 }
 
-// What a gather of Tasks gives: a std::vector for a vector of tasks (results_t), a tuple else.
+// What a gather of Tasks gives: a std::vector for a vector of tasks (filled as they end), else
+// a tuple.
 template <bool Outcomes, class Tasks>
 struct GatherResults {
   struct type {};  // a tuple is built at the end, in collect()
