@@ -257,8 +257,9 @@ TEST(AsCompleted, FailuresDoneTasksAndTheTimeout) {
     co_await asyncio::sleep(0);  // they start, yield once...
     co_await asyncio::sleep(0);  // ...and end
     EXPECT_TRUE(done_first.done() && done_second.done());
+    // done_second twice: as in asyncio, which takes a set, it comes out once.
     std::vector<asyncio::Task<int>> tasks{asyncio::create_task(fail_after(0.002, "late")),
-                                          done_second, done_first};
+                                          done_second, done_first, done_second};
     std::vector<std::string> seen;
     for (auto next : asyncio::as_completed(tasks)) {
       try {

@@ -29,6 +29,7 @@
 #include <optional>
 #include <stdexcept>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -344,6 +345,10 @@ class AsCompleted {
  public:
   explicit AsCompleted(std::vector<Task<T>> tasks, std::optional<double> timeout = {})
       : state_(std::make_shared<State>()) {
+    // A task given twice counts once, as in asyncio (which takes the tasks as a set); the
+    // first place it was given is kept.
+    std::unordered_set<const detail::TaskCore*> seen;
+    std::erase_if(tasks, [&seen](const Task<T>& t) { return !seen.insert(&t.core()).second; });
     state_->total = state_->pending = tasks.size();
     std::weak_ptr<State> weak = state_;
     for (auto& t : tasks) {
