@@ -213,6 +213,10 @@ TEST(Wait, FirstCompletedAndAllCompleted) {
     auto all = co_await asyncio::wait(tasks);
     EXPECT_EQ(all.done.size(), 2u);
     EXPECT_TRUE(all.pending.empty());
+    // A task given twice is in the answer once: asyncio.wait takes a set.
+    tasks.push_back(tasks[0]);
+    auto again = co_await asyncio::wait(tasks);
+    EXPECT_EQ(again.done.size(), 2u);
   }());
 }
 

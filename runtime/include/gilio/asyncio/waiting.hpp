@@ -228,6 +228,14 @@ class [[nodiscard]] Gather {
 template <class Aw>
 using task_of_t = decltype(ensure_task(std::declval<Aw>()));
 
+// A task given twice counts once, as in asyncio's wait() and as_completed(), which take the
+// tasks as a set; the first place each was given is kept.
+template <class T>
+void drop_repeats(std::vector<Task<T>>& tasks) {
+  std::unordered_set<const TaskCore*> seen;
+  std::erase_if(tasks, [&seen](const Task<T>& t) { return !seen.insert(&t.core()).second; });
+}
+
 }  // namespace detail
 
 // asyncio.gather(*aws): results in argument order, first exception propagates.
@@ -293,11 +301,13 @@ class [[nodiscard]] Wait {
 }  // namespace detail
 
 // asyncio.wait: waits until `when` holds or `timeout` seconds pass (negative: no timeout).
+// A task given twice is in the answer once (asyncio takes a set).
 // Cancels nothing. An empty list throws std::invalid_argument, as asyncio raises ValueError.
 template <class T>
 detail::Wait<T> wait(std::vector<Task<T>> tasks, ReturnWhen when = ReturnWhen::ALL_COMPLETED,
                      double timeout = -1) {
   if (tasks.empty()) throw std::invalid_argument("wait: the set of tasks is empty");
+  detail::drop_repeats(tasks);
   const std::int64_t ns = timeout < 0 ? -1 : detail::seconds_to_ns(timeout, "wait");
   return detail::Wait<T>(std::move(tasks), when, ns);
 }
@@ -345,10 +355,7 @@ class AsCompleted {
  public:
   explicit AsCompleted(std::vector<Task<T>> tasks, std::optional<double> timeout = {})
       : state_(std::make_shared<State>()) {
-    // A task given twice counts once, as in asyncio (which takes the tasks as a set); the
-    // first place it was given is kept.
-    std::unordered_set<const detail::TaskCore*> seen;
-    std::erase_if(tasks, [&seen](const Task<T>& t) { return !seen.insert(&t.core()).second; });
+    detail::drop_repeats(tasks);
     state_->total = state_->pending = tasks.size();
     std::weak_ptr<State> weak = state_;
     for (auto& t : tasks) {
