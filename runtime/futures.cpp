@@ -64,18 +64,19 @@ std::uint32_t next_task_id() {
 }  // namespace
 
 TaskCore& current_task_for_await() {
-  EventLoop* loop = running_loop();
-  if (loop == nullptr || loop->current_task() == nullptr) {
+  if (step_task == nullptr) {
     throw std::runtime_error(
         "co_await outside a task: coroutines must run in a task (asyncio::run, create_task)");
   }
-  return *loop->current_task();
+  return *step_task;
 }
 
 constinit thread_local std::coroutine_handle<> next_in_step;
 
-void finish_root(Driver* task, std::coroutine_handle<> root) noexcept {
-  static_cast<TaskCore*>(task)->finish(root);
+constinit thread_local TaskCore* step_task = nullptr;
+
+void finish_root(std::coroutine_handle<> root) noexcept {
+  step_task->finish(root);
 }
 
 void FutureCore::report_unretrieved() noexcept {
@@ -203,9 +204,7 @@ void Sleep::stop_timer() noexcept {
 void TaskCore::run() {
   scheduled_ = false;
   if (!done()) {
-    EventLoop* loop = loop_;
-    TaskCore* previous = loop->current_task();
-    loop->set_current_task(this);
+    TaskCore* const outer = std::exchange(step_task, this);
     if (must_cancel_ && !started_) [[unlikely]] {
       cancel_before_start();
     } else {
@@ -219,7 +218,7 @@ void TaskCore::run() {
         h = std::exchange(next_in_step, nullptr);
       }
     }
-    loop->set_current_task(previous);
+    step_task = outer;
   }
   release();  // the ready queue's reference
 }
@@ -433,9 +432,8 @@ bool TimeoutScope::exit(bool by_cancellation) noexcept {
 }  // namespace detail
 
 Task<> current_task() {
-  EventLoop* loop = running_loop();
-  if (loop == nullptr || loop->current_task() == nullptr) return Task<>();
-  detail::TaskCore* t = loop->current_task();
+  detail::TaskCore* t = detail::step_task;
+  if (t == nullptr) return Task<>();
   t->add_ref();
   return Task<>(t);
 }

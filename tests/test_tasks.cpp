@@ -2,6 +2,7 @@
 // cancellation as asyncio does it (DESIGN.md invariants 5 and 6).
 #include <gtest/gtest.h>
 
+#include <coroutine>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,6 +31,75 @@ Coro<int> nested(int depth) {
 Coro<void> fail_with(std::string what) {
   co_await asyncio::sleep(0);
   throw std::runtime_error(what);
+}
+
+// A coroutine type from another library: its own promise, which gilio knows nothing of. It
+// starts when awaited and hands control back to its awaiter by symmetric transfer.
+class Foreign {
+ public:
+  struct promise_type {
+    std::coroutine_handle<> awaiter;
+    int value = 0;
+    std::exception_ptr error;
+    Foreign get_return_object() { return Foreign(Handle::from_promise(*this)); }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    auto final_suspend() noexcept {
+      struct ToAwaiter {
+        bool await_ready() noexcept { return false; }
+        std::coroutine_handle<> await_suspend(Handle h) noexcept { return h.promise().awaiter; }
+        void await_resume() noexcept {}
+      };
+      return ToAwaiter{};
+    }
+    void return_value(int v) { value = v; }
+    void unhandled_exception() { error = std::current_exception(); }
+  };
+  using Handle = std::coroutine_handle<promise_type>;
+  explicit Foreign(Handle h) : h_(h) {}
+  Foreign(Foreign&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  ~Foreign() {
+    if (h_) h_.destroy();
+  }
+  // Runs it from plain code, outside any task, until it first suspends or ends.
+  void start() {
+    h_.promise().awaiter = std::noop_coroutine();
+    h_.resume();
+  }
+  bool done() const noexcept { return h_.done(); }
+  bool await_ready() const noexcept { return h_.done(); }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiter) noexcept {
+    h_.promise().awaiter = awaiter;
+    return h_;
+  }
+  int await_resume() {
+    if (h_.promise().error) std::rethrow_exception(h_.promise().error);
+    return h_.promise().value;
+  }
+
+ private:
+  Handle h_;
+};
+
+// Waits in the loop (so its frame is resumed by a later step), then reports whether the task it
+// ran in was `expected`.
+Coro<int> yield_then_check(asyncio::Task<> expected) {
+  co_await asyncio::sleep(0);
+  co_await asyncio::sleep(0.001);
+  EXPECT_TRUE(asyncio::current_task() == expected);
+  co_return 7;
+}
+Foreign foreign_awaiting(asyncio::Task<> expected) {
+  const int a = co_await yield_then_check(expected);
+  const int b = co_await answer();
+  co_return a * 100 + b;
+}
+Foreign foreign_summing() {
+  const int a = co_await answer();
+  co_return a + co_await answer();
+}
+Foreign foreign_failing() {
+  co_await fail_with("from inside a foreign coroutine");
+  co_return 0;
 }
 
 }  // namespace
@@ -63,6 +133,36 @@ TEST(Coro, AwaitingTwiceIsAnError) {
 
 TEST(Coro, ExceptionsPropagateThroughAwait) {
   run_test([]() -> Coro<void> { EXPECT_THROW(co_await fail_with("boom"), std::runtime_error); }());
+}
+
+// A Coro awaited by a coroutine of another library is not run by the task's trampoline: it hands
+// control back by symmetric transfer, yet still parks and wakes in the task that runs the chain.
+TEST(Coro, AwaitedByAForeignCoroutineItStillRunsInTheTask) {
+  EXPECT_EQ(run_test([]() -> Coro<int> {
+              const asyncio::Task<> me = asyncio::current_task();
+              const int v = co_await foreign_awaiting(me);
+              EXPECT_THROW(co_await foreign_failing(), std::runtime_error);
+              co_await asyncio::sleep(0);  // the task's own frame still runs in its steps
+              co_return v;
+            }()),
+            742);
+}
+
+// ...and with no task at all, from a plain callback, a Coro that never waits in the loop runs to
+// its end and resumes the foreign coroutine at once.
+TEST(Coro, AwaitedByAForeignCoroutineOutsideAnyTaskItRunsAndReturns) {
+  run_test([]() -> Coro<void> {
+    Foreign f = foreign_summing();
+    bool ran = false;
+    asyncio::get_running_loop().call_soon([&] {
+      f.start();
+      ran = true;
+    });
+    while (!ran)
+      co_await asyncio::sleep(0);
+    EXPECT_TRUE(f.done());
+    EXPECT_EQ(co_await std::move(f), 84);
+  }());
 }
 
 TEST(Task, RunsConcurrentlyAndGivesItsResult) {

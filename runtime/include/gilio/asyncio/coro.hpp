@@ -20,6 +20,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <string>
 #include <type_traits>
@@ -89,14 +90,11 @@ class Coro;
 
 namespace detail {
 
-// The task a coroutine runs in, as its promise sees it. TaskCore derives from it (an empty
-// base: no bytes), so a promise that knows its driver knows its task.
-struct Driver {};
 // The trampoline of the task step running on this thread: the coroutine to resume next within
 // the step (TaskCore::run). One per thread, not one per task — only one step runs at a time.
 extern constinit thread_local std::coroutine_handle<> next_in_step;
-// Defined in futures.cpp.
-void finish_root(Driver* task, std::coroutine_handle<> root) noexcept;
+// The root coroutine of the task whose step runs on this thread has ended (futures.cpp).
+void finish_root(std::coroutine_handle<> root) noexcept;
 
 // Small-object pool for coroutine frames and tasks (runtime/frame_pool.cpp): per-thread free
 // lists by 16-byte size class, carved from 64 KiB slabs — no malloc header, no malloc call on
@@ -114,12 +112,27 @@ inline void first_await(bool& awaited, const char* what) {
   }
 }
 
+// Every frame carries one word of its own: who awaits it, and whether it runs in a task's step
+// (the trampoline) — the task itself is the one whose step runs, known to the thread
+// (TaskCore::run). The flag lives in the address's low bit, which a frame address never uses (a
+// frame holds pointers, so it is at least 8-aligned): a word less in every frame, which for a
+// trivial Coro<int> is the step from the pool's 80-byte class to its 64-byte one.
 struct PromiseBase {
-  std::coroutine_handle<> continuation;  // who awaits us (null for a task's root)
-  Driver* driver = nullptr;              // the task we run in
-
   static void* operator new(std::size_t size) { return pool_alloc(size); }
   static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
+
+  // Who awaits us: null for a task's root (and for a Coro not yet awaited).
+  std::coroutine_handle<> continuation() const noexcept {
+    return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(link_ & ~kInTask));
+  }
+  // Do we run in a task's step? (Else a foreign coroutine awaits us: symmetric transfer.)
+  bool in_task() const noexcept { return (link_ & kInTask) != 0; }
+  // Awaited by `awaiting`, in a task's step or not.
+  void link(std::coroutine_handle<> awaiting, bool in_task) noexcept {
+    link_ = reinterpret_cast<std::uintptr_t>(awaiting.address()) | (in_task ? kInTask : 0);
+  }
+  // The root of a task: no awaiter, and run by the task's steps.
+  void make_root() noexcept { link_ = kInTask; }
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 
@@ -127,18 +140,23 @@ struct PromiseBase {
     bool await_ready() noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      PromiseBase& p = h.promise();
-      if (p.continuation) {
-        if (p.driver == nullptr) return p.continuation;
-        next_in_step = p.continuation;  // the task's step resumes the awaiter
-        return std::noop_coroutine();
+      const PromiseBase& p = h.promise();
+      const std::coroutine_handle<> awaiter = p.continuation();
+      if (!p.in_task()) return awaiter ? awaiter : std::noop_coroutine();
+      if (awaiter) {
+        next_in_step = awaiter;  // the task's step resumes the awaiter
+      } else {
+        finish_root(h);  // the root of a task has ended
       }
-      if (p.driver != nullptr) finish_root(p.driver, h);  // the root of a task has ended
       return std::noop_coroutine();
     }
     void await_resume() noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
+
+ private:
+  static constexpr std::uintptr_t kInTask = 1;
+  std::uintptr_t link_ = 0;
 };
 
 template <class T>
@@ -200,15 +218,14 @@ class [[nodiscard]] Coro {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
-      auto& callee = h.promise();
-      callee.continuation = awaiting;
       if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
-        if (detail::Driver* d = awaiting.promise().driver) {
-          callee.driver = d;
+        if (awaiting.promise().in_task()) {
+          h.promise().link(awaiting, true);
           detail::next_in_step = h;  // the task's step resumes the callee: no nesting
           return std::noop_coroutine();
         }
       }
+      h.promise().link(awaiting, false);
       return h;  // awaited from a foreign coroutine: symmetric transfer
     }
     T await_resume() {

@@ -459,8 +459,6 @@ class EventLoop {
 
   // ---- for the runtime's own awaitables (tasks, futures, timers, I/O); not user API ----
   void ready(detail::Runnable* r) { ready_.push(r); }
-  detail::TaskCore* current_task() const noexcept { return current_task_; }
-  void set_current_task(detail::TaskCore* t) noexcept { current_task_ = t; }
   static std::int64_t now_ns() noexcept;
   detail::TimerNode* arm_timer(std::int64_t when_ns, detail::TimerTarget* target);
   void disarm_timer(detail::TimerNode* node) noexcept;
@@ -499,7 +497,6 @@ class EventLoop {
   std::uint64_t timer_seq_ = 0;
   std::size_t cancelled_timers_ = 0;
   std::unique_ptr<detail::Backend> backend_;
-  detail::TaskCore* current_task_ = nullptr;
   detail::TaskCore* tasks_ = nullptr;  // all unfinished tasks (a circular list through TaskCore)
   std::size_t task_count_ = 0;
   std::size_t executor_calls_ = 0;

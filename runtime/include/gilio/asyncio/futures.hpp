@@ -69,8 +69,10 @@ std::string describe_exception(const std::exception_ptr& e);
 
 // The task running on this thread's loop, or std::runtime_error if none: only a task can wait.
 TaskCore& current_task_for_await();
-// The task a coroutine runs in: from its promise when it is one of ours (no thread-local
-// look-up), else the running loop's current task.
+// The task whose step runs on this thread (set by TaskCore::run; null between steps).
+extern constinit thread_local TaskCore* step_task;
+// The task a coroutine runs in: the step's task when the coroutine is one of ours run by the
+// trampoline (one thread-local load), else the running loop's current task.
 template <class P>
 TaskCore& task_of(std::coroutine_handle<P> h);
 
@@ -227,7 +229,7 @@ class FutureState final : public FutureCore, public ValueSlot<T> {
 // resume, what it waits on, and asyncio's cancellation bookkeeping — cancelling() counts the
 // cancel() calls not yet matched by uncancel(); must_cancel means "throw CancelledError at the
 // next resumption", for a cancel() that found nothing to interrupt.
-class TaskCore : public FutureCore, public Driver {
+class TaskCore : public FutureCore {
  public:
   static void* operator new(std::size_t size) { return pool_alloc(size); }
   static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
@@ -368,7 +370,7 @@ class FutureAwaiter final : public FutureWaiter, public Suspension {
 template <class P>
 TaskCore& task_of(std::coroutine_handle<P> h) {
   if constexpr (std::is_base_of_v<PromiseBase, P>) {
-    if (Driver* d = h.promise().driver) return static_cast<TaskCore&>(*d);
+    if (h.promise().in_task()) return *step_task;
   }
   return current_task_for_await();
 }

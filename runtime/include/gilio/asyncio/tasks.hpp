@@ -42,7 +42,7 @@ template <class T>
 class TaskState final : public TaskCore, public ValueSlot<T> {
  public:
   TaskState(EventLoop* loop, typename Coro<T>::handle_type h) : TaskCore(loop, h) {
-    h.promise().driver = this;
+    h.promise().make_root();
   }
   void finish(std::coroutine_handle<> root) noexcept override {
     auto h = Coro<T>::handle_type::from_address(root.address());
