@@ -230,14 +230,47 @@ void StreamRef::destroy(StreamCount* c) noexcept {
   delete static_cast<StreamState*>(c);
 }
 
+// asyncio's constants.ACCEPT_RETRY_DELAY: how long a server whose accept failed for want of
+// descriptors or memory waits before it accepts again.
+constexpr double kAcceptRetryDelay = 1.0;
+
+// Errors that concern one connection, not the server: accept again at once, quietly (asyncio
+// ignores ConnectionAbortedError; accept(2) asks to treat the network errors it passes on from
+// the new connection like EAGAIN).
+bool accept_error_is_passing(int err) {
+  switch (err) {
+    case EAGAIN:
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case ENOPROTOOPT:
+    case EOPNOTSUPP:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // A server accepts with one multishot accept per listening socket: one submission, and a
 // completion for every connection, until it is cancelled. The completions queue the new
 // sockets; one dispatcher task turns each into a handler task.
+//
+// An accept that fails for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) ends the
+// multishot, and accepting again at once would fail again at once — the connection waiting in
+// the backlog is still there, the descriptors still used up — so the loop would do nothing but
+// fail and report. As asyncio's _accept_connection does, the server reports it once and a small
+// task accepts again a second later; by then a handler may have closed its connection.
 struct ServerState : std::enable_shared_from_this<ServerState> {
   struct MultishotAccept final : Completion {
     ServerState* owner = nullptr;
     int fd = -1;
     bool armed = false;
+    Task<void> retry;  // accept_later, after a failure for want of resources
     void complete(int result, std::uint32_t flags) override {
       owner->on_accept(*this, result, flags);
     }
@@ -275,6 +308,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   }
   void on_accept(MultishotAccept& a, int result, std::uint32_t flags) {
     auto keep = self;  // dropping the self-reference below must not destroy us mid-call
+    bool wait_first = false;
     if (result >= 0) {
       if (serving) {
         accepted.push_back(result);
@@ -282,19 +316,30 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       } else {
         ::close(result);
       }
-    } else if (result != -ECANCELED) {
-      // EMFILE, ENFILE...: report and go on serving, as asyncio's _accept_connection does.
-      std::fprintf(stderr, "gilio: accept failed: %s\n", std::strerror(-result));
+    } else if (result != -ECANCELED && !accept_error_is_passing(-result)) {
+      wait_first = true;
+      std::fprintf(stderr, "gilio: accept on port %d failed: %s; accepting again in %g s\n", port,
+                   std::strerror(-result), kAcceptRetryDelay);
     }
     if (!(flags & kCompletionMore)) {
+      // The kernel ended the multishot (an error, or the cancel of close()).
       a.armed = false;
-      if (serving && result != -ECANCELED) {
-        arm(a);  // the kernel ended the multishot (after an error): re-arm
-      } else if (!any_armed()) {
-        accepts_ended.set();
-        self.reset();
+      if (serving && result != -ECANCELED && loop->is_running()) {
+        if (wait_first) {
+          a.retry = loop->create_task(accept_later(shared_from_this(), &a));
+        } else {
+          arm(a);
+        }
+      }
+      if (!any_armed()) {
+        self.reset();  // a waiting accept_later holds the state itself
+        if (!serving) accepts_ended.set();
       }
     }
+  }
+  static Coro<void> accept_later(std::shared_ptr<ServerState> state, MultishotAccept* a) {
+    co_await sleep(kAcceptRetryDelay);
+    if (state->serving) state->arm(*a);  // close() cancels us first
   }
 };
 
@@ -646,7 +691,9 @@ void Server::close() {
   s_->serving = false;
   for (auto& a : s_->accepts) {
     if (a->armed) s_->loop->backend().cancel(a.get());  // ends with a last completion
+    if (a->retry.valid()) a->retry.cancel();
   }
+  if (!s_->any_armed()) s_->accepts_ended.set();
   s_->dispatcher.cancel();
   s_->closed.set();
 }
@@ -670,11 +717,12 @@ Coro<void> Server::wait_closed() {
   auto state = s_;
   connected(state, "Server.wait_closed");
   co_await state->closed.wait();
-  // g++ 12 bug: a braced initializer list inside a co_await expression does not compile.
-  std::vector<Task<void>> dispatcher{state->dispatcher};
-  co_await gather(return_exceptions, std::move(dispatcher));
-  while (state->any_armed())
-    co_await sleep(0.001);  // the accepts' last completions
+  std::vector<Task<void>> serving_tasks{state->dispatcher};
+  for (const auto& a : state->accepts) {
+    if (a->retry.valid()) serving_tasks.push_back(a->retry);
+  }
+  co_await gather(return_exceptions, std::move(serving_tasks));
+  co_await state->accepts_ended.wait();  // the accepts' last completions
   for (int fd : state->listeners)
     ::close(fd);
   state->listeners.clear();

@@ -1,5 +1,6 @@
 // tests/test_streams.cpp — gilio/asyncio/streams.hpp over real TCP on loopback, after
 // Lib/test/test_asyncio/test_streams.py; plus the loop's sock_* methods.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -708,6 +710,136 @@ TEST(Streams, ResolvesNamesWithoutBlockingTheLoop) {
     server.close();
     co_await server.wait_closed();
   }());
+}
+
+// Lowers the soft limit on descriptors to a few above those open; use_up() then takes all of
+// them but one, free_one() gives one back, the destructor the rest and the old limit. Lower it
+// before a server arms its accept: io_uring reads the limit when the accept is submitted.
+class FewDescriptors {
+ public:
+  FewDescriptors() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    int highest = 0;
+    for (int fd = 0; fd < 4096; ++fd) {
+      if (::fcntl(fd, F_GETFD) != -1) highest = fd;
+    }
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 16;
+    ::setrlimit(RLIMIT_NOFILE, &low);
+  }
+  FewDescriptors(const FewDescriptors&) = delete;
+  FewDescriptors& operator=(const FewDescriptors&) = delete;
+  ~FewDescriptors() {
+    for (int fd : taken_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  void use_up() {
+    for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+      taken_.push_back(fd);
+    EXPECT_EQ(errno, EMFILE);
+    free_one();
+  }
+  void free_one() {
+    ::close(taken_.back());
+    taken_.pop_back();
+  }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> taken_;
+};
+
+// A blocking connect on loopback: when it returns, the connection waits in the server's backlog.
+int connect_on_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// A connection that echoes one line through the server before the descriptors run out, kept
+// open (its descriptors at both ends stay taken) until the caller closes it. Under UBSan, the
+// first check of each polymorphic type tests memory through a pipe, which needs two
+// descriptors; after this round every type the tests below use has been checked once.
+Coro<int> warm_connection(int port) {
+  const int fd = connect_on_loopback(port);
+  co_await asyncio::sleep(0.001);
+  co_await asyncio::get_running_loop().sock_sendall(fd, "warm\n");
+  EXPECT_EQ(co_await asyncio::wait_for(asyncio::get_running_loop().sock_recv(fd, 100), 10.0),
+            "warm\n");
+  co_return fd;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = 0; (at = text.find(what, at)) != std::string::npos; ++at)
+    ++n;
+  return n;
+}
+
+// Out of descriptors, a server must not spin on an accept that fails at once every time it is
+// tried: it reports the failure once and accepts again a second later (asyncio's
+// ACCEPT_RETRY_DELAY), by when a descriptor may be free. Deterministic: the client's connect()
+// on loopback has queued the connection before it returns, and the loop's next wait in the
+// kernel runs the accept, which fails; the retry is a second away.
+TEST(Streams, AServerOutOfDescriptorsReportsOnceAndAcceptsAgainLater) {
+  ::testing::internal::CaptureStderr();  // before the descriptors run out: it takes one
+  std::string echoed;
+  run_test([&]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    FewDescriptors few;
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    const int warm = co_await warm_connection(server.port());
+    few.use_up();
+    const int client = connect_on_loopback(server.port());  // the last descriptor
+    co_await asyncio::sleep(0.3);  // a spinning accept would fail thousands of times in this
+    few.free_one();                // for the retry to take
+    co_await loop.sock_sendall(client, "still there?\n");
+    echoed = co_await asyncio::wait_for(loop.sock_recv(client, 100), 10.0);
+    ::close(client);  // the handlers' EOF
+    ::close(warm);
+    server.close();
+    co_await server.wait_closed();
+  }());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  const std::size_t reports = count_of(err, "accept on port");
+  EXPECT_GE(reports, 1u) << err.substr(0, 500);
+  EXPECT_LE(reports, 3u) << "the failing accept was retried at once: " << err.substr(0, 500);
+  EXPECT_NE(err.find("Too many open files"), std::string::npos) << err.substr(0, 500);
+  EXPECT_EQ(echoed, "still there?\n");
+}
+
+// Closed while it waits to accept again, the server stops at once: the retry is cancelled,
+// wait_closed returns, and the connection left in the backlog goes with the listener.
+TEST(Streams, AServerClosedWhileWaitingToAcceptAgainClosesAtOnce) {
+  ::testing::internal::CaptureStderr();
+  run_test([&]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    std::optional<FewDescriptors> few;
+    few.emplace();
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    const int warm = co_await warm_connection(server.port());
+    few->use_up();
+    const int client = connect_on_loopback(server.port());
+    co_await asyncio::sleep(0.05);  // the accept has failed: the retry waits its second
+    few.reset();                    // descriptors free again (the retry is not due for a second)
+    server.close();
+    ::close(warm);  // its handler's EOF
+    EXPECT_FALSE(server.is_serving());
+    // Before the retry was due (a second after the failure): an uncancelled retry would hold
+    // wait_closed until then.
+    co_await asyncio::wait_for(server.wait_closed(), 0.9);
+    // The listener is closed, and with it the connection nobody accepted.
+    EXPECT_THROW(co_await asyncio::wait_for(loop.sock_recv(client, 100), 5.0),
+                 asyncio::ConnectionResetError);
+    ::close(client);
+  }());
+  EXPECT_EQ(count_of(::testing::internal::GetCapturedStderr(), "accept on port"), 1u);
 }
 
 TEST(Streams, ServeForeverStopsWhenCancelled) {
