@@ -131,6 +131,26 @@ TEST(Coro, AwaitingTwiceIsAnError) {
   }());
 }
 
+// A coroutine parked inside one task cannot be awaited by another: that would resume a frame
+// whose awaitable is parked for the first (Python: "coroutine is being awaited already").
+Coro<int> await_it(Coro<int>& c) {
+  co_return co_await c;
+}
+TEST(Coro, AwaitingOneStillRunningIsAnError) {
+  run_test([]() -> Coro<void> {
+    Coro<int> slow = add_later(20, 22);
+    auto first = asyncio::create_task(await_it(slow));
+    co_await asyncio::sleep(0);  // `first` is parked inside `slow` now
+    try {
+      co_await slow;
+      ADD_FAILURE() << "a second awaiter ran the coroutine";
+    } catch (const asyncio::InvalidStateError& e) {
+      EXPECT_STREQ(e.what(), "coroutine is being awaited already");
+    }
+    EXPECT_EQ(co_await first, 42) << "the first awaiter is undisturbed";
+  }());
+}
+
 TEST(Coro, ExceptionsPropagateThroughAwait) {
   run_test([]() -> Coro<void> { EXPECT_THROW(co_await fail_with("boom"), std::runtime_error); }());
 }

@@ -12,8 +12,9 @@
 // Wrapping a Coro in a task (create_task) makes the task the owner of the frame instead.
 //
 // Edge cases, as in Python: awaiting a Coro twice throws InvalidStateError ("cannot reuse already
-// awaited coroutine"); destroying a Coro that never ran destroys its frame, and with it the
-// arguments it captured.
+// awaited coroutine", or "coroutine is being awaited already" while the first awaiter still
+// runs it); destroying a Coro that never ran destroys its frame, and with it the arguments it
+// captured.
 //
 // Mirrors: the coroutine protocol of Objects/genobject.c, minus generators.
 #pragma once
@@ -133,6 +134,8 @@ struct PromiseBase {
   }
   // The root of a task: no awaiter, and run by the task's steps.
   void make_root() noexcept { link_ = kInTask; }
+  // Was it ever awaited (or made a task's root)? A coroutine runs for one awaiter only.
+  bool claimed() const noexcept { return link_ != 0; }
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 
@@ -236,15 +239,25 @@ class [[nodiscard]] Coro {
       }
     }
   };
-  Awaiter operator co_await() && { return Awaiter{checked()}; }
-  Awaiter operator co_await() & { return Awaiter{checked()}; }
+  Awaiter operator co_await() && { return Awaiter{checked("co_await")}; }
+  Awaiter operator co_await() & { return Awaiter{checked("co_await")}; }
 
  private:
   friend struct detail::Promise<T>;
   explicit Coro(handle_type h) noexcept : h_(h) {}
-  handle_type checked() const {
-    if (!h_) throw InvalidStateError("awaiting an empty Coro (moved from, or given to a task)");
-    if (h_.done()) throw InvalidStateError("cannot reuse already awaited coroutine");
+  // The frame, for one awaiter only, as Python's coroutines: a second, while the first still
+  // runs it, would resume a frame that is parked somewhere else. (A Coro being awaited must
+  // also outlive the await — given to create_task or destroyed meanwhile, its frame goes with
+  // it, as any object awaited by reference would.)
+  handle_type checked(const char* who) const {
+    if (!h_) {
+      throw InvalidStateError(std::string(who) +
+                              ": an empty Coro (moved from, or given to a task)");
+    }
+    if (h_.promise().claimed()) [[unlikely]] {
+      throw InvalidStateError(h_.done() ? "cannot reuse already awaited coroutine"
+                                        : "coroutine is being awaited already");
+    }
     return h_;
   }
   handle_type h_;
