@@ -239,8 +239,8 @@ class [[nodiscard]] Coro {
       }
     }
   };
-  Awaiter operator co_await() && { return Awaiter{checked("co_await")}; }
-  Awaiter operator co_await() & { return Awaiter{checked("co_await")}; }
+  Awaiter operator co_await() && { return Awaiter{checked()}; }
+  Awaiter operator co_await() & { return Awaiter{checked()}; }
 
  private:
   friend struct detail::Promise<T>;
@@ -249,11 +249,8 @@ class [[nodiscard]] Coro {
   // runs it, would resume a frame that is parked somewhere else. (A Coro being awaited must
   // also outlive the await — given to create_task or destroyed meanwhile, its frame goes with
   // it, as any object awaited by reference would.)
-  handle_type checked(const char* who) const {
-    if (!h_) {
-      throw InvalidStateError(std::string(who) +
-                              ": an empty Coro (moved from, or given to a task)");
-    }
+  handle_type checked() const {
+    if (!h_) throw InvalidStateError("awaiting an empty Coro (moved from, or given to a task)");
     if (h_.promise().claimed()) [[unlikely]] {
       throw InvalidStateError(h_.done() ? "cannot reuse already awaited coroutine"
                                         : "coroutine is being awaited already");
