@@ -16,10 +16,10 @@ bool Lock::Acquire::await_ready() noexcept {
 }
 
 void Lock::Acquire::await_resume() {
-  if (task == nullptr) return;  // taken without waiting
+  if (!parked()) return;  // taken without waiting
   // Handed the lock, but cancelled: pass it on before CancelledError is thrown.
-  if (woken && task->cancel_pending(cancelled)) lock_.release();
-  task->resume_check(cancelled);
+  if (woken() && task()->cancel_pending(cancelled())) lock_.release();
+  task()->resume_check(cancelled());
 }
 
 void Lock::release() {
@@ -49,7 +49,7 @@ Coro<bool> Condition::wait() {
     co_await p;
     if (p.take_cancel()) {
       cancelled = true;
-      pass_on = p.woken;
+      pass_on = p.woken();
     }
   }
   // Take the lock back even if cancelled, before rethrowing (as asyncio does).
@@ -91,10 +91,10 @@ bool Semaphore::Acquire::await_ready() noexcept {
 }
 
 void Semaphore::Acquire::await_resume() {
-  if (task == nullptr) return;
+  if (!parked()) return;
   // Handed a unit, but cancelled: it goes to the next waiter before CancelledError is thrown.
-  if (woken && task->cancel_pending(cancelled)) sem_.release();
-  task->resume_check(cancelled);
+  if (woken() && task()->cancel_pending(cancelled())) sem_.release();
+  task()->resume_check(cancelled());
 }
 
 void Semaphore::release() {

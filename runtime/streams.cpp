@@ -521,7 +521,7 @@ detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {
 }
 
 void StreamWriter::Drain::await_resume() {
-  if (parked) task->resume_check(cancelled);
+  if (parked()) task()->resume_check(cancelled());
   const detail::StreamState& s = state_of(s_);
   if (s.write_error) std::rethrow_exception(s.write_error);
 }

@@ -215,7 +215,7 @@ class BasicQueue {
       Parked p(putters_, Parked::deferred);
       co_await p;
       if (p.take_cancel()) {
-        if (p.woken && !full()) wake_first(putters_);  // pass the free slot on
+        if (p.woken() && !full()) wake_first(putters_);  // pass the free slot on
         p.raise_cancelled();
       }
     }
@@ -227,7 +227,7 @@ class BasicQueue {
       Parked p(getters_, Parked::deferred);
       co_await p;
       if (p.take_cancel()) {
-        if (p.woken && !empty()) wake_first(getters_);  // pass the item on
+        if (p.woken() && !empty()) wake_first(getters_);  // pass the item on
         p.raise_cancelled();
       }
     }
