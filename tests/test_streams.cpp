@@ -1052,6 +1052,48 @@ TEST(LoopThreads, ALoopRunsOnOneThreadAfterAnother) {
   loop.close();
 }
 
+// A task parked while its loop stops, and resumed when the loop runs again on another thread,
+// runs there as itself: the running task and the trampoline are the thread's (thread-locals set
+// by each step), not its frames', so nothing stale comes along from the old thread.
+namespace {
+Coro<int> echo_after_a_sleep(int k) {
+  co_await asyncio::sleep(0.0005);
+  co_return k;
+}
+Coro<void> counting_steps(int& steps, int& wrong) {
+  const asyncio::Task<> me = asyncio::current_task();
+  for (;;) {
+    co_await asyncio::sleep(0.0002);
+    const int v = co_await echo_after_a_sleep(steps);
+    if (v != steps || !(asyncio::current_task() == me)) ++wrong;
+    ++steps;
+  }
+}
+}  // namespace
+
+TEST(LoopThreads, ATaskParkedWhileItsLoopMovesResumesAsItselfOnTheNewThread) {
+  asyncio::EventLoop loop;
+  int steps = 0;
+  int wrong = 0;
+  asyncio::Task<void> background;
+  on_new_thread([&] {
+    loop.run_until_complete([&]() -> Coro<void> {
+      background = asyncio::create_task(counting_steps(steps, wrong));
+      co_await asyncio::sleep(0.02);
+    }());
+  });
+  for (int round = 0; round < 4; ++round) {
+    const int before = steps;
+    // Its timers are due long before this one, which ends the run: it steps in every run.
+    on_new_thread(
+        [&] { loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0.02); }()); });
+    EXPECT_GT(steps, before) << "the parked task ran on the loop's new thread";
+  }
+  EXPECT_EQ(wrong, 0);
+  background.cancel();
+  loop.close();
+}
+
 TEST(LoopThreads, ALoopWithIoInFlightCannotMoveToAnotherThread) {
   asyncio::EventLoop loop;
   // The server's multishot accept stays in flight after this returns.
