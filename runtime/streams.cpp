@@ -9,7 +9,10 @@
 // coroutines: each starts that recv straight from the awaiting frame, and its task wakes once, when
 // the read is settled. Writing: the pending bytes move to `inflight`, whose memory stays put while
 // the kernel sends from it; the send's completion (SendOp) continues a partial send, starts the
-// next batch, wakes drain() waiters, and finishes a requested close.
+// next batch, wakes drain() waiters, and finishes a requested close. Serving: one multishot
+// accept per listening socket feeds a dispatcher task that starts a handler per connection; an
+// accept that fails for want of descriptors waits a second before it accepts again, as
+// base_events' _accept_connection does (ServerState).
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
