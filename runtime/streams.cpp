@@ -12,7 +12,7 @@
 // next batch, wakes drain() waiters, and finishes a requested close. Serving: one multishot
 // accept per listening socket feeds a dispatcher task that starts a handler per connection; an
 // accept that fails for want of descriptors waits a second before it accepts again, as
-// base_events' _accept_connection does (ServerState).
+// selector_events' _accept_connection does (ServerState).
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
