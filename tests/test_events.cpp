@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -86,6 +87,33 @@ TEST(Loop, TimersFireInDeadlineOrderFifoAmongEqual) {
     EXPECT_GE(dropped.when(), loop.time());
     co_await asyncio::sleep(0.03);
     EXPECT_EQ(order, (std::vector<int>{-1, 0, 1, 2, 3}));
+  }());
+}
+
+// call_later(delay) is call_at(time() + delay), as in asyncio: its deadline lies between the
+// clock read before and after the call, plus the delay; a negative delay is already due; a NaN
+// is a clear error naming the method.
+TEST(Loop, CallLaterIsCallAtNowPlusTheDelay) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const double before = loop.time();
+    auto h = loop.call_later(2.5, [] {});
+    const double after = loop.time();
+    EXPECT_GE(h.when(), before + 2.5 - 1e-9);
+    EXPECT_LE(h.when(), after + 2.5 + 1e-9);
+    h.cancel();
+    bool ran = false;
+    loop.call_later(-1.0, [&] { ran = true; });
+    co_await asyncio::sleep(0);
+    co_await asyncio::sleep(0);
+    EXPECT_TRUE(ran);
+    try {
+      loop.call_later(std::nan(""), [] {});
+      ADD_FAILURE() << "call_later(NaN) was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("call_later"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(loop.call_at(std::nan(""), [] {}), std::invalid_argument);
   }());
 }
 

@@ -379,17 +379,14 @@ class EventLoop {
   // Schedules fn after `delay` seconds / at loop time `when`. Equal deadlines run in FIFO order.
   template <class F>
   TimerHandle call_later(double delay, F&& fn) {
-    return call_at(time() + delay, std::forward<F>(fn));
+    // asyncio's call_at(time() + delay), in integer nanoseconds from the start: the same
+    // deadline (to the nanosecond) without a round trip through floating-point seconds.
+    const std::int64_t delay_ns = detail::seconds_to_ns(delay, "call_later");
+    return call_at_ns(now_ns() + delay_ns, std::forward<F>(fn));
   }
   template <class F>
   TimerHandle call_at(double when, F&& fn) {
-    check_open("call_at");
-    const std::int64_t when_ns = to_ns(when);
-    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
-    h->when_ns = when_ns;
-    h->add_ref();  // the heap's
-    h->node = arm_timer(when_ns, h);
-    return TimerHandle(h);
+    return call_at_ns(to_ns(when), std::forward<F>(fn));
   }
   // The only method safe to call from another thread: wakes a sleeping loop through the ring.
   // Throws std::runtime_error if the loop is closed.
@@ -480,6 +477,15 @@ class EventLoop {
   std::shared_ptr<Token> token() const { return token_; }
 
  private:
+  template <class F>
+  TimerHandle call_at_ns(std::int64_t when_ns, F&& fn) {
+    check_open("call_at");
+    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
+    h->when_ns = when_ns;
+    h->add_ref();  // the heap's
+    h->node = arm_timer(when_ns, h);
+    return TimerHandle(h);
+  }
   void check_open(const char* who) const;
   static std::int64_t to_ns(double seconds);
   void run_once();
