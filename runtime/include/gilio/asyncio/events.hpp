@@ -379,7 +379,7 @@ class EventLoop {
   // Schedules fn after `delay` seconds / at loop time `when`. Equal deadlines run in FIFO order.
   template <class F>
   TimerHandle call_later(double delay, F&& fn) {
-    // asyncio's call_at(time() + delay), in integer nanoseconds from the start: the same
+    // asyncio's call_at(time() + delay), computed in integer nanoseconds throughout: the same
     // deadline (to the nanosecond) without a round trip through floating-point seconds.
     const std::int64_t delay_ns = detail::seconds_to_ns(delay, "call_later");
     return call_at_ns(now_ns() + delay_ns, std::forward<F>(fn));
