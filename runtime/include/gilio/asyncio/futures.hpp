@@ -71,8 +71,9 @@ std::string describe_exception(const std::exception_ptr& e);
 TaskCore& current_task_for_await();
 // The task whose step runs on this thread (set by TaskCore::run; null between steps).
 extern constinit thread_local TaskCore* step_task;
-// The task a coroutine runs in: the step's task when the coroutine is one of ours run by the
-// trampoline (one thread-local load), else the running loop's current task.
+// The task a coroutine runs in: the step's task. For one of ours run by the trampoline that is
+// one thread-local load; for any other coroutine, current_task_for_await() also checks that a
+// task is running at all.
 template <class P>
 TaskCore& task_of(std::coroutine_handle<P> h);
 
