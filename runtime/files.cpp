@@ -6,7 +6,10 @@
 #include "gilio/asyncio/files.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "gilio/asyncio.hpp"
 #include "io_op.hpp"
@@ -29,6 +32,27 @@ Coro<void> close_file(int fd) {
   co_await detail::IoOp([fd](detail::Backend& b, detail::Completion* op) { b.close(op, fd); });
 }
 
+// How many bytes to make room for before the first read: the size fstat gives a regular file,
+// plus one byte, so that the read which finds the end has room and the buffer never has to
+// grow; a chunk for anything else (a pipe, /proc), which grows as it is read.
+std::size_t first_capacity(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    return static_cast<std::size_t>(st.st_size) + 1;
+  return kFileChunk;
+}
+
+// Makes `s` n bytes long for the kernel to overwrite. Zero-filling 256 MiB first made a read
+// a quarter slower; resize_and_overwrite (C++23: this file is built as C++23 where the
+// compiler can) leaves the new bytes as they are.
+void grow(std::string& s, std::size_t n) {
+#if defined(__cpp_lib_string_resize_and_overwrite)
+  s.resize_and_overwrite(n, [](char*, std::size_t size) { return size; });
+#else
+  s.resize(n);
+#endif
+}
+
 }  // namespace
 
 Coro<std::string> read_file(std::string path) {
@@ -36,16 +60,22 @@ Coro<std::string> read_file(std::string path) {
   std::string data;
   std::exception_ptr error;
   try {
+    // One buffer of the file's size, read into in chunks: growing it a chunk at a time copied
+    // and zero-filled it over and over, and read a 512 MiB file at a third of a plain read()
+    // loop's speed.
+    grow(data, first_capacity(fd));
     std::uint64_t offset = 0;
     for (;;) {
-      data.resize(offset + kFileChunk);
+      if (offset == data.size())
+        grow(data, data.size() + std::max<std::size_t>(kFileChunk, data.size() / 2));  // it grew
       char* buf = data.data() + offset;
-      const int n = co_await detail::IoOp([=](detail::Backend& b, detail::Completion* op) {
-        b.read(op, fd, buf, kFileChunk, offset);
-      });
+      const auto len =
+          static_cast<unsigned>(std::min<std::uint64_t>(kFileChunk, data.size() - offset));
+      const int n = co_await detail::IoOp(
+          [=](detail::Backend& b, detail::Completion* op) { b.read(op, fd, buf, len, offset); });
       if (n < 0) raise_os_error(-n, "read '" + path + "'");
-      offset += static_cast<std::uint64_t>(n);
       if (n == 0) break;
+      offset += static_cast<std::uint64_t>(n);
     }
     data.resize(offset);
   } catch (...) {

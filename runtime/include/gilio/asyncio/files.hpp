@@ -16,9 +16,11 @@
 
 namespace gilio::asyncio {
 
-// The whole content of the file at `path`.
+// The whole content of the file at `path`, read into one string of the size fstat gives (a
+// file that does not know its size, as a pipe, is read until its end all the same).
 Coro<std::string> read_file(std::string path);
-// Replaces (or creates, mode 0644) the file at `path` with `data`.
+// Replaces (or creates, mode 0644) the file at `path` with `data`. The coroutine keeps its own
+// `data` (it may run after the caller's copy is gone): pass a large one with std::move.
 Coro<void> write_file(std::string path, std::string data);
 
 }  // namespace gilio::asyncio
