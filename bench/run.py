@@ -10,7 +10,8 @@ The comparisons (COMPARISONS): the GIL's own costs (Google Benchmark), the race 
 (L8/L9), CPU-bound threads vs processes (L1/L4/L6), the convoy effect, the event loop's costs
 (spawn, switches, timers, queue, memory per task) against asyncio, uvloop and Boost.Fiber, the
 loop's lag beside a CPU-bound to_thread (L5), echo servers against asyncio and uvloop on
-loopback, and the process pool against CPython's. Then charts.py draws the results and the GIL
+loopback, whole-file reads and writes against plain system calls and CPython's to_thread, and
+the process pool against CPython's. Then charts.py draws the results and the GIL
 timelines: into docs/bench/ after a full run (committed, with the date and machine), into
 build/bench-results/charts/ after a quick one.
 """
@@ -268,12 +269,45 @@ def echo(args):
     return rows
 
 
-def process_pool(args):
+def ours_and_cpythons(args, program, ours_what, theirs_what):
+    """Runs bench/PROGRAM and its CPython twin bench/python/PROGRAM.py (--quick passed on to
+    both); returns their JSON."""
     quick = ["--quick"] if args.quick else []
-    progress("process pool: gilio ProcessPoolExecutor")
-    ours = run_json([os.path.join(args.build, "bench", "process_bench")] + quick)
-    progress("process pool: CPython ProcessPoolExecutor")
-    theirs = run_json([PYTHON, os.path.join(HERE, "python", "process_bench.py")] + quick)
+    progress(ours_what)
+    ours = run_json([os.path.join(args.build, "bench", program)] + quick)
+    progress(theirs_what)
+    theirs = run_json([PYTHON, os.path.join(HERE, "python", program + ".py")] + quick)
+    return ours, theirs
+
+
+def files(args):
+    ours, theirs = ours_and_cpythons(
+        args, "file_bench", "files: gilio read_file / write_file beside plain read() / write()",
+        "files: CPython asyncio.to_thread(Path.read_bytes / write_bytes)")
+    py = f"CPython {theirs['python']} to_thread"
+    n = ours["rounds"]
+    how = f"the median of {n} round{'s' if n != 1 else ''} each"
+    workloads = [  # (what, gilio's key, the plain loop, its key, CPython's key, note)
+        ("read a {} MiB file (in the page cache)", "read_file_mb_s", "plain read() loop",
+         "plain_read_mb_s", "read_mb_s",
+         "read_file through the ring against a blocking read() loop into an unfilled buffer "
+         "(the floor) and asyncio's way, Path.read_bytes in to_thread"),
+        ("replace a {} MiB file", "write_file_mb_s", "plain write() loop", "plain_write_mb_s",
+         "write_mb_s",
+         "write_file (data passed with std::move) against a blocking write() loop and "
+         "Path.write_bytes in to_thread; ext4 cannot take a buffered write without blocking, "
+         "so io_uring hands each 1 MiB step to a kernel worker thread"),
+    ]
+    return [row(what.format(ours["mib"]), ours[key], "MB/s",
+                {plain: ours[plain_key], py: theirs[py_key]}, higher_is_better=True,
+                note=f"{note}; {how}")
+            for what, key, plain, plain_key, py_key, note in workloads]
+
+
+def process_pool(args):
+    ours, theirs = ours_and_cpythons(args, "process_bench",
+                                     "process pool: gilio ProcessPoolExecutor",
+                                     "process pool: CPython ProcessPoolExecutor")
     py = f"CPython {theirs['python']}"
     return [
         row("process pool: tiny calls pipelined", ours["pipelined_per_s"] / 1e3, "k/s",
@@ -302,6 +336,7 @@ COMPARISONS = [  # (title, function): the order of the run, the table and the ch
     ("Event loop costs", loop_costs),
     ("Loop lag beside to_thread (L5)", loop_lag),
     ("Echo servers", echo),
+    ("Files", files),
     ("Process pool (L6, L7)", process_pool),
 ]
 

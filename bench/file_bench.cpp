@@ -1,0 +1,127 @@
+// bench/file_bench.cpp — whole-file reads and writes through the ring (read_file, write_file)
+// beside a plain blocking read()/write() loop in the same process, printed as one JSON line.
+//
+//   read    a 256 MiB file already in the page cache, into one std::string
+//   write   the same 256 MiB replacing a file (O_TRUNC), handed over with std::move
+//
+// Each round times all four in turn, and every figure is the median of the rounds (MB/s), so
+// that drift in this shared machine's speed falls on all of them alike. The plain loops are the
+// floor: they do what read_file and write_file do (a buffer of the file's size that nothing
+// fills first, 1 MiB steps) with blocking system calls and no event loop. CPython's side (asyncio
+// has no file I/O; a program calls to_thread) is bench/python/file_bench.py. Usage: file_bench
+// [--quick]
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <gilio/asyncio.hpp>
+#include <gilio/asyncio/files.hpp>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asyncio = gilio::asyncio;
+using asyncio::Coro;
+
+#include "bench_util.hpp"
+
+namespace {
+
+using bench::now;
+
+constexpr std::size_t kStep = 1 << 20;
+
+// The floor: read() in 1 MiB steps into a buffer of the file's size that nothing fills first.
+struct Bytes {
+  std::unique_ptr<char[]> data;
+  std::size_t size = 0;
+  bool operator==(const std::string& s) const {
+    return s.size() == size && std::memcmp(s.data(), data.get(), size) == 0;
+  }
+};
+
+Bytes plain_read(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  ::fstat(fd, &st);
+  Bytes b{std::unique_ptr<char[]>(new char[static_cast<std::size_t>(st.st_size)]),
+          static_cast<std::size_t>(st.st_size)};
+  std::size_t off = 0;
+  while (off < b.size) {
+    const ssize_t n = ::read(fd, b.data.get() + off, std::min(kStep, b.size - off));
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  b.size = off;
+  return b;
+}
+
+void plain_write(const std::string& path, const std::string& data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  for (std::size_t off = 0; off < data.size();) {
+    const ssize_t n = ::write(fd, data.data() + off, std::min(kStep, data.size() - off));
+    if (n <= 0) throw std::runtime_error("write " + path + ": " + std::strerror(errno));
+    off += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Coro<std::string> all(bool quick) {
+  const std::size_t size = (quick ? 32u : 256u) << 20;
+  const int rounds = quick ? 1 : 5;
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  const std::string in = dir + "/gilio_file_bench_in.bin";
+  const std::string out = dir + "/gilio_file_bench_out.bin";
+  std::string data(size, '\0');
+  for (std::size_t i = 0; i < size; i += 4096)
+    data[i] = static_cast<char>(i / 4096);
+  plain_write(in, data);
+  (void)plain_read(in);  // into the page cache
+  std::vector<double> ours_read, plain_reads, ours_write, plain_writes;
+  const double mb = static_cast<double>(size) / 1e6;
+  for (int r = 0; r < rounds; ++r) {
+    double t0 = now();
+    const std::string a = co_await asyncio::read_file(in);
+    ours_read.push_back(mb / (now() - t0));
+    t0 = now();
+    const Bytes b = plain_read(in);
+    plain_reads.push_back(mb / (now() - t0));
+    if (a != data || !(b == data)) throw std::runtime_error("a read came back different");
+    std::string copy = data;  // write_file takes its own; the copy is made before the clock
+    t0 = now();
+    co_await asyncio::write_file(out, std::move(copy));
+    ours_write.push_back(mb / (now() - t0));
+    t0 = now();
+    plain_write(out, data);
+    plain_writes.push_back(mb / (now() - t0));
+  }
+  std::remove(in.c_str());
+  std::remove(out.c_str());
+  co_return fmt::format(
+      "{{\"mib\": {}, \"rounds\": {}, \"read_file_mb_s\": {:.0f}, \"plain_read_mb_s\": {:.0f}, "
+      "\"write_file_mb_s\": {:.0f}, \"plain_write_mb_s\": {:.0f}}}",
+      size >> 20, rounds, median(ours_read), median(plain_reads), median(ours_write),
+      median(plain_writes));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  std::puts(asyncio::run(all(quick)).c_str());
+}
