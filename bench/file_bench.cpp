@@ -4,12 +4,13 @@
 //   read    a 256 MiB file already in the page cache, into one std::string
 //   write   the same 256 MiB replacing a file (O_TRUNC), handed over with std::move
 //
-// Each round times all four in turn, and every figure is the median of the rounds (MB/s), so
-// that drift in this shared machine's speed falls on all of them alike. The plain loops are the
-// floor: they do what read_file and write_file do (a buffer of the file's size that nothing
-// fills first, 1 MiB steps) with blocking system calls and no event loop. CPython's side (asyncio
-// has no file I/O; a program calls to_thread) is bench/python/file_bench.py. Usage: file_bench
-// [--quick]
+// Each round times the two reads and then the two writes, who goes first alternating between
+// rounds, and every figure is the median of the rounds (MB/s), so that drift in this shared
+// machine's speed falls on all of them alike. The plain loops are the floor: they do what
+// read_file and write_file do (a buffer of the file's size that nothing fills first, 1 MiB
+// steps) with blocking system calls and no event loop. CPython's side (asyncio has no file I/O;
+// a program calls to_thread) is bench/python/file_bench.py.
+// Usage: file_bench [--quick]
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
@@ -95,20 +96,32 @@ Coro<std::string> all(bool quick) {
   std::vector<double> ours_read, plain_reads, ours_write, plain_writes;
   const double mb = static_cast<double>(size) / 1e6;
   for (int r = 0; r < rounds; ++r) {
-    double t0 = now();
-    const std::string a = co_await asyncio::read_file(in);
-    ours_read.push_back(mb / (now() - t0));
-    t0 = now();
-    const Bytes b = plain_read(in);
-    plain_reads.push_back(mb / (now() - t0));
-    if (a != data || !(b == data)) throw std::runtime_error("a read came back different");
-    std::string copy = data;  // write_file takes its own; the copy is made before the clock
-    t0 = now();
-    co_await asyncio::write_file(out, std::move(copy));
-    ours_write.push_back(mb / (now() - t0));
-    t0 = now();
-    plain_write(out, data);
-    plain_writes.push_back(mb / (now() - t0));
+    // Each pair in turn, who goes first alternating with the rounds: whichever follows a write
+    // shares the machine with that write's writeback.
+    for (int k = 0; k < 2; ++k) {
+      const double t0 = now();
+      if ((k == 0) == (r % 2 == 0)) {
+        const std::string a = co_await asyncio::read_file(in);
+        ours_read.push_back(mb / (now() - t0));
+        if (a != data) throw std::runtime_error("read_file came back different");
+      } else {
+        const Bytes b = plain_read(in);
+        plain_reads.push_back(mb / (now() - t0));
+        if (!(b == data)) throw std::runtime_error("the plain read came back different");
+      }
+    }
+    for (int k = 0; k < 2; ++k) {
+      if ((k == 0) == (r % 2 == 0)) {
+        std::string copy = data;  // write_file takes its own; the copy is made before the clock
+        const double t0 = now();
+        co_await asyncio::write_file(out, std::move(copy));
+        ours_write.push_back(mb / (now() - t0));
+      } else {
+        const double t0 = now();
+        plain_write(out, data);
+        plain_writes.push_back(mb / (now() - t0));
+      }
+    }
   }
   std::remove(in.c_str());
   std::remove(out.c_str());
