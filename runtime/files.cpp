@@ -1,8 +1,9 @@
 // runtime/files.cpp — read_file / write_file on io_uring (see files.hpp). No CPython twin.
 //
 // A whole file is opened, read or written in chunks, and closed, each step an operation on the
-// loop's ring that the task awaits, so a big file never blocks the loop. The essay on why, and
-// on cancellation, is in files.hpp.
+// loop's ring that the task awaits, so a big file never blocks the loop. A read goes into one
+// string made the file's size up front (fstat), not grown as the bytes come. The essay on why,
+// and on cancellation, is in files.hpp.
 #include "gilio/asyncio/files.hpp"
 
 #include <fcntl.h>
@@ -60,9 +61,8 @@ Coro<std::string> read_file(std::string path) {
   std::string data;
   std::exception_ptr error;
   try {
-    // One buffer of the file's size, read into in chunks: growing it a chunk at a time copied
-    // and zero-filled it over and over, and read a 512 MiB file at a third of a plain read()
-    // loop's speed.
+    // One buffer of the file's size (growing it a chunk at a time, as this once did, copied and
+    // zero-filled it over and over: a third of a plain read() loop's speed).
     grow(data, first_capacity(fd));
     std::uint64_t offset = 0;
     for (;;) {
