@@ -59,21 +59,21 @@ bool later(const TimerHeap::Entry& a, const TimerHeap::Entry& b) noexcept {
 }
 constexpr std::size_t kLine = 64;
 constexpr std::size_t kLead = kLine - sizeof(TimerHeap::Entry);  // entry 0 sits just before a line
+std::size_t heap_bytes(std::size_t capacity) {
+  return kLead + capacity * sizeof(TimerHeap::Entry);
+}
 }  // namespace
 
 TimerHeap::~TimerHeap() {
-  std::free(block_);
+  array_free(block_, heap_bytes(capacity_));
 }
 
 void TimerHeap::grow() {
   const std::size_t capacity = capacity_ == 0 ? 256 : capacity_ * 2;
-  // aligned_alloc wants a multiple of the alignment.
-  const std::size_t bytes = (kLead + capacity * sizeof(Entry) + kLine - 1) / kLine * kLine;
-  void* block = std::aligned_alloc(kLine, bytes);
-  if (block == nullptr) throw std::bad_alloc();
+  void* block = array_alloc(heap_bytes(capacity));  // 64-byte aligned; a big one pre-faulted
   auto* at = reinterpret_cast<Entry*>(static_cast<char*>(block) + kLead);
   if (size_ > 0) std::memcpy(at, at_, size_ * sizeof(Entry));
-  std::free(block_);
+  array_free(block_, heap_bytes(capacity_));
   block_ = block;
   at_ = at;
   capacity_ = capacity;

@@ -278,11 +278,7 @@ void TaskCore::report_unscheduled_callbacks() noexcept {
 
 // ---- gather / wait / shield ----
 
-MultiWait::MultiWait(std::vector<TaskCore*> children, Policy policy)
-    : children_(std::move(children)), policy_(policy) {}
-
-MultiWait::MultiWait(MultiWait&& o) noexcept
-    : children_(std::move(o.children_)), policy_(o.policy_) {}
+MultiWait::MultiWait(MultiWait&& o) noexcept : policy_(o.policy_) {}
 
 MultiWait::~MultiWait() {
   unregister();
@@ -316,8 +312,9 @@ bool MultiWait::ends_wait(TaskCore& child) noexcept {
   }
 }
 
-bool MultiWait::suspend(std::coroutine_handle<> h, std::int64_t timeout_ns) {
+bool MultiWait::suspend(std::coroutine_handle<> h, Children children, std::int64_t timeout_ns) {
   TaskCore& task = current_task_for_await();
+  children_ = children;
   bool over = false;
   const std::size_t n = children_.size();
   for (std::size_t i = 0; i < n && !over; ++i) {

@@ -42,6 +42,29 @@ TEST(Gather, VectorOfTasks) {
   }());
 }
 
+// gather and wait read their children straight from the vector of handles (waiting.hpp), so an
+// empty handle among them is refused when the gather or the wait is made, by name.
+TEST(Gather, AnEmptyTaskHandleIsAClearError) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks;
+    tasks.push_back(asyncio::create_task(value_after(1, 0)));
+    tasks.emplace_back();
+    for (const char* what : {"gather", "wait"}) {
+      try {
+        if (std::string(what) == "gather") {
+          (void)asyncio::gather(tasks);
+        } else {
+          (void)asyncio::wait(tasks);
+        }
+        ADD_FAILURE() << what << " took an empty Task handle";
+      } catch (const asyncio::InvalidStateError& e) {
+        EXPECT_NE(std::string(e.what()).find("empty Task handle"), std::string::npos) << what;
+      }
+    }
+    EXPECT_EQ(co_await tasks[0], 1);
+  }());
+}
+
 namespace {
 Coro<int> value_when(asyncio::Event& go, int v) {
   co_await go.wait();

@@ -103,6 +103,11 @@ void finish_root(std::coroutine_handle<> root) noexcept;
 // plain operator new, so the sanitizers still see every use after free.
 void* pool_alloc(std::size_t size);
 void pool_free(void* p, std::size_t size) noexcept;
+// Memory for the loop's big arrays (the timer heap), 64-byte aligned, not zero-filled. Past a
+// MiB it is mapped with its pages filled in by one call: touched a page at a time, a fresh MiB
+// costs 256 page faults (frame_pool.cpp).
+void* array_alloc(std::size_t bytes);
+void array_free(void* p, std::size_t bytes) noexcept;
 
 // An awaitable that stands in for a coroutine (a stream read, a queue get), like a coroutine
 // object, may be awaited once: the second time throws InvalidStateError naming `what` (the

@@ -22,8 +22,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -47,20 +49,56 @@ enum class ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
 
 namespace detail {
 
+// The children a MultiWait watches: `size` task handles in a row, each of which is nothing but a
+// TaskCore* — a Task<T> of any T, or a bare TaskCore*. A view of the awaitable's own handles, not
+// a copy: a gather of a million tasks reads the vector it was given instead of filling a second
+// one (8 MB, which a fresh process pays for a page fault at a time).
+class Children {
+ public:
+  Children() = default;
+  Children(TaskCore* const* cores, std::size_t n) noexcept
+      : first_(reinterpret_cast<const std::byte*>(cores)), size_(n) {}
+  template <class T>
+  explicit Children(const std::vector<Task<T>>& tasks) noexcept
+      : first_(reinterpret_cast<const std::byte*>(tasks.data())), size_(tasks.size()) {
+    // A Task<T> is its one TaskCore* (standard layout: the member sits at offset 0).
+    static_assert(sizeof(Task<T>) == sizeof(TaskCore*) && std::is_standard_layout_v<Task<T>>);
+  }
+  std::size_t size() const noexcept { return size_; }
+  TaskCore* operator[](std::size_t i) const noexcept {
+    TaskCore* core;  // the handle's pointer, read as the bytes it is
+    std::memcpy(&core, first_ + i * sizeof core, sizeof core);
+    return core;
+  }
+
+ private:
+  const std::byte* first_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Every handle of a gather or a wait must refer to a task.
+template <class T>
+void check_handles(const std::vector<Task<T>>& tasks, const char* what) {
+  for (const Task<T>& t : tasks) {
+    if (!t.valid()) throw InvalidStateError(std::string(what) + ": an empty Task handle");
+  }
+}
+
 // Waits, inside the awaiting task, for a set of children until `policy` is satisfied.
 // FutureWaiter first: a child's completion then calls on_future_done without a this-adjusting
 // thunk (a gather of a million tasks makes a million such calls).
 class MultiWait final : public FutureWaiter, public Suspension, public TimerTarget {
  public:
   enum class Policy { gather, gather_all, first_completed, first_exception, all_completed };
-  MultiWait(std::vector<TaskCore*> children, Policy policy);
-  MultiWait(MultiWait&&) noexcept;
+  explicit MultiWait(Policy policy) noexcept : policy_(policy) {}
+  MultiWait(MultiWait&&) noexcept;  // before suspend() only
   ~MultiWait();
 
   // await_suspend: registers with every pending child and suspends the task, in one pass over
   // the children (with a million of them, each pass is a million cache misses). Returns false
-  // — do not suspend — if the wait is already over.
-  bool suspend(std::coroutine_handle<> h, std::int64_t timeout_ns = -1);
+  // — do not suspend — if the wait is already over. `children` must stay where they are until
+  // the wait is destroyed: the awaitable that holds them is not moved once awaited.
+  bool suspend(std::coroutine_handle<> h, Children children, std::int64_t timeout_ns = -1);
   // In await_resume: unregister from the children, then throw CancelledError (this wait or the
   // task was cancelled) or the first failure (Policy::gather only).
   void finish();
@@ -91,7 +129,7 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   void take_ended() noexcept;
   static bool failed(const TaskCore& child);
 
-  std::vector<TaskCore*> children_;
+  Children children_;
   Policy policy_;
   TaskCore* task_ = nullptr;
   TimerNode* timer_ = nullptr;
@@ -140,19 +178,6 @@ Outcome<T> outcome_of(Task<T>& t) {
   return o;
 }
 
-template <class... Ts>
-std::vector<TaskCore*> cores_of(const std::tuple<Task<Ts>...>& tasks) {
-  return std::apply([](const auto&... t) { return std::vector<TaskCore*>{&t.core()...}; }, tasks);
-}
-template <class T>
-std::vector<TaskCore*> cores_of(const std::vector<Task<T>>& tasks) {
-  std::vector<TaskCore*> v;
-  v.reserve(tasks.size());
-  for (const auto& t : tasks)
-    v.push_back(&t.core());
-  return v;
-}
-
 // What a gather of Tasks gives: a std::vector for a vector of tasks (filled as they end), else
 // a tuple.
 template <bool Outcomes, class Tasks>
@@ -162,6 +187,23 @@ struct GatherResults {
 template <bool Outcomes, class T>
 struct GatherResults<Outcomes, std::vector<Task<T>>> {
   using type = std::vector<std::conditional_t<Outcomes, Outcome<T>, gather_value_t<T>>>;
+};
+
+// The children of a gather over a tuple of tasks, as an array for MultiWait; a vector's tasks
+// serve as they are.
+template <class Tasks>
+struct GatherCores {
+  explicit GatherCores(const Tasks& tasks) {
+    cores = std::apply(
+        [](const auto&... t) { return std::array<TaskCore*, sizeof...(t)>{&t.core()...}; }, tasks);
+  }
+  Children children(const Tasks&) const noexcept { return {cores.data(), cores.size()}; }
+  std::array<TaskCore*, std::tuple_size_v<Tasks>> cores;
+};
+template <class T>
+struct GatherCores<std::vector<Task<T>>> {
+  explicit GatherCores(const std::vector<Task<T>>& tasks) { check_handles(tasks, "gather"); }
+  static Children children(const std::vector<Task<T>>& tasks) noexcept { return Children(tasks); }
 };
 
 // The awaitable gather() returns. Tasks is a std::tuple<Task<T>...> or std::vector<Task<T>>.
@@ -175,15 +217,15 @@ class [[nodiscard]] Gather {
  public:
   explicit Gather(Tasks tasks)
       : tasks_(std::move(tasks)),
-        wait_(cores_of(tasks_),
-              Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
+        cores_(tasks_),
+        wait_(Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) {
     if constexpr (kVector) {
       results_.reserve(tasks_.size());
       wait_.take_in_order(&take, this);
     }
-    return wait_.suspend(h);
+    return wait_.suspend(h, cores_.children(tasks_));
   }
   auto await_resume() {
     wait_.finish();
@@ -221,6 +263,7 @@ class [[nodiscard]] Gather {
     }
   }
   Tasks tasks_;
+  [[no_unique_address]] GatherCores<Tasks> cores_;
   MultiWait wait_;
   typename GatherResults<Outcomes, Tasks>::type results_;
 };
@@ -271,9 +314,13 @@ template <class T>
 class [[nodiscard]] Wait {
  public:
   Wait(std::vector<Task<T>> tasks, ReturnWhen when, std::int64_t timeout_ns)
-      : tasks_(std::move(tasks)), wait_(cores_of(tasks_), policy(when)), timeout_ns_(timeout_ns) {}
+      : tasks_(std::move(tasks)), wait_(policy(when)), timeout_ns_(timeout_ns) {
+    check_handles(tasks_, "wait");
+  }
   bool await_ready() const noexcept { return timeout_ns_ == 0; }  // wait(timeout=0): a poll
-  bool await_suspend(std::coroutine_handle<> h) { return wait_.suspend(h, timeout_ns_); }
+  bool await_suspend(std::coroutine_handle<> h) {
+    return wait_.suspend(h, Children(tasks_), timeout_ns_);
+  }
   WaitResult<T> await_resume() {
     wait_.finish();
     WaitResult<T> r;
@@ -317,17 +364,17 @@ template <class T>
 auto shield(Task<T> task) {
   struct [[nodiscard]] Shield {
     Task<T> task;
+    detail::TaskCore* core;
     detail::MultiWait wait;
     bool await_ready() const noexcept { return false; }
-    bool await_suspend(std::coroutine_handle<> h) { return wait.suspend(h); }
+    bool await_suspend(std::coroutine_handle<> h) { return wait.suspend(h, {&core, 1}); }
     T await_resume() {
       wait.finish();
       return task.result();
     }
   };
-  auto cores = std::vector<detail::TaskCore*>{&task.core()};
-  return Shield{std::move(task),
-                detail::MultiWait(std::move(cores), detail::MultiWait::Policy::all_completed)};
+  detail::TaskCore* core = &task.core();
+  return Shield{std::move(task), core, detail::MultiWait(detail::MultiWait::Policy::all_completed)};
 }
 template <class T>
 auto shield(Coro<T> coro) {
