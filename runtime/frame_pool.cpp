@@ -72,6 +72,14 @@ Registry& registry() {
   return true;
 }();
 
+// Fresh memory with its pages filled in by the kernel in one call, not a fault at a time.
+void* map_populated(std::size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
 std::size_t size_class(std::size_t size) {
   return (size + kGranule - 1) / kGranule;
 }
@@ -87,9 +95,7 @@ std::size_t size_class(std::size_t size) {
       Registry& r = registry();
       std::lock_guard lk(r.mutex);
       if (r.next == r.end) {
-        void* p = ::mmap(nullptr, kChunk, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
+        void* p = map_populated(kChunk);
         r.chunks.push_back(p);
         r.next = static_cast<char*>(p);
         r.end = r.next + kChunk;
@@ -116,12 +122,7 @@ bool mapped(std::size_t bytes) {
 }  // namespace
 
 void* array_alloc(std::size_t bytes) {
-  if (mapped(bytes)) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return p;
-  }
+  if (mapped(bytes)) return map_populated(bytes);
   // aligned_alloc wants a multiple of the alignment.
   void* p = std::aligned_alloc(kArrayLine, (bytes + kArrayLine - 1) / kArrayLine * kArrayLine);
   if (p == nullptr) throw std::bad_alloc();
