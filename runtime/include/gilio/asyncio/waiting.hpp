@@ -76,14 +76,6 @@ class Children {
   std::size_t size_ = 0;
 };
 
-// Every handle of a gather or a wait must refer to a task.
-template <class T>
-void check_handles(const std::vector<Task<T>>& tasks, const char* what) {
-  for (const Task<T>& t : tasks) {
-    if (!t.valid()) throw InvalidStateError(std::string(what) + ": an empty Task handle");
-  }
-}
-
 // Waits, inside the awaiting task, for a set of children until `policy` is satisfied.
 // FutureWaiter first: a child's completion then calls on_future_done without a this-adjusting
 // thunk (a gather of a million tasks makes a million such calls).
@@ -202,7 +194,11 @@ struct GatherCores {
 };
 template <class T>
 struct GatherCores<std::vector<Task<T>>> {
-  explicit GatherCores(const std::vector<Task<T>>& tasks) { check_handles(tasks, "gather"); }
+  explicit GatherCores(const std::vector<Task<T>>& tasks) {
+    for (const Task<T>& t : tasks) {  // MultiWait will read every handle's task
+      if (!t.valid()) throw InvalidStateError("gather: an empty Task handle");
+    }
+  }
   static Children children(const std::vector<Task<T>>& tasks) noexcept { return Children(tasks); }
 };
 
@@ -313,10 +309,9 @@ namespace detail {
 template <class T>
 class [[nodiscard]] Wait {
  public:
+  // wait() made `tasks` a set first (drop_repeats), which refused any empty handle.
   Wait(std::vector<Task<T>> tasks, ReturnWhen when, std::int64_t timeout_ns)
-      : tasks_(std::move(tasks)), wait_(policy(when)), timeout_ns_(timeout_ns) {
-    check_handles(tasks_, "wait");
-  }
+      : tasks_(std::move(tasks)), wait_(policy(when)), timeout_ns_(timeout_ns) {}
   bool await_ready() const noexcept { return timeout_ns_ == 0; }  // wait(timeout=0): a poll
   bool await_suspend(std::coroutine_handle<> h) {
     return wait_.suspend(h, Children(tasks_), timeout_ns_);
