@@ -70,12 +70,9 @@ TimerHeap::~TimerHeap() {
 
 void TimerHeap::grow() {
   const std::size_t capacity = capacity_ == 0 ? 256 : capacity_ * 2;
-  void* block = array_alloc(heap_bytes(capacity));  // 64-byte aligned; a big one pre-faulted
-  auto* at = reinterpret_cast<Entry*>(static_cast<char*>(block) + kLead);
-  if (size_ > 0) std::memcpy(at, at_, size_ * sizeof(Entry));
-  array_free(block_, heap_bytes(capacity_));
-  block_ = block;
-  at_ = at;
+  // 64-byte aligned, a big one pre-faulted and moved by the kernel as it grows.
+  block_ = array_grow(block_, capacity_ == 0 ? 0 : heap_bytes(capacity_), heap_bytes(capacity));
+  at_ = reinterpret_cast<Entry*>(static_cast<char*>(block_) + kLead);
   capacity_ = capacity;
 }
 
@@ -113,71 +110,71 @@ void TimerHeap::pop() noexcept {
   if (size_ > 0) sift_down(0, last);
 }
 
-void TimerHeap::take_due(std::int64_t end, std::vector<TimerNode*>& out) {
+void TimerHeap::take_due(std::int64_t end, BigArray<Entry>& out) {
   std::size_t popped = 0;
   while (size_ > 0 && at_[0].when <= end) {
     if (popped >= 1024 && popped * 64 >= size_) {
       // Many due: split them off in one pass (popping them would cost a cache miss per level).
-      burst_.clear();
+      const std::size_t first = out.size();
       std::size_t kept = 0;
       for (std::size_t i = 0; i < size_; ++i) {
         if (at_[i].when <= end) {
-          burst_.push_back(at_[i]);
+          out.push_back(at_[i]);
         } else {
           at_[kept++] = at_[i];
         }
       }
       size_ = kept;
       heapify();
-      sort_burst();
-      for (const Entry& e : burst_)
-        out.push_back(e.node);
+      sort_burst(out.data() + first, out.size() - first);
       return;
     }
     __builtin_prefetch(at_[0].node);  // the caller reads every node: start loading it now
-    out.push_back(at_[0].node);
+    out.push_back(at_[0]);
     pop();
     ++popped;
   }
 }
 
-// Sorts burst_ into firing order: by deadline with a radix sort (a few linear passes over
+// Sorts burst[0, n) into firing order: by deadline with a radix sort (a few linear passes over
 // (deadline - earliest), 11 bits each — for a million entries several times cheaper than a
 // comparison sort, which misses the cache on every level), then FIFO among equal deadlines.
-void TimerHeap::sort_burst() {
+void TimerHeap::sort_burst(Entry* burst, std::size_t n) {
   auto fifo = [](const Entry& a, const Entry& b) { return later(b, a); };
-  const std::size_t n = burst_.size();
   if (n < 4096) {
-    std::sort(burst_.begin(), burst_.end(), fifo);
+    std::sort(burst, burst + n, fifo);
     return;
   }
-  std::int64_t lo = burst_[0].when;
+  std::int64_t lo = burst[0].when;
   std::int64_t hi = lo;
-  for (const Entry& e : burst_) {
-    lo = std::min(lo, e.when);
-    hi = std::max(hi, e.when);
+  for (std::size_t i = 0; i < n; ++i) {
+    lo = std::min(lo, burst[i].when);
+    hi = std::max(hi, burst[i].when);
   }
   const auto span = static_cast<std::uint64_t>(hi - lo);
   constexpr int kBits = 11;
   constexpr std::size_t kBuckets = std::size_t{1} << kBits;
-  burst_scratch_.resize(n);
+  scratch_.resize(n);
+  Entry* from = burst;
+  Entry* to = scratch_.data();
   for (int shift = 0; shift < 64 && (span >> shift) != 0; shift += kBits) {
     std::size_t count[kBuckets + 1] = {};
-    for (const Entry& e : burst_)
-      ++count[((static_cast<std::uint64_t>(e.when - lo) >> shift) & (kBuckets - 1)) + 1];
+    for (std::size_t i = 0; i < n; ++i)
+      ++count[((static_cast<std::uint64_t>(from[i].when - lo) >> shift) & (kBuckets - 1)) + 1];
     for (std::size_t b = 1; b <= kBuckets; ++b)
       count[b] += count[b - 1];
-    for (const Entry& e : burst_)
-      burst_scratch_[count[(static_cast<std::uint64_t>(e.when - lo) >> shift) & (kBuckets - 1)]++] =
-          e;
-    burst_.swap(burst_scratch_);
+    for (std::size_t i = 0; i < n; ++i)
+      to[count[(static_cast<std::uint64_t>(from[i].when - lo) >> shift) & (kBuckets - 1)]++] =
+          from[i];
+    std::swap(from, to);
   }
+  if (from != burst) std::copy(from, from + n, burst);  // an odd number of passes
   // Equal deadlines are rare with nanosecond clocks; where they occur, order them by arming.
   for (std::size_t i = 0; i < n;) {
     std::size_t j = i + 1;
-    while (j < n && burst_[j].when == burst_[i].when)
+    while (j < n && burst[j].when == burst[i].when)
       ++j;
-    if (j - i > 1) std::sort(burst_.begin() + i, burst_.begin() + j, fifo);
+    if (j - i > 1) std::sort(burst + i, burst + j, fifo);
     i = j;
   }
 }
@@ -186,6 +183,24 @@ void TimerHeap::heapify() noexcept {
   if (size_ < 2) return;
   for (std::size_t i = (size_ - 2) / 4 + 1; i-- > 0;)
     sift_down(i, at_[i]);
+}
+
+TimerNodePool::~TimerNodePool() {
+  for (const auto& [chunk, bytes] : chunks_)
+    array_free(chunk, bytes);
+}
+
+void TimerNodePool::add_chunk() {
+  // 256 nodes, doubling up to 64 Ki (1.5 MiB: mapped populated, see array_alloc).
+  constexpr std::size_t kFirst = 256;
+  constexpr std::size_t kMost = std::size_t{1} << 16;
+  const std::size_t count =
+      chunks_.empty() ? kFirst : std::min(kMost, 2 * chunks_.back().second / sizeof(TimerNode));
+  const std::size_t bytes = count * sizeof(TimerNode);
+  chunks_.reserve(chunks_.size() + 1);  // so that the push below cannot throw and leak
+  bump_ = static_cast<TimerNode*>(array_alloc(bytes));
+  end_ = bump_ + count;
+  chunks_.emplace_back(bump_, bytes);
 }
 
 void ReadyQueue::grow() {
@@ -311,17 +326,7 @@ void EventLoop::drain_threadsafe() {
 }
 
 detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarget* target) {
-  if (free_nodes_.empty()) {
-    constexpr std::size_t kChunk = 256;
-    node_chunks_.push_back(std::make_unique<detail::TimerNode[]>(kChunk));
-    for (std::size_t i = 0; i < kChunk; ++i)
-      free_nodes_.push_back(&node_chunks_.back()[i]);
-  }
-  detail::TimerNode* node = free_nodes_.back();
-  free_nodes_.pop_back();
-  // Like the frame pool's blocks, free nodes come back in firing order, scattered: load the
-  // next one while this timer is armed (see pool_alloc).
-  if (!free_nodes_.empty()) __builtin_prefetch(free_nodes_.back(), 1);
+  detail::TimerNode* node = timer_nodes_.take();
   node->when = when_ns;
   node->seq = timer_seq_++;
   node->target = target;
@@ -336,7 +341,7 @@ void EventLoop::disarm_timer(detail::TimerNode* node) noexcept {
 }
 
 void EventLoop::recycle(detail::TimerNode* node) {
-  free_nodes_.push_back(node);
+  timer_nodes_.put(node);
 }
 
 std::int64_t EventLoop::pop_cancelled_timers() {
@@ -412,18 +417,17 @@ void EventLoop::run_once() {
     // the node has arrived, so reading its target pointer does not stall).
     constexpr std::size_t kAhead = 8;
     for (std::size_t i = 0; i < due_.size(); ++i) {
-      if (i + 2 * kAhead < due_.size()) __builtin_prefetch(due_[i + 2 * kAhead]);
+      if (i + 2 * kAhead < due_.size()) __builtin_prefetch(due_[i + 2 * kAhead].node);
       if (i + kAhead < due_.size()) {
-        if (detail::TimerTarget* later = due_[i + kAhead]->target) __builtin_prefetch(later);
+        if (detail::TimerTarget* later = due_[i + kAhead].node->target) __builtin_prefetch(later);
       }
-      detail::TimerNode* node = due_[i];
+      detail::TimerNode* node = due_[i].node;
       detail::TimerTarget* target = node->target;  // null if disarmed, even by an earlier on_timer
-      recycle(node);
+      recycle(node);  // before on_timer, which may arm a timer that reuses it
       if (target == nullptr) {
         if (cancelled_timers_ > 0) --cancelled_timers_;
         continue;
       }
-      node->target = nullptr;
       target->on_timer();
     }
   }

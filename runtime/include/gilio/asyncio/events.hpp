@@ -149,6 +149,8 @@ class List {
 // What a due timer calls.
 class TimerTarget {
  public:
+  // The timer's node is already back in the pool: forget it first thing (disarming it now would
+  // corrupt the pool's free list).
   virtual void on_timer() = 0;
   // The loop is closing with this timer still armed.
   virtual void discard() {}
@@ -162,7 +164,42 @@ class TimerTarget {
 struct TimerNode {
   std::int64_t when = 0;
   std::uint64_t seq = 0;
-  TimerTarget* target = nullptr;
+  union {
+    TimerTarget* target = nullptr;  // in the heap: what to call (null once disarmed)
+    TimerNode* next_free;           // in the pool's free list
+  };
+};
+
+// The loop's timer nodes: first the free list, threaded through the nodes themselves (they come
+// back in firing order, scattered, so the next is loaded while one is handed out), then the
+// unused rest of the newest chunk. Chunks double in size and live as long as the loop.
+class TimerNodePool {
+ public:
+  TimerNodePool() = default;
+  TimerNodePool(const TimerNodePool&) = delete;
+  TimerNodePool& operator=(const TimerNodePool&) = delete;
+  ~TimerNodePool();
+  TimerNode* take() {
+    if (TimerNode* n = free_) {
+      free_ = n->next_free;
+      __builtin_prefetch(free_, 1);
+      return n;
+    }
+    if (bump_ == end_) [[unlikely]]
+      add_chunk();
+    return new (bump_++) TimerNode;
+  }
+  void put(TimerNode* n) noexcept {
+    n->next_free = free_;
+    free_ = n;
+  }
+
+ private:
+  void add_chunk();
+  TimerNode* free_ = nullptr;
+  TimerNode* bump_ = nullptr;
+  TimerNode* end_ = nullptr;
+  std::vector<std::pair<void*, std::size_t>> chunks_;  // for array_free
 };
 
 // The loop's timers: a 4-ary min-heap on (deadline, then sequence number: FIFO among equal
@@ -185,10 +222,10 @@ class TimerHeap {
   const Entry& front() const noexcept { return at_[0]; }
   void push(Entry e);
   void pop() noexcept;  // removes front()
-  // Removes every entry due by `end` and appends its node to `out`, in heap order. A burst of
-  // due timers that is a large part of the heap leaves it in one pass instead of one pop each:
-  // the due entries are split off in a linear scan and radix-sorted, the rest re-heapified.
-  void take_due(std::int64_t end, std::vector<TimerNode*>& out);
+  // Removes every entry due by `end` and appends it to `out`, in heap order. A burst of due
+  // timers that is a large part of the heap leaves it in one pass instead of one pop each: the
+  // due entries are split off in a linear scan and radix-sorted, the rest re-heapified.
+  void take_due(std::int64_t end, BigArray<Entry>& out);
   // Removes every entry for which drop(entry) is true, then restores the heap order.
   template <class Drop>
   void remove_if(Drop drop) {
@@ -209,9 +246,8 @@ class TimerHeap {
   void sift_down(std::size_t i, Entry e) noexcept;
   Entry* at_ = nullptr;  // entry 0, 48 bytes into a 64-byte-aligned block
   void* block_ = nullptr;
-  void sort_burst();
-  std::vector<Entry> burst_;  // take_due's scratch
-  std::vector<Entry> burst_scratch_;
+  void sort_burst(Entry* burst, std::size_t n);
+  BigArray<Entry> scratch_;  // sort_burst's
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
 };
@@ -497,9 +533,8 @@ class EventLoop {
 
   detail::ReadyQueue ready_;
   detail::TimerHeap timers_;
-  std::vector<detail::TimerNode*> free_nodes_;
-  std::vector<detail::TimerNode*> due_;  // run_once's due timers (kept for its capacity)
-  std::vector<std::unique_ptr<detail::TimerNode[]>> node_chunks_;
+  detail::TimerNodePool timer_nodes_;
+  detail::BigArray<detail::TimerHeap::Entry> due_;  // run_once's due timers
   std::uint64_t timer_seq_ = 0;
   std::size_t cancelled_timers_ = 0;
   std::unique_ptr<detail::Backend> backend_;
