@@ -229,7 +229,7 @@ void CallbackHandle::operator delete(void* p, std::size_t size) noexcept {
 void CallbackHandle::run() {
   if (!cancelled_) {
     try {
-      fn_();
+      call();
     } catch (...) {
       report_callback_error("a callback");
     }
@@ -238,19 +238,15 @@ void CallbackHandle::run() {
 }
 
 void CallbackHandle::on_timer() {
-  node = nullptr;
   loop_->ready(this);  // the heap's reference passes to the ready queue
 }
 
 void CallbackHandle::cancel() noexcept {
   if (cancelled_) return;
   cancelled_ = true;
-  fn_.reset();  // drop what the callback holds, as asyncio does
-  if (node != nullptr) {
-    loop_->disarm_timer(node);
-    node = nullptr;
-    release();  // the heap no longer points at us
-  }
+  destroy_callable();  // let go of what the callable holds now, as asyncio does
+  // Armed: cleared; the entry, holding the heap's reference, stays until it leaves the heap.
+  if (target != nullptr) loop_->disarm_timer(this);
 }
 
 }  // namespace detail
@@ -327,11 +323,17 @@ void EventLoop::drain_threadsafe() {
 
 detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarget* target) {
   detail::TimerNode* node = timer_nodes_.take();
-  node->when = when_ns;
-  node->seq = timer_seq_++;
+  node->seq = timer_seq_++ << 1;
   node->target = target;
   timers_.push({when_ns, node});
   return node;
+}
+
+void EventLoop::arm_handle(detail::CallbackHandle* h) {
+  h->seq = timer_seq_++ << 1 | 1;
+  h->target = h;
+  h->add_ref();  // the heap's
+  timers_.push({h->when_ns, h});
 }
 
 void EventLoop::disarm_timer(detail::TimerNode* node) noexcept {
@@ -344,19 +346,29 @@ void EventLoop::recycle(detail::TimerNode* node) {
   timer_nodes_.put(node);
 }
 
+// A node leaves the heap without firing (cancelled, or the loop is closing).
+void EventLoop::leave_heap(detail::TimerNode* node) noexcept {
+  if (node->in_handle()) {
+    static_cast<detail::CallbackHandle*>(node)->release();  // the heap's reference
+  } else {
+    timer_nodes_.put(node);
+  }
+}
+
 std::int64_t EventLoop::pop_cancelled_timers() {
   // asyncio rebuilds the heap when more than half of it is cancelled timers.
   if (cancelled_timers_ > 64 && cancelled_timers_ * 2 > timers_.size()) {
     timers_.remove_if([this](const detail::TimerHeap::Entry& e) {
       if (e.node->target != nullptr) return false;
-      recycle(e.node);
+      leave_heap(e.node);
       return true;
     });
     cancelled_timers_ = 0;
   }
   while (!timers_.empty() && timers_.front().node->target == nullptr) {
-    recycle(timers_.front().node);
+    detail::TimerNode* node = timers_.front().node;
     timers_.pop();
+    leave_heap(node);
     if (cancelled_timers_ > 0) --cancelled_timers_;
   }
   return timers_.empty() ? -1 : timers_.front().when;
@@ -423,10 +435,15 @@ void EventLoop::run_once() {
       }
       detail::TimerNode* node = due_[i].node;
       detail::TimerTarget* target = node->target;  // null if disarmed, even by an earlier on_timer
-      recycle(node);  // before on_timer, which may arm a timer that reuses it
       if (target == nullptr) {
+        leave_heap(node);
         if (cancelled_timers_ > 0) --cancelled_timers_;
         continue;
+      }
+      if (node->in_handle()) {
+        node->target = nullptr;  // fired: the handle's heap reference passes to the ready queue
+      } else {
+        recycle(node);  // before on_timer, which may arm a timer that reuses it
       }
       target->on_timer();
     }
@@ -537,8 +554,15 @@ void EventLoop::close() {
     for (std::size_t i = 0; i < batch.size; ++i)
       batch.items[i]->discard();
   }
+  // A handle that outlives the loop must find its timer disarmed (cancel() then leaves the loop
+  // alone), so each target is cleared before it is told.
   for (const detail::TimerHeap::Entry& e : timers_) {
-    if (e.node->target != nullptr) e.node->target->discard();
+    detail::TimerTarget* target = std::exchange(e.node->target, nullptr);
+    if (target != nullptr) {
+      target->discard();
+    } else if (e.node->in_handle()) {
+      static_cast<detail::CallbackHandle*>(e.node)->release();  // a cancelled handle's entry
+    }
   }
   timers_.clear();
 }

@@ -2,10 +2,14 @@
 // of DESIGN.md ("The event loop"), each pinned here or named where it is.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -177,6 +181,114 @@ TEST(Loop, ALargeBurstOverAWideSpanKeepsItsOrder) {
   // grows by remapping (frame_pool.cpp). 3,000 deadlines 10 µs apart span 30 ms, 25 bits: the
   // sort takes three passes and copies its result back from the scratch array.
   run_test(check_burst(150'000, 3'000, 1e-5));
+}
+
+// As asyncio's TimerHandle.cancel(): the callable, and what it holds, is let go at once, though
+// the cancelled entry itself stays in the heap until it reaches the top.
+TEST(Loop, CancellingATimerDropsItsCallableAtOnce) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    auto held = std::make_shared<int>(7);
+    bool fired = false;
+    auto h = loop.call_later(0.01, [held, &fired] { fired = *held == 7; });
+    EXPECT_EQ(held.use_count(), 2);
+    h.cancel();
+    EXPECT_TRUE(h.cancelled());
+    EXPECT_EQ(held.use_count(), 1) << "the cancelled timer still holds its callable";
+    h.cancel();  // again: nothing more happens
+    co_await asyncio::sleep(0.02);
+    EXPECT_FALSE(fired);
+    // Cancelled after it fired: too late to matter, and harmless.
+    auto late = loop.call_later(0, [held, &fired] { fired = *held == 7; });
+    co_await asyncio::sleep(0.005);
+    EXPECT_TRUE(fired);
+    late.cancel();
+    EXPECT_EQ(held.use_count(), 1);
+  }());
+}
+
+// A callable is stored in the handle's own pool block, whatever its shape: a function pointer,
+// a move-only lambda, a capture too big for a pool block, one aligned beyond it, a
+// std::function. Each runs once, from call_soon and from call_later alike.
+int plain_calls = 0;
+void plain_function() {
+  ++plain_calls;
+}
+struct alignas(64) Wide {
+  int* hits;
+  void operator()() const {
+    if (reinterpret_cast<std::uintptr_t>(this) % 64 == 0) ++*hits;
+  }
+};
+
+TEST(Loop, CallbacksOfEveryShapeRun) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    plain_calls = 0;
+    int moved = 0;
+    int big = 0;
+    int aligned = 0;
+    int wrapped = 0;
+    std::array<char, 1000> bulk{};
+    bulk[999] = 'z';
+    for (int k = 0; k < 2; ++k) {
+      auto schedule = [&](auto fn) {
+        if (k == 0) {
+          loop.call_soon(std::move(fn));
+        } else {
+          loop.call_later(0.001, std::move(fn));
+        }
+      };
+      schedule(&plain_function);
+      schedule([p = std::make_unique<int>(1), &moved] { moved += *p; });
+      schedule([bulk, &big] { big += bulk[999] == 'z'; });
+      schedule(Wide{&aligned});
+      schedule(std::function<void()>([&wrapped] { ++wrapped; }));
+    }
+    co_await asyncio::sleep(0.01);
+    EXPECT_EQ(plain_calls, 2);
+    EXPECT_EQ(moved, 2);
+    EXPECT_EQ(big, 2);
+    EXPECT_EQ(aligned, 2) << "an over-aligned callable was not aligned";
+    EXPECT_EQ(wrapped, 2);
+  }());
+}
+
+// Handles may outlive their loop. As in asyncio, a handle the program still holds keeps its
+// callable after the loop closes; cancel() then drops it without touching the dead loop (ASan
+// would see that), and when() still answers.
+TEST(Loop, HandlesOutliveTheirLoop) {
+  asyncio::TimerHandle armed;
+  asyncio::TimerHandle cancelled;
+  asyncio::Handle soon;
+  auto held = std::make_shared<int>(1);
+  double deadline = 0;
+  {
+    asyncio::EventLoop loop;
+    armed = loop.call_later(60, [held] {});
+    deadline = armed.when();
+    cancelled = loop.call_later(60, [held] {});
+    soon = loop.call_soon([held] {});
+    EXPECT_EQ(held.use_count(), 4);
+    cancelled.cancel();
+    EXPECT_EQ(held.use_count(), 3);
+    loop.close();
+    EXPECT_EQ(held.use_count(), 3) << "the handles held still keep their callables";
+  }
+  armed.cancel();
+  soon.cancel();
+  cancelled.cancel();
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_TRUE(armed.cancelled());
+  EXPECT_EQ(armed.when(), deadline);
+  // A handle dropped uncancelled takes its callable with it.
+  {
+    asyncio::EventLoop loop;
+    asyncio::TimerHandle h = loop.call_later(60, [held] {});
+    loop.close();
+    EXPECT_EQ(held.use_count(), 2);
+  }
+  EXPECT_EQ(held.use_count(), 1);
 }
 
 TEST(Loop, ManyCancelledTimersAreDroppedLazily) {

@@ -149,7 +149,7 @@ class List {
 // What a due timer calls.
 class TimerTarget {
  public:
-  // The timer's node is already back in the pool: forget it first thing (disarming it now would
+  // A pooled node is already back in the pool: forget it first thing (disarming it now would
   // corrupt the pool's free list).
   virtual void on_timer() = 0;
   // The loop is closing with this timer still armed.
@@ -159,15 +159,19 @@ class TimerTarget {
   ~TimerTarget() = default;
 };
 
-// A timer in the loop's heap. Nodes come from the loop's pool and go back to it only when they
-// leave the heap, so cancelling (target = nullptr) never frees memory the heap points at.
+// A timer in the loop's heap: its place in arming order (FIFO among equal deadlines; the
+// deadline itself is in the heap entry) and what to call. A node leaves the heap only at the
+// top or in a rebuild, so cancelling just clears `target`: memory the heap points at is never
+// freed under it. Most nodes come from the loop's pool (TimerNodePool) and go back when they
+// leave; a call_later handle's node is part of the handle, which the heap's reference keeps
+// alive until then (the low bit of seq says which).
 struct TimerNode {
-  std::int64_t when = 0;
-  std::uint64_t seq = 0;
+  std::uint64_t seq = 0;  // arming order << 1, | 1 if the node is part of a CallbackHandle
   union {
-    TimerTarget* target = nullptr;  // in the heap: what to call (null once disarmed)
+    TimerTarget* target = nullptr;  // in the heap: what to call (null once disarmed or fired)
     TimerNode* next_free;           // in the pool's free list
   };
+  bool in_handle() const noexcept { return (seq & 1) != 0; }
 };
 
 // The loop's timer nodes: first the free list, threaded through the nodes themselves (they come
@@ -252,56 +256,19 @@ class TimerHeap {
   std::size_t capacity_ = 0;
 };
 
-// A type-erased void() callable that stores callables of up to 48 bytes inline (no allocation:
-// std::function's small buffer holds 16, so a lambda capturing three references would allocate).
-class Callback {
- public:
-  Callback() = default;
-  template <class F>
-  explicit Callback(F&& f) {
-    using Fn = std::decay_t<F>;
-    if constexpr (sizeof(Fn) <= sizeof(buf_) && alignof(Fn) <= alignof(std::max_align_t) &&
-                  std::is_nothrow_move_constructible_v<Fn>) {
-      new (buf_) Fn(std::forward<F>(f));
-      invoke_ = [](void* p) { (*static_cast<Fn*>(p))(); };
-      destroy_ = [](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); };
-    } else {
-      *reinterpret_cast<Fn**>(buf_) = new Fn(std::forward<F>(f));
-      invoke_ = [](void* p) { (**static_cast<Fn**>(p))(); };
-      destroy_ = [](void* p) noexcept { delete *static_cast<Fn**>(p); };
-    }
-  }
-  Callback(const Callback&) = delete;
-  Callback& operator=(const Callback&) = delete;
-  ~Callback() { reset(); }
-  void operator()() { invoke_(buf_); }
-  explicit operator bool() const noexcept { return invoke_ != nullptr; }
-  void reset() noexcept {
-    if (destroy_) destroy_(buf_);
-    invoke_ = nullptr;
-    destroy_ = nullptr;
-  }
-
- private:
-  alignas(std::max_align_t) unsigned char buf_[48];
-  void (*invoke_)(void*) = nullptr;
-  void (*destroy_)(void*) noexcept = nullptr;
-};
-
 // A callback scheduled with call_soon / call_later / call_at: asyncio's Handle / TimerHandle.
 // Reference-counted: the ready queue or the timer heap holds one reference, every Handle one.
-class CallbackHandle final : public Runnable, public TimerTarget {
+// One pool block holds everything a timer needs: the callable itself (CallbackFor<F> below, no
+// type-erased buffer sized for the largest lambda) and the timer's heap node. As asyncio leaves
+// a cancelled TimerHandle in its heap, a cancelled timer stays until its entry leaves, but its
+// callable — and whatever that holds — is destroyed at once.
+class CallbackHandle : public Runnable, public TimerTarget, public TimerNode {
  public:
-  template <class F>
-  CallbackHandle(EventLoop* loop, F&& fn) : loop_(loop), fn_(std::forward<F>(fn)) {}
   static void* operator new(std::size_t size);
   static void operator delete(void* p, std::size_t size) noexcept;
-  void run() override;
-  void on_timer() override;
-  void discard() override {
-    node = nullptr;
-    release();
-  }
+  void run() final;
+  void on_timer() final;
+  void discard() final { release(); }
   void cancel() noexcept;
   bool cancelled() const noexcept { return cancelled_; }
   void add_ref() noexcept { ++refs_; }
@@ -309,14 +276,53 @@ class CallbackHandle final : public Runnable, public TimerTarget {
     if (--refs_ == 0) delete this;
   }
   std::int64_t when_ns = 0;
-  TimerNode* node = nullptr;  // while armed in the heap
   EventLoop* loop_;
 
+ protected:
+  explicit CallbackHandle(EventLoop* loop) noexcept : loop_(loop) {}
+  virtual ~CallbackHandle() = default;
+
  private:
+  virtual void call() = 0;
+  virtual void destroy_callable() noexcept = 0;  // once, by cancel() or the destructor
   int refs_ = 1;
   bool cancelled_ = false;
-  Callback fn_;
 };
+
+template <class F>
+class CallbackFor final : public CallbackHandle {
+ public:
+  template <class G>
+  CallbackFor(EventLoop* loop, G&& fn) : CallbackHandle(loop), fn_(std::forward<G>(fn)) {}
+  ~CallbackFor() override {
+    if (!cancelled()) fn_.~F();
+  }
+
+ private:
+  void call() override { fn_(); }
+  void destroy_callable() noexcept override { fn_.~F(); }
+  union {
+    F fn_;
+  };
+};
+
+// A callable aligned beyond what the pool's blocks are (16 bytes) is kept on the heap.
+template <class F>
+struct OverAligned {
+  std::unique_ptr<F> fn;
+  void operator()() { (*fn)(); }
+};
+
+template <class F>
+CallbackHandle* make_callback(EventLoop* loop, F&& fn) {
+  using Fn = std::decay_t<F>;
+  if constexpr (alignof(Fn) > alignof(std::max_align_t)) {
+    return new CallbackFor<OverAligned<Fn>>(
+        loop, OverAligned<Fn>{std::make_unique<Fn>(std::forward<F>(fn))});
+  } else {
+    return new CallbackFor<Fn>(loop, std::forward<F>(fn));
+  }
+}
 
 // The ready queue. A loop iteration runs exactly what was ready when it began, so the queue is
 // two arrays: push() appends to one, and take() hands that one over whole — the iteration walks
@@ -407,7 +413,7 @@ class EventLoop {
   template <class F>
   Handle call_soon(F&& fn) {
     check_open("call_soon");
-    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
+    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
     h->add_ref();  // the ready queue's
     ready(h);
     return Handle(h);
@@ -516,10 +522,9 @@ class EventLoop {
   template <class F>
   TimerHandle call_at_ns(std::int64_t when_ns, F&& fn) {
     check_open("call_at");
-    auto* h = new detail::CallbackHandle(this, std::forward<F>(fn));
+    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
     h->when_ns = when_ns;
-    h->add_ref();  // the heap's
-    h->node = arm_timer(when_ns, h);
+    arm_handle(h);
     return TimerHandle(h);
   }
   void check_open(const char* who) const;
@@ -528,7 +533,9 @@ class EventLoop {
   void run_ready_handle(detail::Runnable* r);
   std::int64_t pop_cancelled_timers();
   void drain_threadsafe();
+  void arm_handle(detail::CallbackHandle* h);
   void recycle(detail::TimerNode* node);
+  void leave_heap(detail::TimerNode* node) noexcept;
   void finish_tasks_for_close();
 
   detail::ReadyQueue ready_;
