@@ -228,13 +228,22 @@ void CallbackHandle::operator delete(void* p, std::size_t size) noexcept {
 
 void CallbackHandle::run() {
   if (!cancelled_) {
+    calling_ = true;
     try {
       call();
     } catch (...) {
       report_callback_error("a callback");
     }
+    calling_ = false;
+    if (cancelled_) drop_callable();  // it cancelled its own handle while it ran
   }
   release();  // the ready queue's reference
+}
+
+void CallbackHandle::drop_callable() noexcept {
+  if (!has_callable_) return;
+  has_callable_ = false;
+  destroy_callable();
 }
 
 void CallbackHandle::on_timer() {
@@ -244,7 +253,7 @@ void CallbackHandle::on_timer() {
 void CallbackHandle::cancel() noexcept {
   if (cancelled_) return;
   cancelled_ = true;
-  destroy_callable();  // let go of what the callable holds now, as asyncio does
+  if (!calling_) drop_callable();  // let go of what the callable holds now, as asyncio does
   // Armed: cleared; the entry, holding the heap's reference, stays until it leaves the heap.
   if (target != nullptr) loop_->disarm_timer(this);
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -204,6 +205,26 @@ TEST(Loop, CancellingATimerDropsItsCallableAtOnce) {
     EXPECT_TRUE(fired);
     late.cancel();
     EXPECT_EQ(held.use_count(), 1);
+  }());
+}
+
+// A callback may cancel its own handle (a repeating timer deciding to stop) and go on using
+// what it captured: the callable is destroyed when the call ends, not under it (ASan would see
+// the string's buffer freed).
+TEST(Loop, ACallbackThatCancelsItsOwnHandleFinishesFirst) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    auto held = std::make_shared<int>(3);
+    asyncio::Handle self;
+    std::string seen;
+    self = loop.call_soon([&self, &seen, held, text = std::string(100, 'x')] {
+      self.cancel();
+      seen = text + std::to_string(*held);
+    });
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(seen, std::string(100, 'x') + "3");
+    EXPECT_TRUE(self.cancelled());
+    EXPECT_EQ(held.use_count(), 1) << "the callable was not destroyed after its call";
   }());
 }
 

@@ -281,12 +281,16 @@ class CallbackHandle : public Runnable, public TimerTarget, public TimerNode {
  protected:
   explicit CallbackHandle(EventLoop* loop) noexcept : loop_(loop) {}
   virtual ~CallbackHandle() = default;
+  bool has_callable() const noexcept { return has_callable_; }
 
  private:
   virtual void call() = 0;
-  virtual void destroy_callable() noexcept = 0;  // once, by cancel() or the destructor
+  virtual void destroy_callable() noexcept = 0;
+  void drop_callable() noexcept;
   int refs_ = 1;
   bool cancelled_ = false;
+  bool calling_ = false;      // a callback that cancels its own handle is not destroyed mid-call
+  bool has_callable_ = true;  // until cancel() (or the end of the call that cancelled it)
 };
 
 template <class F>
@@ -295,7 +299,7 @@ class CallbackFor final : public CallbackHandle {
   template <class G>
   CallbackFor(EventLoop* loop, G&& fn) : CallbackHandle(loop), fn_(std::forward<G>(fn)) {}
   ~CallbackFor() override {
-    if (!cancelled()) fn_.~F();
+    if (has_callable()) fn_.~F();
   }
 
  private:
