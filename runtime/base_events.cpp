@@ -351,10 +351,6 @@ void EventLoop::disarm_timer(detail::TimerNode* node) noexcept {
   ++cancelled_timers_;
 }
 
-void EventLoop::recycle(detail::TimerNode* node) {
-  timer_nodes_.put(node);
-}
-
 // A node leaves the heap without firing (cancelled, or the loop is closing).
 void EventLoop::leave_heap(detail::TimerNode* node) noexcept {
   if (node->in_handle()) {
@@ -452,7 +448,7 @@ void EventLoop::run_once() {
       if (node->in_handle()) {
         node->target = nullptr;  // fired: the handle's heap reference passes to the ready queue
       } else {
-        recycle(node);  // before on_timer, which may arm a timer that reuses it
+        timer_nodes_.put(node);  // before on_timer, which may arm a timer that reuses it
       }
       target->on_timer();
     }
@@ -566,11 +562,10 @@ void EventLoop::close() {
   // A handle that outlives the loop must find its timer disarmed (cancel() then leaves the loop
   // alone), so each target is cleared before it is told.
   for (const detail::TimerHeap::Entry& e : timers_) {
-    detail::TimerTarget* target = std::exchange(e.node->target, nullptr);
-    if (target != nullptr) {
+    if (detail::TimerTarget* target = std::exchange(e.node->target, nullptr)) {
       target->discard();
-    } else if (e.node->in_handle()) {
-      static_cast<detail::CallbackHandle*>(e.node)->release();  // a cancelled handle's entry
+    } else {
+      leave_heap(e.node);  // cancelled: a handle's entry still holds its reference
     }
   }
   timers_.clear();

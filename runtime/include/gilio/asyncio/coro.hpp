@@ -130,7 +130,6 @@ class BigArray {
   T* data() noexcept { return data_; }
   const T* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
-  std::size_t capacity() const noexcept { return capacity_; }
   bool empty() const noexcept { return size_ == 0; }
   T& operator[](std::size_t i) noexcept { return data_[i]; }
   const T& operator[](std::size_t i) const noexcept { return data_[i]; }
@@ -153,11 +152,6 @@ class BigArray {
     if (n <= capacity_) return;
     data_ = static_cast<T*>(array_grow(data_, capacity_ * sizeof(T), n * sizeof(T)));
     capacity_ = n;
-  }
-  void swap(BigArray& o) noexcept {
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(capacity_, o.capacity_);
   }
 
  private:

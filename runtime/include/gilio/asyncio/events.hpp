@@ -538,7 +538,6 @@ class EventLoop {
   std::int64_t pop_cancelled_timers();
   void drain_threadsafe();
   void arm_handle(detail::CallbackHandle* h);
-  void recycle(detail::TimerNode* node);
   void leave_heap(detail::TimerNode* node) noexcept;
   void finish_tasks_for_close();
 
