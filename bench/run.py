@@ -97,6 +97,11 @@ def median_note(results, key, scale=1.0, target=None):
             f"{spread(min(values), max(values), target, n)}")
 
 
+def joined(*notes):
+    """Notes for one figure, the empty ones left out."""
+    return "; ".join(n for n in notes if n)
+
+
 def gil_costs(args):
     progress("GIL costs: gil_bench (Google Benchmark)")
     data = run_json([os.path.join(args.build, "bench", "gil_bench"), "--benchmark_format=json",
@@ -201,8 +206,9 @@ def loop_costs(args):
         row("spawn + gather again, memory reused", ours["spawn_gather_again_per_s"] / 1e6, "M/s",
             {k: v / 1e6 for k, v in peers("spawn_gather_again_per_s").items()},
             higher_is_better=True,
-            note="the same workload a second time in the same process: no fresh pages to fault "
-                 "in; the target is judged on the first round"),
+            note=joined("the same workload a second time in the same process: no fresh pages "
+                        "to fault in; the target is judged on the first round",
+                        note("spawn_gather_again_per_s"))),
         row("sleep(0) switches among 100 tasks", yld / 1e6, "M/s",
             {k: v / 1e6 for k, v in peers("yield_switches_per_s").items()},
             ">= 100 M/s", yld >= 100e6, higher_is_better=True,
@@ -216,7 +222,7 @@ def loop_costs(args):
             note=note("timers_per_s", target=5)),
         row("Queue producer -> consumer", items / 1e6, "M/s",
             {k: v / 1e6 for k, v in peers("queue_items_per_s").items()},
-            higher_is_better=True),
+            higher_is_better=True, note=note("queue_items_per_s")),
     ]
 
 
@@ -363,13 +369,14 @@ def process_pool(args):
         row("process pool: sequential round trip", ours["round_trip_us"], "us",
             {py: theirs["round_trip_us"]}, "<= 20 us", ours["round_trip_us"] <= 20,
             higher_is_better=False,
-            note=f"floor here: {ours['floor_round_trip_us']:.0f} us for a bare socketpair "
-                 "ping-pong between two processes (2 wake-ups; a pooled call needs 3)"
-                 + "".join("; " + n for n in [note("round_trip_us", target=20)] if n)),
+            note=joined(f"floor here: {ours['floor_round_trip_us']:.0f} us for a bare "
+                        "socketpair ping-pong between two processes (2 wake-ups; a pooled call "
+                        "needs 3)", note("round_trip_us", target=20))),
         row("process pool: map, chunksize 1000", ours["map_chunked_per_s"] / 1e3, "k/s",
-            {py: theirs["map_chunked_per_s"] / 1e3}, higher_is_better=True),
+            {py: theirs["map_chunked_per_s"] / 1e3}, higher_is_better=True,
+            note=note("map_chunked_per_s", 1e-3)),
         row("process pool: start-up of 2 workers + first call", ours["startup_ms"], "ms",
-            {py: theirs["startup_ms"]}, higher_is_better=False),
+            {py: theirs["startup_ms"]}, higher_is_better=False, note=note("startup_ms")),
         row("CPU jobs: 2 worker processes, speedup", ours["cpu_speedup"], "x",
             {py: theirs["cpu_speedup"]}, ">= 1.9x", ours["cpu_speedup"] >= 1.9,
             higher_is_better=True, note=note("cpu_speedup", target=1.9)),
