@@ -19,6 +19,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -112,6 +113,10 @@ std::vector<int> open_descriptors(int) {
   return fds;
 }
 
+std::size_t length(std::string s) {
+  return s.size();
+}
+
 bool reaped(pid_t pid) {
   // A reaped child is gone: no zombie left in /proc, and waitpid knows nothing of it.
   return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD;
@@ -203,6 +208,39 @@ TEST(ProcessPool, KillNineBreaksThePool) {
   gilio::testing::spin_until([&] { return slow.running(); });
   ::kill(pool.worker_pids().front(), SIGKILL);
   EXPECT_THROW(slow.result(10), concurrent::BrokenProcessPool);
+}
+
+// A worker that dies while the parent still has calls to write to it: the write fails with
+// EPIPE, which must break the pool, not raise SIGPIPE and end the parent.
+TEST(ProcessPool, AWorkerKilledWithCallsStillToWriteBreaksThePoolNotTheParent) {
+  concurrent::ProcessPoolExecutor pool(1);
+  auto slow = pool.submit(nap, 10000);
+  ASSERT_TRUE(gilio::testing::spin_until([&] { return slow.running(); }));
+  const std::string big(64 * 1024, 'b');
+  std::vector<concurrent::Future<std::size_t>> backlog;
+  for (int i = 0; i < 200; ++i)  // 12.8 MB: far more than the channel's buffer holds
+    backlog.push_back(pool.submit(length, big));
+  ::kill(pool.worker_pids().front(), SIGKILL);
+  EXPECT_THROW(slow.result(10), concurrent::BrokenProcessPool);
+  for (auto& f : backlog)
+    EXPECT_THROW(f.result(10), concurrent::BrokenProcessPool);
+}
+
+// With its only worker busy, the manager stops polling and sleeps; a call submitted then must
+// wake it to be sent (running() turns true when the manager hands it to a worker), not wait
+// for the busy worker's answer 10 s later.
+TEST(ProcessPool, ACallQueuedWhileTheManagerSleepsWakesIt) {
+  concurrent::ProcessPoolExecutor pool(1);
+  auto slow = pool.submit(nap, 10000);
+  ASSERT_TRUE(gilio::testing::spin_until([&] { return slow.running(); }));
+  // Not synchronisation: the test passes or fails the same without it, but with it the
+  // manager has surely gone from polling awake (50 µs) to sleeping, the path under test.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto queued = pool.submit(square, 3L);
+  EXPECT_TRUE(gilio::testing::spin_until([&] { return queued.running(); }, 5.0));
+  ::kill(pool.worker_pids().front(), SIGKILL);  // end `slow` now, not in 10 s
+  EXPECT_THROW(slow.result(10), concurrent::BrokenProcessPool);
+  EXPECT_THROW(queued.result(10), concurrent::BrokenProcessPool);
 }
 
 TEST(ProcessPool, ShutdownCancelsWhatWasNotSent) {
