@@ -10,8 +10,9 @@
 // How it works (runtime/process.cpp): workers are forked at the first submit. One manager
 // thread owns every worker's channel (a socketpair) and does all the I/O with poll(): it moves
 // queued calls to workers with spare capacity — several calls in one write when they have queued
-// up — and reads results back, completing the futures. submit() only queues and wakes it. So a
-// call that has not been sent can still be cancelled, and no thread ever blocks on a full pipe.
+// up — and reads results back, completing the futures. submit() only queues (and wakes the
+// manager if it sleeps), or writes the call itself to an idle worker when nothing is queued. So
+// a call that has not been sent can still be cancelled, and no thread ever blocks on a full pipe.
 //
 // Faults, as Python: an exception in fn comes back as RemoteError (original type name and
 // what()); a worker that dies (crash, abort, kill) breaks the pool at once — every pending and
