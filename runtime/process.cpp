@@ -224,7 +224,7 @@ struct ProcessPoolExecutor::Impl {
 
   std::size_t max_workers;
   std::size_t max_tasks_per_child = 0;  // 0: a worker lives as long as the pool
-  mutable detail::BriefMutex mutex;     // guards everything below but each worker's `in`
+  mutable detail::FutexLock mutex;      // guards everything below but each worker's `in`
   Ring<Call> queue;
   // One slot per worker, created at the first submit (a retired worker's successor reuses its
   // slot). `out` is shared with submit()'s fast path, so it is touched only under the mutex;

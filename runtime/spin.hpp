@@ -46,28 +46,29 @@ bool spin_briefly_locked(std::mutex& mutex, Pred&& pred) {
   });
 }
 
-// A mutex for short critical sections that several threads take at a high rate: lock() tries
-// for a moment (a few hundred pauses, then yielding the core) before it sleeps in the kernel.
-// A std::mutex sleeps on the first miss, and on this kind of VM the wake-up costs ~25 µs, many
-// times the section it waited for.
-class BriefMutex {
- public:
-  void lock() {
-    for (int i = 0; i < 256; ++i) {
-      if (m_.try_lock()) return;
-      __builtin_ia32_pause();
-    }
-    for (int i = 0; i < 32; ++i) {
-      if (m_.try_lock()) return;
-      ::sched_yield();
-    }
-    m_.lock();
-  }
-  bool try_lock() { return m_.try_lock(); }
-  void unlock() { m_.unlock(); }
+// Tells the core that this thread is spinning (it lets a sibling hyperthread run meanwhile).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
- private:
-  std::mutex m_;
-};
+// Calls take() until it returns true (then true), for a moment: a few hundred pauses, then a few
+// dozen times handing the core to whatever else is runnable (false if all fail). For a lock held
+// over short sections, before sleeping on it (FutexLock, gilio/concurrent.hpp).
+template <class Take>
+bool try_briefly(Take&& take) {
+  for (int i = 0; i < 256; ++i) {
+    if (take()) return true;
+    cpu_relax();
+  }
+  for (int i = 0; i < 32; ++i) {
+    if (take()) return true;
+    ::sched_yield();
+  }
+  return false;
+}
 
 }  // namespace gilio::concurrent::detail

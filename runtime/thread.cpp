@@ -5,7 +5,13 @@
 // worker takes the GIL like any gilio thread, waits for work with the GIL released, and runs
 // each item holding it. shutdown(wait) stops new submissions, lets the workers drain the queue
 // (or cancels what is queued, with cancel_futures) and joins them.
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <climits>
 #include <deque>
 #include <thread>
 
@@ -17,23 +23,74 @@
 namespace gilio::concurrent {
 
 namespace detail {
-bool wait_released(std::mutex& mutex, std::condition_variable& cv, double timeout,
-                   const std::function<bool()>& pred) {
+
+// ---- a Future's lock and flag (concurrent.hpp): the parts that sleep and wake ----
+
+namespace {
+// Sleeps while *word == expected, up to `timeout` (nullptr: for ever), or until woken.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, const timespec* timeout) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+            timeout, nullptr, 0);
+}
+void futex_wake(std::atomic<std::uint32_t>& word, int how_many) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, how_many,
+            nullptr, nullptr, 0);
+}
+}  // namespace
+
+void FutexLock::lock_contended() noexcept {
+  auto try_take = [this] {
+    std::uint32_t free = 0;
+    return state_.load(std::memory_order_relaxed) == 0 &&
+           state_.compare_exchange_strong(free, 1, std::memory_order_acquire);
+  };
+  if (try_briefly(try_take)) return;
+  // Say that someone sleeps (2), and sleep until the holder's unlock wakes us; whoever takes it
+  // from here on takes it as 2, since others may still be asleep.
+  while (state_.exchange(2, std::memory_order_acquire) != 0)
+    futex_wait(state_, 2, nullptr);
+}
+
+void FutexLock::wake_one() noexcept {
+  futex_wake(state_, 1);
+}
+
+void DoneFlag::wake_all() noexcept {
+  futex_wake(state_, INT_MAX);
+}
+
+bool DoneFlag::wait_released(double timeout) {
   gil::Released nogil;
   // A pool's answer often comes within microseconds: look a moment before sleeping (spin.hpp)
   // — unless the caller's timeout is shorter than the look; the look counts against it.
   constexpr double kSpinSeconds = kSpinNs * 1e-9;
   if (timeout < 0 || timeout > kSpinSeconds) {
-    if (spin_briefly_locked(mutex, pred)) return true;
+    if (spin_briefly([this] { return is_set(); })) return true;
     if (timeout > 0) timeout -= kSpinSeconds;
   }
-  std::unique_lock lk(mutex);  // destroyed before nogil: the mutex is dropped, then the GIL taken
-  if (timeout < 0) {
-    cv.wait(lk, pred);
-    return true;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(std::min(timeout, 1e9)));
+  for (;;) {
+    std::uint32_t seen = state_.load(std::memory_order_acquire);
+    if (seen & kSet) return true;
+    if (!(seen & kSleepers) &&
+        !state_.compare_exchange_strong(seen, seen | kSleepers, std::memory_order_acquire)) {
+      continue;  // set meanwhile, or another sleeper marked it: look again
+    }
+    if (timeout < 0) {
+      futex_wait(state_, kSleepers, nullptr);
+      continue;
+    }
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return is_set();
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec rel{static_cast<time_t>(ns / 1'000'000'000),
+                       static_cast<long>(ns % 1'000'000'000)};
+    futex_wait(state_, kSleepers, &rel);
   }
-  return cv.wait_for(lk, std::chrono::duration<double>(std::min(timeout, 1e9)), pred);
 }
+
 }  // namespace detail
 
 struct ThreadPoolExecutor::Impl {

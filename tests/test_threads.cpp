@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "gilio/concurrent.hpp"
 #include "gilio/gil.hpp"
 #include "gilio/time.hpp"
+#include "support.hpp"
 
 namespace asyncio = gilio::asyncio;
 namespace concurrent = gilio::concurrent;
@@ -170,4 +173,56 @@ TEST(ThreadPoolExecutor, ManyThreadsSubmittingAtOnce) {
   for (auto& t : submitters)
     t.join();
   EXPECT_EQ(ran.load(), 800);
+}
+
+// concurrent::Future's own lock and done flag (detail::FutexLock, detail::DoneFlag): every
+// sleeper wakes when the future is set, and the lock excludes — also once holders keep it long
+// enough that waiters stop trying and sleep on it.
+TEST(ConcurrentFuture, EveryThreadWaitingForOneFutureWakes) {
+  concurrent::Future<int> f;
+  std::atomic<int> woke{0};
+  std::chrono::steady_clock::time_point set_at;
+  std::vector<std::thread> waiters;
+  for (int t = 0; t < 6; ++t) {
+    waiters.emplace_back([&] {
+      // A waiter nobody wakes still sees the value when its 10 s run out: so count only those
+      // back within 5 s (microseconds, when woken).
+      const int value = f.result(10);
+      if (value == 42 && gilio::testing::seconds_since(set_at) < 5.0) ++woke;
+    });
+  }
+  // Not synchronisation: the test passes or fails the same without it, but with it the waiters
+  // have surely stopped polling (50 µs) and sleep, the path under test.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  set_at = std::chrono::steady_clock::now();
+  f.set_result(42);
+  for (auto& t : waiters)
+    t.join();
+  EXPECT_EQ(woke.load(), 6);
+}
+
+TEST(ConcurrentFuture, ItsLockExcludesAlsoWhenWaitersSleep) {
+  gilio::concurrent::detail::FutexLock lock;
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  long counter = 0;  // a plain long: a lost update, or TSan, would show a lock that fails
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20000; ++i) {
+        std::lock_guard hold(lock);
+        if (++inside != 1) ++overlaps;
+        const long seen = counter;
+        if (i % 64 == 0) std::this_thread::yield();  // widen the window a broken lock leaves
+        counter = seen + 1;
+        // Now and then hold it for a while, so the others give up trying and sleep on it.
+        if (i % 5000 == t) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        --inside;
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(counter, 80000);
 }
