@@ -3,13 +3,16 @@
 // the client is the same for every server. One thread, pinned to the core given.
 //
 // Prints one JSON line: requests/s, p50/p99 latency (µs), and the server's CPU time per request
-// (µs, utime + stime from /proc/PID/stat) — which stays meaningful when both cores are busy.
+// (µs, utime + stime from /proc/PID/stat) — which stays meaningful when both cores are busy —
+// and the load generator's own (µs per request, and the share of its core it used: near 1, the
+// client and not the server set the requests/s).
 // Usage: loadgen PORT CONNECTIONS SIZE SECONDS SERVER_PID [CPU]
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +45,14 @@ double cpu_seconds(int pid) {
     if (i == 15) stime = std::stol(field);
   }
   return static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+// This process's user + system CPU time, in seconds.
+double own_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
+  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 struct Conn {
@@ -93,6 +104,7 @@ int main(int argc, char** argv) {
   std::vector<double> latencies;
   latencies.reserve(1 << 20);
   const double cpu0 = cpu_seconds(server_pid);
+  const double own0 = own_cpu_seconds();
   const double t0 = now();
   const double end = t0 + seconds;
   for (auto& c : all) {
@@ -121,6 +133,7 @@ int main(int argc, char** argv) {
   }
   const double elapsed = now() - t0;
   const double cpu = cpu_seconds(server_pid) - cpu0;
+  const double own = own_cpu_seconds() - own0;
   for (auto& c : all)
     ::close(c.fd);
   std::sort(latencies.begin(), latencies.end());
@@ -128,6 +141,8 @@ int main(int argc, char** argv) {
   if (k == 0) return 1;
   fmt::print(
       "{{\"requests_per_s\": {:.0f}, \"p50_us\": {:.1f}, \"p99_us\": {:.1f}, "
-      "\"server_cpu_us_per_req\": {:.2f}, \"requests\": {}}}\n",
-      k / elapsed, latencies[k / 2] * 1e6, latencies[k * 99 / 100] * 1e6, cpu / k * 1e6, k);
+      "\"server_cpu_us_per_req\": {:.2f}, \"client_cpu_us_per_req\": {:.2f}, "
+      "\"client_busy\": {:.3f}, \"requests\": {}}}\n",
+      k / elapsed, latencies[k / 2] * 1e6, latencies[k * 99 / 100] * 1e6, cpu / k * 1e6,
+      own / k * 1e6, own / elapsed, k);
 }

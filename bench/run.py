@@ -306,7 +306,11 @@ def echo(args):
                         "k/s", {n: results[(n, size)]["requests_per_s"] / 1e3 for n in others},
                         ">= 1.25x uvloop", rps_x >= 1.25,
                         note=f"{rps_x:.3f}x uvloop's protocol server ({how}"
-                             f"{spread(rps_lo, rps_hi, 1.25, rounds, 'rounds')})"))
+                             f"{spread(rps_lo, rps_hi, 1.25, rounds, 'rounds')}); the load "
+                             f"generator used {ours['client_busy']:.0%} of its core against "
+                             f"gilio, {results[('uvloop protocol', size)]['client_busy']:.0%} "
+                             "against uvloop (near 100%, the client and not the server set the "
+                             "pace)"))
         rows.append(row(f"echo {size} B x 50 conns: p99 latency", ours["p99_us"], "us",
                         {n: results[(n, size)]["p99_us"] for n in others}))
     return rows
