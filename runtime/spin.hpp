@@ -8,6 +8,8 @@
 // caller for its future) first poll for up to 50 µs, handing the core to anything else that is
 // runnable between polls (sched_yield), and only then block. A busy pool never sleeps between
 // calls; an idle one goes to sleep 50 µs after its last call — the price is that much CPU.
+// Locks held over short sections are taken the same way, at a smaller scale (try_briefly: a few
+// hundred pauses, a few dozen yields, then sleep — gilio/concurrent.hpp's FutexLock).
 #pragma once
 
 #include <sched.h>

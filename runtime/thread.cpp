@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <thread>
 
 #include "gilio/concurrent.hpp"
@@ -74,20 +76,19 @@ bool DoneFlag::wait_released(double timeout) {
   for (;;) {
     std::uint32_t seen = state_.load(std::memory_order_acquire);
     if (seen & kSet) return true;
+    timespec rel{};
+    if (timeout >= 0) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) return is_set();
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      rel = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    }
+    // Say that someone sleeps, so that set() wakes us; then sleep unless it was set meanwhile.
     if (!(seen & kSleepers) &&
         !state_.compare_exchange_strong(seen, seen | kSleepers, std::memory_order_acquire)) {
       continue;  // set meanwhile, or another sleeper marked it: look again
     }
-    if (timeout < 0) {
-      futex_wait(state_, kSleepers, nullptr);
-      continue;
-    }
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) return is_set();
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    const timespec rel{static_cast<time_t>(ns / 1'000'000'000),
-                       static_cast<long>(ns % 1'000'000'000)};
-    futex_wait(state_, kSleepers, &rel);
+    futex_wait(state_, kSleepers, timeout >= 0 ? &rel : nullptr);
   }
 }
 
