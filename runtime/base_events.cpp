@@ -319,6 +319,8 @@ void EventLoop::call_soon_threadsafe(std::function<void()> fn) {
 }
 
 void EventLoop::drain_threadsafe() {
+  if (!signal_handlers_.empty()) [[unlikely]]
+    take_signals();  // signals wake the loop the same way (unix_events.cpp)
   if (!threadsafe_pending_.load(std::memory_order_acquire)) return;  // the common case: no lock
   std::vector<std::function<void()>> batch;
   {
@@ -542,6 +544,7 @@ void EventLoop::close() {
   // (call_soon_threadsafe) is delivered and freed, not leaked.
   shutdown_default_executor();
   finish_tasks_for_close();
+  remove_signal_handlers();  // default actions back, before the eventfd they write can close
   // Operations not owned by a task (a server's multishot accept, a writer's send) are cancelled
   // and their completions run before anything is freed (DESIGN.md invariant 6).
   backend_->drain();

@@ -73,6 +73,9 @@ class Backend {
   unsigned reap();
   // Thread-safe: makes a wait() in progress (or the next one) return.
   void wake() noexcept;
+  // The eventfd that wake() writes: a signal handler writes it too (runtime/unix_events.cpp),
+  // since write() is async-signal-safe. Open for the backend's whole life.
+  int wake_fd() const noexcept { return event_fd_; }
   // Whether completions are waiting to be reaped (a peek at the ring; no system call).
   bool completions_ready() const noexcept;
   // Operations submitted whose completion has not been reaped (the wake-up read included).

@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
@@ -459,6 +460,16 @@ class EventLoop {
   // frees everything. Throws std::runtime_error if the loop is running.
   void close();
 
+  // Unix signals (loop.add_signal_handler; runtime/unix_events.cpp): when the process receives
+  // `sig`, fn runs on this loop as a callback, like any call_soon — so, unlike a plain signal
+  // handler, it may do anything a callback may (set an Event, cancel a task, stop the loop).
+  // Replaces this loop's earlier handler for `sig`. Throws std::invalid_argument for a number
+  // that is not a signal, std::runtime_error for one that cannot be caught (SIGKILL, SIGSTOP)
+  // or that another loop handles. remove_signal_handler restores the default action and returns
+  // whether there was a handler; close() removes them all.
+  void add_signal_handler(int sig, std::function<void()> fn);
+  bool remove_signal_handler(int sig);
+
   // Debug mode (GILIO_DEBUG=1 or set_debug(true)): warns about handles slower than
   // slow_callback_duration and about tasks still pending when the loop closes.
   void set_debug(bool enabled) noexcept { debug_ = enabled; }
@@ -540,6 +551,8 @@ class EventLoop {
   void arm_handle(detail::CallbackHandle* h);
   void leave_heap(detail::TimerNode* node) noexcept;
   void finish_tasks_for_close();
+  void take_signals();  // unix_events.cpp: queues the handlers of the signals that arrived
+  void remove_signal_handlers() noexcept;
 
   detail::ReadyQueue ready_;
   detail::TimerHeap timers_;
@@ -557,6 +570,8 @@ class EventLoop {
   bool trace_ = false;                           // GILIO_TRACE is on (read once)
   std::shared_ptr<Token> token_;
   std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
+  // (signal, handler) for add_signal_handler; the loop looks at it on every iteration.
+  std::vector<std::pair<int, std::function<void()>>> signal_handlers_;
   bool running_ = false;
   bool stopping_ = false;
   bool closed_ = false;
