@@ -264,14 +264,19 @@ def echo(args):
     }
     # One run of a server swings 10-20% on this shared machine: each server runs `rounds` times,
     # the servers taking turns, and every figure is the median of its runs. The targets are
-    # judged on paired ratios: gilio's run against the peer's run of the same round (seconds
-    # apart, so drift in the machine's speed cancels), the median over the rounds.
+    # judged on paired ratios: gilio's run against the peer's run of the same round (one after
+    # the other, so drift in the machine's speed cancels), the median over the rounds.
+    # The judged pairs run back to back (the floor, gilio's streams, uvloop's protocol server),
+    # so that each ratio compares runs about two seconds apart; the rest follow.
+    judged = ["liburing floor", "gilio streams", "uvloop protocol"]
+    order = judged + [n for n in servers if n not in judged]
     seconds = "0.5" if args.quick else "2"
     rounds = 1 if args.quick else 5
     runs = {}
     for size in (128, 1024):
         for turn in range(rounds):
-            for name, cmd in servers.items():
+            for name in order:
+                cmd = servers[name]
                 progress(f"echo, 50 connections x {size} B: {name} ({turn + 1}/{rounds})")
                 proc, port = start_server(cmd)
                 try:
