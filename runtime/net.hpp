@@ -1,6 +1,6 @@
 // runtime/net.hpp — what sockets.cpp lends to streams.cpp (internal, not installed): address
-// formatting, name resolution, one connect attempt, an errno as an exception_ptr, the largest
-// single send or recv, and the once-only rule of their awaitables.
+// formatting, name resolution, Unix socket addresses, one connect attempt, an errno as an
+// exception_ptr, the largest single send or recv, and the once-only rule of their awaitables.
 #pragma once
 
 #include <sys/socket.h>
@@ -17,11 +17,16 @@
 
 namespace gilio::asyncio::detail {
 
-std::string describe_address(const sockaddr* sa);
+// `len`: the address's length, as the kernel gave it (a Unix socket's name depends on it).
+std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
 std::string peer_of(int fd);
 // Numeric addresses directly; names through getaddrinfo in the default executor.
 Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype);
 socklen_t address_length(const sockaddr_storage& ss);
+// A Unix domain socket's address: a path, or with a leading NUL a name in Linux's abstract
+// namespace. std::invalid_argument if empty or holding a NUL, OSError if too long; `who` names
+// the caller in the message.
+sockaddr_storage unix_address(const std::string& path, const char* who);
 // One connect attempt to one address: 0, or the errno.
 Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // raise_os_error's exception, caught: for an error to store rather than throw.

@@ -15,10 +15,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -67,7 +69,7 @@ std::exception_ptr os_error_ptr(int err, const std::string& what) {
   }
 }
 
-std::string describe_address(const sockaddr* sa) {
+std::string describe_address(const sockaddr* sa, socklen_t len) {
   char host[INET6_ADDRSTRLEN] = "?";
   if (sa->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
@@ -79,14 +81,24 @@ std::string describe_address(const sockaddr* sa) {
     ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
     return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
   }
-  return "(unix socket)";
+  if (sa->sa_family == AF_UNIX) {
+    // The name is as long as the kernel said: an abstract one has no NUL to end it.
+    const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
+    const std::size_t room = std::min<std::size_t>(
+        sizeof un->sun_path,
+        len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0);
+    if (room == 0) return "(unnamed unix socket)";
+    if (un->sun_path[0] != '\0') return std::string(un->sun_path, ::strnlen(un->sun_path, room));
+    return "@" + std::string(un->sun_path + 1, ::strnlen(un->sun_path + 1, room - 1));
+  }
+  return "(address family " + std::to_string(sa->sa_family) + ")";
 }
 
 std::string peer_of(int fd) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "(not connected)";
-  return describe_address(reinterpret_cast<sockaddr*>(&ss));
+  return describe_address(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
 std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port, int socktype) {
@@ -132,7 +144,35 @@ Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int sock
 }
 
 socklen_t address_length(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_UNIX) {  // the path, with its NUL; an abstract name, without one
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    const bool abstract = un->sun_path[0] == '\0';
+    const std::size_t n = abstract ? 1 + ::strnlen(un->sun_path + 1, sizeof un->sun_path - 1)
+                                   : ::strnlen(un->sun_path, sizeof un->sun_path) + 1;
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
+  }
   return ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+}
+
+sockaddr_storage unix_address(const std::string& path, const char* who) {
+  sockaddr_storage ss{};
+  auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+  un->sun_family = AF_UNIX;
+  if (path.empty() || path == std::string(1, '\0')) {
+    throw std::invalid_argument(std::string(who) + ": the socket path is empty");
+  }
+  const bool abstract = path[0] == '\0';
+  // A path needs room for its NUL; an abstract name ends at its first NUL after the leading one.
+  if (path.size() + (abstract ? 0 : 1) > sizeof un->sun_path) {
+    raise_os_error(ENAMETOOLONG, std::string(who) + ": AF_UNIX path too long (" +
+                                     std::to_string(path.size()) + " bytes, at most " +
+                                     std::to_string(sizeof un->sun_path - 1) + ")");
+  }
+  if (path.find('\0', abstract ? 1 : 0) != std::string::npos) {
+    throw std::invalid_argument(std::string(who) + ": the socket path holds a NUL byte");
+  }
+  std::memcpy(un->sun_path, path.data(), path.size());
+  return ss;
 }
 
 Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
@@ -254,7 +294,7 @@ Coro<EventLoop::Accepted> EventLoop::sock_accept(int fd) {
   const int conn = co_await detail::IoOp(
       [fd, &ss, &len](detail::Backend& b, detail::Completion* op) { b.accept(op, fd, &ss, &len); });
   if (conn < 0) raise_os_error(-conn, "accept");
-  co_return Accepted{conn, detail::describe_address(reinterpret_cast<sockaddr*>(&ss))};
+  co_return Accepted{conn, detail::describe_address(reinterpret_cast<sockaddr*>(&ss), len)};
 }
 
 Coro<void> EventLoop::sock_connect(int fd, std::string host, int port) {

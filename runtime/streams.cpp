@@ -1,5 +1,6 @@
-// runtime/streams.cpp — StreamReader, StreamWriter, open_connection, start_server; mirrors
-// Lib/asyncio/streams.py (and the transport half of selector_events.py).
+// runtime/streams.cpp — StreamReader, StreamWriter, open_connection, start_server and their Unix
+// domain socket twins; mirrors Lib/asyncio/streams.py (and the transport half of
+// selector_events.py, and the Unix server of unix_events.py).
 //
 // One StreamState per connection, shared by its reader and writer (and kept alive by an
 // operation in flight) through StreamRef, a count without atomics: a stream is its loop's. Reading:
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -288,6 +290,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   std::deque<int> accepted;
   Event have_accepted;
   int port = 0;
+  std::string where;      // "port N" or "unix socket PATH", for messages
+  bool tcp = true;        // else a Unix domain socket (no TCP_NODELAY to set)
+  std::string unix_path;  // a Unix server's socket file, removed by close() if still ours
+  dev_t unix_dev = 0;
+  ino_t unix_ino = 0;
   Event accepts_ended;  // set when the last accept has had its last completion
   Task<void> dispatcher;
   std::vector<Task<void>> connections;  // handler tasks, the finished ones swept out now and then
@@ -321,8 +328,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       }
     } else if (result != -ECANCELED && !accept_error_is_passing(-result)) {
       wait_first = true;
-      std::fprintf(stderr, "gilio: accept on port %d failed: %s; accepting again in %g s\n", port,
-                   std::strerror(-result), kAcceptRetryDelay);
+      std::fprintf(stderr, "gilio: accept on %s failed: %s; accepting again in %g s\n",
+                   where.c_str(), std::strerror(-result), kAcceptRetryDelay);
     }
     if (!(flags & kCompletionMore)) {
       // The kernel ended the multishot (an error, or the cancel of close()).
@@ -609,6 +616,26 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
   raise_os_error(EADDRNOTAVAIL, "open_connection to " + host + ":" + std::to_string(port));
 }
 
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 std::size_t limit) {
+  const sockaddr_storage ss = detail::unix_address(path, "open_unix_connection");
+  const int fd = make_socket(AF_UNIX);
+  int err = 0;
+  try {
+    err = co_await detail::connect_to(fd, ss);
+  } catch (...) {  // cancelled
+    ::close(fd);
+    throw;
+  }
+  if (err != 0) {
+    ::close(fd);
+    raise_os_error(err, "connect to unix socket " +
+                            detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
+                                                     detail::address_length(ss)));
+  }
+  co_return make_streams(fd, limit);
+}
+
 namespace {
 
 Coro<void> run_handler(std::shared_ptr<detail::ServerState> state, StreamReader r, StreamWriter w) {
@@ -629,7 +656,7 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
     }
     const int fd = state->accepted.front();
     state->accepted.pop_front();
-    set_nodelay(fd);
+    if (state->tcp) set_nodelay(fd);
     auto [reader, writer] = make_streams(fd, state->limit);
     // Sweeping the finished handlers on every accept was O(open connections) an accept; once
     // their number has doubled since the last sweep keeps it O(1) on average.
@@ -643,33 +670,22 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
 
 }  // namespace
 
-Coro<Server> start_server(ClientConnected handler, std::string host, int port, std::size_t limit) {
+namespace {
+
+std::shared_ptr<detail::ServerState> new_server(ClientConnected handler, std::size_t limit) {
   auto state = std::make_shared<detail::ServerState>();
   state->loop = &get_running_loop();
   state->handler = std::move(handler);
   state->limit = limit;
-  // g++ 12 bug: a temporary made by ?: inside a co_await expression is freed twice; name it.
-  std::string bind_host = host.empty() ? std::string("0.0.0.0") : host;
-  const auto addresses = co_await detail::resolve(std::move(bind_host), port, SOCK_STREAM);
-  for (const sockaddr_storage& ss : addresses) {
-    const int fd = make_socket(ss.ss_family);
-    state->listeners.push_back(fd);
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
-      raise_os_error(errno, "bind to " + host + ":" + std::to_string(port));
-    }
-    if (::listen(fd, SOMAXCONN) != 0) raise_os_error(errno, "listen");
-    if (state->port == 0) {
-      sockaddr_storage bound{};
-      socklen_t len = sizeof bound;
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-      state->port =
-          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    }
-  }
+  return state;
+}
+
+void listen_on(int fd, const std::string& where) {
+  if (::listen(fd, SOMAXCONN) != 0) raise_os_error(errno, "listen on " + where);
+}
+
+// The listening sockets are bound: one multishot accept each, and the dispatcher.
+Server start_serving(const std::shared_ptr<detail::ServerState>& state) {
   state->serving = true;
   for (int fd : state->listeners) {
     auto a = std::make_unique<detail::ServerState::MultishotAccept>();
@@ -679,7 +695,63 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
     state->accepts.push_back(std::move(a));
   }
   state->dispatcher = create_task(dispatch(state));
-  co_return Server(state);
+  return Server(state);
+}
+
+}  // namespace
+
+Coro<Server> start_server(ClientConnected handler, std::string host, int port, std::size_t limit) {
+  auto state = new_server(std::move(handler), limit);
+  // g++ 12 bug: a temporary made by ?: inside a co_await expression is freed twice; name it.
+  std::string bind_host = host.empty() ? std::string("0.0.0.0") : host;
+  const auto addresses = co_await detail::resolve(std::move(bind_host), port, SOCK_STREAM);
+  const std::string where = host + ":" + std::to_string(port);
+  for (const sockaddr_storage& ss : addresses) {
+    const int fd = make_socket(ss.ss_family);
+    state->listeners.push_back(fd);
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
+      raise_os_error(errno, "bind to " + where);
+    }
+    listen_on(fd, where);
+    if (state->port == 0) {
+      sockaddr_storage bound{};
+      socklen_t len = sizeof bound;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+      state->port =
+          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    }
+  }
+  state->where = "port " + std::to_string(state->port);
+  co_return start_serving(state);
+}
+
+Coro<Server> start_unix_server(ClientConnected handler, std::string path, std::size_t limit) {
+  auto state = new_server(std::move(handler), limit);
+  state->tcp = false;
+  const sockaddr_storage ss = detail::unix_address(path, "start_unix_server");
+  const bool abstract = path[0] == '\0';
+  state->where = "unix socket " + detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
+                                                           detail::address_length(ss));
+  // A socket file left by an earlier server would make bind fail; asyncio removes it first (a
+  // file of any other kind stays, and bind reports EADDRINUSE).
+  struct stat st;
+  if (!abstract && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  const int fd = make_socket(AF_UNIX);
+  state->listeners.push_back(fd);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
+    raise_os_error(errno, "bind to " + state->where);
+  }
+  if (!abstract && ::stat(path.c_str(), &st) == 0) {
+    state->unix_path = path;
+    state->unix_dev = st.st_dev;
+    state->unix_ino = st.st_ino;
+  }
+  listen_on(fd, state->where);
+  co_return start_serving(state);
 }
 
 int Server::port() const {
@@ -692,6 +764,13 @@ bool Server::is_serving() const {
 void Server::close() {
   if (!connected(s_, "Server.close").serving) return;
   s_->serving = false;
+  // A Unix server's socket file goes with it (asyncio 3.13's cleanup_socket) — unless another
+  // server has put its own in its place meanwhile.
+  struct stat st;
+  if (!s_->unix_path.empty() && ::stat(s_->unix_path.c_str(), &st) == 0 &&
+      st.st_dev == s_->unix_dev && st.st_ino == s_->unix_ino) {
+    ::unlink(s_->unix_path.c_str());
+  }
   for (auto& a : s_->accepts) {
     if (a->armed) s_->loop->backend().cancel(a.get());  // ends with a last completion
     if (a->retry.valid()) a->retry.cancel();

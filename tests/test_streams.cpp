@@ -1,12 +1,17 @@
-// tests/test_streams.cpp — gilio/asyncio/streams.hpp over real TCP on loopback, after
-// Lib/test/test_asyncio/test_streams.py; plus the loop's sock_* methods.
+// tests/test_streams.cpp — gilio/asyncio/streams.hpp over real TCP on loopback and over Unix
+// domain sockets, after Lib/test/test_asyncio/test_streams.py; plus the loop's sock_* methods.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
@@ -1161,4 +1166,176 @@ TEST(LoopThreads, TheFallbackRingSetupsWork) {
         [&] { loop.run_until_complete(asyncio::wait_for(echo_through(server, "moved"), 20)); });
     loop.close();
   }
+}
+
+// ---- Unix domain sockets (asyncio.open_unix_connection / start_unix_server) ----
+
+namespace {
+
+// A fresh directory for socket files, removed with what is left in it.
+class TempDir {
+ public:
+  TempDir() {
+    char name[] = "/tmp/gilio-unix-XXXXXX";
+    if (::mkdtemp(name) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = name;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+bool is_socket_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+}  // namespace
+
+TEST(UnixStreams, EchoWithReadlineAndTheSocketFileGoesWithTheServer) {
+  TempDir dir;
+  const std::string path = dir.file("echo.sock");
+  run_test([&path]() -> Coro<void> {
+    auto server = co_await asyncio::start_unix_server(echo_lines, path);
+    EXPECT_TRUE(is_socket_file(path));
+    EXPECT_TRUE(server.is_serving());
+    EXPECT_EQ(server.port(), 0);
+    auto [r, w] = co_await asyncio::open_unix_connection(path);
+    EXPECT_EQ(w.peername(), path);
+    for (int i = 0; i < 10; ++i) {
+      w.write("line " + std::to_string(i) + "\n");
+      co_await w.drain();
+      EXPECT_EQ(co_await r.readline(), "line " + std::to_string(i) + "\n");
+    }
+    w.write_eof();
+    EXPECT_EQ(co_await r.read(), "");  // the handler saw EOF and closed its side
+    w.close();
+    co_await w.wait_closed();
+    server.close();
+    EXPECT_FALSE(std::filesystem::exists(path)) << "close() leaves the socket file behind";
+    co_await server.wait_closed();
+  }());
+}
+
+// As asyncio: a socket file left by a server that died is replaced; a file of another kind is
+// not touched, and the bind fails with an error that names the path.
+TEST(UnixStreams, AStaleSocketFileIsReplacedAndOtherFilesAreNot) {
+  TempDir dir;
+  const std::string stale = dir.file("stale.sock"), plain = dir.file("plain");
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, stale.c_str(), stale.size() + 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd);  // the file stays, and nothing listens on it
+  }
+  std::ofstream(plain) << "not a socket";
+  run_test([&]() -> Coro<void> {
+    try {
+      co_await asyncio::open_unix_connection(stale);
+      ADD_FAILURE() << "connected to a socket nobody listens on";
+    } catch (const asyncio::ConnectionRefusedError& e) {
+      EXPECT_NE(std::string(e.what()).find(stale), std::string::npos) << e.what();
+    }
+    auto server = co_await asyncio::start_unix_server(echo_lines, stale);
+    auto [r, w] = co_await asyncio::open_unix_connection(stale);
+    w.write("again\n");
+    EXPECT_EQ(co_await r.readline(), "again\n");
+    w.close();
+    try {
+      co_await asyncio::start_unix_server(echo_lines, plain);
+      ADD_FAILURE() << "a server bound over a regular file";
+    } catch (const asyncio::OSError& e) {
+      EXPECT_EQ(e.code().value(), EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find(plain), std::string::npos) << e.what();
+    }
+    std::ifstream kept(plain);
+    std::string text;
+    std::getline(kept, text);
+    EXPECT_EQ(text, "not a socket");
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+TEST(UnixStreams, ErrorsNameTheProblem) {
+  TempDir dir;
+  const std::string missing = dir.file("missing.sock");
+  run_test([&]() -> Coro<void> {
+    try {
+      co_await asyncio::open_unix_connection(missing);
+      ADD_FAILURE() << "connected to a path with no socket";
+    } catch (const asyncio::FileNotFoundError& e) {
+      EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+    }
+    const std::string too_long = "/tmp/" + std::string(200, 'x');
+    try {
+      co_await asyncio::open_unix_connection(too_long);
+      ADD_FAILURE() << "a 205-byte path was accepted";
+    } catch (const asyncio::OSError& e) {
+      EXPECT_EQ(e.code().value(), ENAMETOOLONG);
+      EXPECT_NE(std::string(e.what()).find("too long"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(co_await asyncio::start_unix_server(echo_lines, too_long), asyncio::OSError);
+    EXPECT_THROW(co_await asyncio::open_unix_connection(""), std::invalid_argument);
+    EXPECT_THROW(co_await asyncio::start_unix_server(echo_lines, std::string("a\0b", 3)),
+                 std::invalid_argument);
+    EXPECT_THROW(co_await asyncio::start_unix_server(echo_lines, dir.file("no-dir/x.sock")),
+                 asyncio::FileNotFoundError);
+  }());
+}
+
+// Linux's abstract namespace: a name with a leading NUL, no file at all.
+TEST(UnixStreams, AbstractNamesWork) {
+  const std::string name = std::string(1, '\0') + "gilio-test-" + std::to_string(::getpid());
+  run_test([&name]() -> Coro<void> {
+    std::string client_seen_as;
+    asyncio::ClientConnected handler = [&client_seen_as](StreamReader r, StreamWriter w) {
+      client_seen_as = w.peername();
+      return echo_lines(std::move(r), std::move(w));
+    };
+    auto server = co_await asyncio::start_unix_server(handler, name);
+    auto [r, w] = co_await asyncio::open_unix_connection(name);
+    EXPECT_EQ(w.peername(), "@" + name.substr(1));
+    w.write("abstract\n");
+    EXPECT_EQ(co_await r.readline(), "abstract\n");
+    EXPECT_EQ(client_seen_as, "(unnamed unix socket)");  // a client socket that bound no name
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+// A thousand connections over one socket file, each exchanging ten messages.
+TEST(UnixStreams, ManyConnectionsAtOnce) {
+  raise_fd_limit();
+  TempDir dir;
+  const std::string path = dir.file("many.sock");
+  run_test([&path]() -> Coro<void> {
+    auto server = co_await asyncio::start_unix_server(echo_lines, path);
+    auto client = [&path](int id) -> Coro<int> {
+      auto [r, w] = co_await asyncio::open_unix_connection(path);
+      int ok = 0;
+      for (int i = 0; i < 10; ++i) {
+        const std::string line = std::to_string(id) + ":" + std::to_string(i) + "\n";
+        w.write(line);
+        ok += co_await r.readline() == line;
+      }
+      w.close();
+      co_await w.wait_closed();
+      co_return ok;
+    };
+    std::vector<asyncio::Task<int>> clients;
+    for (int id = 0; id < 1000; ++id)
+      clients.push_back(asyncio::create_task(client(id)));
+    int ok = 0;
+    for (int n : co_await asyncio::gather(std::move(clients)))
+      ok += n;
+    EXPECT_EQ(ok, 10000);
+    server.close();
+    co_await server.wait_closed();
+  }());
 }

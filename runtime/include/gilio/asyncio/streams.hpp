@@ -1,5 +1,6 @@
-// gilio/asyncio/streams.hpp — TCP streams: open_connection, start_server, StreamReader,
-// StreamWriter; mirrors Lib/asyncio/streams.py.
+// gilio/asyncio/streams.hpp — TCP and Unix domain socket streams: open_connection,
+// start_server, open_unix_connection, start_unix_server, StreamReader, StreamWriter; mirrors
+// Lib/asyncio/streams.py.
 //
 // asyncio builds streams on a protocol that the selector loop feeds whenever the socket is
 // readable. On io_uring the reader pulls instead: when a read needs more bytes than the buffer
@@ -192,6 +193,12 @@ class StreamWriter {
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, int port, std::size_t limit = kDefaultStreamLimit);
 
+// Connects to the Unix domain socket at `path` (asyncio.open_unix_connection); a path that
+// starts with '\0' names a socket in Linux's abstract namespace. FileNotFoundError if there is
+// no socket there, ConnectionRefusedError if nothing listens on it.
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(
+    std::string path, std::size_t limit = kDefaultStreamLimit);
+
 using ClientConnected = std::function<Coro<void>(StreamReader, StreamWriter)>;
 
 // asyncio.Server: a copyable handle.
@@ -199,7 +206,7 @@ class Server {
  public:
   Server() = default;
   explicit Server(std::shared_ptr<detail::ServerState> s) : s_(std::move(s)) {}
-  // The port it listens on (useful with port 0, which picks a free one).
+  // The port it listens on (useful with port 0, which picks a free one); 0 for a Unix server.
   int port() const;
   bool is_serving() const;
   // Serves until cancelled (then closes) or until close().
@@ -220,5 +227,12 @@ class Server {
 // temporary twice.)
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
                           std::size_t limit = kDefaultStreamLimit);
+
+// Listens on a Unix domain socket at `path` ('\0' first: the abstract namespace), as
+// asyncio.start_unix_server: a socket file already there (left by an earlier server) is
+// replaced, a file of another kind is an error (EADDRINUSE), and close() removes the socket
+// file (asyncio 3.13's cleanup_socket) unless another server has replaced it meanwhile.
+Coro<Server> start_unix_server(ClientConnected handler, std::string path,
+                               std::size_t limit = kDefaultStreamLimit);
 
 }  // namespace gilio::asyncio
