@@ -545,6 +545,7 @@ void EventLoop::close() {
   shutdown_default_executor();
   finish_tasks_for_close();
   remove_signal_handlers();  // default actions back, before the eventfd they write can close
+  remove_watches();          // their polls are cancelled, and reaped by the drain below
   // Operations not owned by a task (a server's multishot accept, a writer's send) are cancelled
   // and their completions run before anything is freed (DESIGN.md invariant 6).
   backend_->drain();

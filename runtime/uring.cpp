@@ -297,6 +297,9 @@ void Backend::write(Completion* op, int fd, const void* buf, unsigned len, std::
 void Backend::openat(Completion* op, const char* path, int flags, unsigned mode) {
   io_uring_prep_openat(as_sqe(submission(op)), AT_FDCWD, path, flags | O_CLOEXEC, mode);
 }
+void Backend::poll(Completion* op, int fd, unsigned events) {
+  io_uring_prep_poll_add(as_sqe(submission(op)), fd, events);
+}
 void Backend::close(Completion* op, int fd) {
   flush_late();  // a recv queued before the close goes before it
   io_uring_prep_close(as_sqe(submission(op)), fd);

@@ -106,6 +106,9 @@ class Backend {
   void read(Completion* op, int fd, void* buf, unsigned len, std::uint64_t offset);
   void write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset);
   void openat(Completion* op, const char* path, int flags, unsigned mode);
+  // One-shot poll: completes with the fd's ready events (POLLIN, POLLOUT, POLLERR, POLLHUP...)
+  // once one of `events` holds — at once if it already does.
+  void poll(Completion* op, int fd, unsigned events);
   void close(Completion* op, int fd);
   // Asks the kernel to cancel the operation whose completion goes to `target`; the target still
   // completes (with -ECANCELED, or its result if it won the race). Its own completion is ignored.

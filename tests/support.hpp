@@ -4,7 +4,14 @@
 // a broken GIL fails the test instead of hanging CI.
 #pragma once
 
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 namespace gilio::testing {
@@ -27,6 +34,20 @@ bool spin_until(Pred pred, double limit, Step step) {
 template <class Pred>
 bool spin_until(Pred pred, double limit = 10.0) {
   return spin_until(pred, limit, [] { std::this_thread::yield(); });
+}
+
+// The calling thread's kernel id.
+inline pid_t this_tid() {
+  return static_cast<pid_t>(::syscall(SYS_gettid));
+}
+
+// Is thread `tid` of this process asleep in the kernel ('S' in /proc/self/task/TID/stat)? A test
+// that must reach a loop asleep in io_uring waits for this before it acts.
+inline bool asleep(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  const std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto paren = all.rfind(')');  // the name, in parentheses, may hold spaces
+  return paren != std::string::npos && paren + 2 < all.size() && all[paren + 2] == 'S';
 }
 
 }  // namespace gilio::testing

@@ -4,13 +4,11 @@
 // default action restored, and a forked child that does not inherit the loop's handlers.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -20,22 +18,12 @@
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
+using gilio::testing::asleep;
 using gilio::testing::run_test;
 using gilio::testing::spin_until;
+using gilio::testing::this_tid;
 
 namespace {
-
-pid_t this_tid() {
-  return static_cast<pid_t>(::syscall(SYS_gettid));
-}
-
-// Is thread `tid` of this process asleep in the kernel ('S' in /proc/self/task/TID/stat)?
-bool asleep(pid_t tid) {
-  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const auto paren = all.rfind(')');  // the name, in parentheses, may hold spaces
-  return paren != std::string::npos && paren + 2 < all.size() && all[paren + 2] == 'S';
-}
 
 bool has_default_action(int sig) {
   struct sigaction now;
@@ -206,7 +194,7 @@ TEST(Signals, AHandlerCanBeReplacedAndCanRemoveItself) {
     int old_calls = 0, new_calls = 0;
     asyncio::Event got;
     loop.add_signal_handler(SIGUSR1, [&] { ++old_calls; });
-    ::signal(SIGUSR1, SIG_IGN);  // someone else's change, which a second add undoes
+    ::signal(SIGUSR1, SIG_IGN);             // someone else's change, which a second add undoes
     loop.add_signal_handler(SIGUSR1, [&] {  // replaces the first
       ++new_calls;
       EXPECT_TRUE(asyncio::get_running_loop().remove_signal_handler(SIGUSR1));

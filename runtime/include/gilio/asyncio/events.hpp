@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -53,6 +54,7 @@ class EventLoop;
 namespace detail {
 
 class Backend;  // runtime/uring.hpp: the io_uring backend
+class FdWatch;  // runtime/fd_events.cpp: an add_reader / add_writer registration
 class TaskCore;
 
 // Seconds as the loop's nanoseconds, saturating at about ±285 years; NaN throws
@@ -460,6 +462,18 @@ class EventLoop {
   // frees everything. Throws std::runtime_error if the loop is running.
   void close();
 
+  // Readiness callbacks (loop.add_reader / add_writer; runtime/fd_events.cpp): fn runs on this
+  // loop whenever `fd` can be read (written) without blocking — every iteration while it can,
+  // as asyncio's level-triggered selector does — until removed. For descriptors that another
+  // library owns and reads or writes itself. Replaces an earlier callback for the same fd and
+  // direction. std::invalid_argument for a negative fd, OSError (EBADF) for one that is not
+  // open. Remove it before closing the fd. remove_reader / remove_writer return whether there
+  // was one; close() removes them all.
+  void add_reader(int fd, std::function<void()> fn);
+  void add_writer(int fd, std::function<void()> fn);
+  bool remove_reader(int fd);
+  bool remove_writer(int fd);
+
   // Unix signals (loop.add_signal_handler; runtime/unix_events.cpp): when the process receives
   // `sig`, fn runs on this loop as a callback, like any call_soon — so, unlike a plain signal
   // handler, it may do anything a callback may (set an Event, cancel a task, stop the loop).
@@ -551,6 +565,9 @@ class EventLoop {
   void arm_handle(detail::CallbackHandle* h);
   void leave_heap(detail::TimerNode* node) noexcept;
   void finish_tasks_for_close();
+  void add_watch(int fd, bool writing, std::function<void()> fn);  // fd_events.cpp
+  bool remove_watch(int fd, bool writing);
+  void remove_watches() noexcept;
   void take_signals();  // unix_events.cpp: queues the handlers of the signals that arrived
   void remove_signal_handlers() noexcept;
 
@@ -570,6 +587,8 @@ class EventLoop {
   bool trace_ = false;                           // GILIO_TRACE is on (read once)
   std::shared_ptr<Token> token_;
   std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
+  // add_reader / add_writer: (fd << 1 | writing) -> its watch (fd_events.cpp).
+  std::unordered_map<std::uint64_t, detail::FdWatch*> watches_;
   // (signal, handler) for add_signal_handler; the loop looks at it on every iteration.
   std::vector<std::pair<int, std::function<void()>>> signal_handlers_;
   bool running_ = false;
