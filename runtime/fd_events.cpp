@@ -14,7 +14,9 @@
 // level-triggered behaviour, which code that reads only part of what is there relies on. (A
 // multishot poll would post a completion only when new data arrives — edge-triggered — and such
 // code would hang.) POLLERR and POLLHUP complete the poll as well, and the callback is how the
-// owner of the descriptor learns about them, as with a selector.
+// owner of the descriptor learns about them, as with a selector. A descriptor closed while
+// registered cannot be polled again (EBADF): its registration is dropped and reported on stderr,
+// where epoll would forget it silently.
 //
 // Lifetime (DESIGN.md invariant 1): a watch is freed only when nothing refers to it — no poll in
 // the ring and no place in the ready queue. remove_reader() marks it removed and cancels its
@@ -67,10 +69,13 @@ class FdWatch final : public Completion, public Runnable {
       return;
     }
     if (result < 0 && result != -ECANCELED) {
-      // The poll itself failed (the descriptor was closed and reused as something that cannot
-      // be polled, say). Tell the callback, as a selector reports an error event, and it will
-      // find out by its own read or write; then poll again.
-      last_error_ = -result;
+      // The poll itself failed: the descriptor was closed while registered (EBADF), or is one
+      // that cannot be polled. epoll forgets a closed descriptor silently; here the registration
+      // is dropped and the reason reported, since the callback can never run again.
+      std::fprintf(stderr, "gilio: cannot poll fd %d for its %s callback: %s; removed it\n", fd_,
+                   writing_ ? "writer" : "reader", std::strerror(-result));
+      writing_ ? loop_->remove_writer(fd_) : loop_->remove_reader(fd_);  // frees this
+      return;
     }
     queued_ = true;
     loop_->ready(this);  // the callback runs this iteration, with what else is ready
@@ -94,14 +99,8 @@ class FdWatch final : public Completion, public Runnable {
     if (next_fn_) fn_ = std::exchange(next_fn_, nullptr);
     if (removed_) {  // the callback removed it
       free_if_unused();
-    } else if (!armed_) {
-      if (last_error_ != 0) {
-        std::fprintf(stderr, "gilio: polling fd %d failed: %s; removing its %s callback\n", fd_,
-                     std::strerror(last_error_), writing_ ? "writer" : "reader");
-        writing_ ? loop_->remove_writer(fd_) : loop_->remove_reader(fd_);
-        return;
-      }
-      arm();
+    } else {
+      arm();  // at once complete if the descriptor is still ready: level-triggered
     }
   }
   void discard() override {  // the loop is closing and the queue will not run it
@@ -125,7 +124,6 @@ class FdWatch final : public Completion, public Runnable {
   std::function<void()> next_fn_;  // set_callback while fn_ runs
   bool removed_ = false;
   bool running_ = false;  // fn_ is running: neither it nor the watch may be destroyed
-  int last_error_ = 0;
 };
 
 }  // namespace detail

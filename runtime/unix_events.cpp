@@ -78,6 +78,7 @@ extern "C" void on_signal(int sig) {
 // cleared too.
 void reset_in_child() {
   g_mutex = new std::mutex;
+  g_in_handler.store(0);  // a handler that ran on another thread at the fork never ends here
   for (int sig = 1; sig < NSIG; ++sig) {
     SignalSlot& slot = g_slots[sig];
     if (slot.owner == nullptr && slot.wake_fd.load() < 0) continue;

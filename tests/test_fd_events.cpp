@@ -214,6 +214,31 @@ TEST(FdEvents, AHangUpCallsTheReader) {
   }());
 }
 
+// A descriptor closed while registered (a mistake) is dropped with a message, not polled for
+// ever or reported again and again.
+TEST(FdEvents, ADescriptorClosedWhileRegisteredIsDroppedAndReported) {
+  Pair p;
+  run_test([&p]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const int fd = ::dup(p.fd[0]);
+    int calls = 0;
+    loop.add_reader(fd, [&] {
+      ++calls;
+      read_all(fd);
+      ::close(fd);  // without remove_reader first
+    });
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(::write(p.fd[1], "x", 1), 1);
+    auto called = [&] { return calls == 1; };
+    EXPECT_TRUE(co_await until(called));
+    co_await iterations(3);  // the next poll fails as it is submitted, in the next iteration
+    const std::string report = testing::internal::GetCapturedStderr();
+    EXPECT_FALSE(loop.remove_reader(fd)) << "still registered";
+    EXPECT_EQ(calls, 1);
+    EXPECT_NE(report.find("cannot poll fd " + std::to_string(fd)), std::string::npos) << report;
+  }());
+}
+
 // Another thread writes an eventfd while the loop sleeps in io_uring: the reader wakes it.
 TEST(FdEvents, ADescriptorWrittenByAThreadWakesAnIdleLoop) {
   const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
