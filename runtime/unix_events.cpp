@@ -31,16 +31,22 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #include "gilio/asyncio/events.hpp"
+#include "gilio/asyncio/futures.hpp"
+#include "gilio/asyncio/runners.hpp"
 #include "uring.hpp"
 
 namespace gilio::asyncio {
@@ -122,6 +128,10 @@ void release_slot(int sig) noexcept {
 }  // namespace
 
 void EventLoop::add_signal_handler(int sig, std::function<void()> fn) {
+  install_signal_handler(sig, std::move(fn), false);
+}
+
+void EventLoop::install_signal_handler(int sig, std::function<void()> fn, bool once) {
   check_open("add_signal_handler");
   check_signal(sig, "add_signal_handler");
   if (!fn) throw std::invalid_argument("add_signal_handler: the handler is empty");
@@ -142,7 +152,8 @@ void EventLoop::add_signal_handler(int sig, std::function<void()> fn) {
     struct sigaction action;
     ::memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
-    action.sa_flags = SA_RESTART;  // blocking calls elsewhere resume (siginterrupt(sig, False))
+    // Blocking calls elsewhere resume (siginterrupt(sig, False)).
+    action.sa_flags = SA_RESTART | (once ? SA_RESETHAND : 0);
     ::sigemptyset(&action.sa_mask);
     if (::sigaction(sig, &action, nullptr) != 0) {
       const int err = errno;
@@ -197,3 +208,56 @@ void EventLoop::take_signals() {
 }
 
 }  // namespace gilio::asyncio
+
+// ---- asyncio::run's Ctrl-C (runners.hpp) ----
+
+namespace gilio::asyncio::detail {
+
+struct SigintGuard::State {
+  explicit State(TaskCore& t) : main(t) { main.add_ref(); }
+  ~State() { main.release(); }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  TaskCore& main;
+  int interrupts = 0;
+};
+
+SigintGuard::SigintGuard(EventLoop& loop, TaskCore& main) : loop_(loop) {
+  if (::getpid() != static_cast<pid_t>(::syscall(SYS_gettid))) return;  // the main thread only
+  struct sigaction now;
+  if (::sigaction(SIGINT, nullptr, &now) != 0 || now.sa_handler != SIG_DFL) return;  // not ours
+  {
+    std::lock_guard lk(*g_mutex);
+    if (g_slots[SIGINT].owner != nullptr) return;  // another loop handles it
+  }
+  auto state = std::make_shared<State>(main);
+  loop_.install_signal_handler(
+      SIGINT,
+      [state] {
+        ++state->interrupts;
+        if (!state->main.done()) state->main.cancel();
+      },
+      true);
+  state_ = std::move(state);
+}
+
+SigintGuard::~SigintGuard() {
+  if (state_ && !loop_.is_closed()) loop_.remove_signal_handler(SIGINT);
+}
+
+bool SigintGuard::interrupted() const noexcept {
+  return state_ && state_->interrupts > 0;
+}
+
+void die_of_sigint() noexcept {
+  std::fflush(nullptr);  // what a normal exit would have written (std::cout shares stdio's)
+  ::signal(SIGINT, SIG_DFL);
+  sigset_t set;
+  ::sigemptyset(&set);
+  ::sigaddset(&set, SIGINT);
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(SIGINT);
+  std::_Exit(128 + SIGINT);  // the shell's status for it, should the signal not end us
+}
+
+}  // namespace gilio::asyncio::detail

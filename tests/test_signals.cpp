@@ -1,14 +1,19 @@
 // tests/test_signals.cpp — EventLoop::add_signal_handler / remove_signal_handler
 // (runtime/unix_events.cpp), after the ideas of Lib/test/test_asyncio/test_unix_events.py: real
 // signals sent to this process, handlers that run on the loop, the errors asyncio raises, the
-// default action restored, and a forked child that does not inherit the loop's handlers.
+// default action restored, and a forked child that does not inherit the loop's handlers; and
+// asyncio::run's Ctrl-C, in forked children that are sent SIGINT.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -249,4 +254,176 @@ TEST(Signals, AForkedChildStartsWithTheDefaultActions) {
   }
   ASSERT_EQ(::waitpid(second, &status, 0), second);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+// ---- asyncio::run and Ctrl-C (runners.hpp), as asyncio.run since Python 3.11 ----
+
+namespace {
+
+// A forked child that runs `body` (which writes what happens to fd `out`); the parent reads.
+struct Child {
+  pid_t pid = -1;
+  int from_child = -1;
+
+  template <class Body>
+  explicit Child(Body body) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      body(fds[1]);
+      _exit(0);
+    }
+    ::close(fds[1]);
+    from_child = fds[0];
+  }
+  ~Child() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    ::close(from_child);
+  }
+  // Reads until `want` has arrived (true) or 10 s pass or the child closes the pipe (false).
+  bool read_until(const std::string& want) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (text.find(want) == std::string::npos) {
+      if (gilio::testing::seconds_since(t0) > 10) return false;
+      pollfd p{from_child, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(from_child, buf, sizeof buf);
+      if (n <= 0) return false;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  // The child's wait status, or -1 if it has not ended within 10 s (it is killed then).
+  int status() {
+    for (int i = 0; i < 1000; ++i) {
+      int st = 0;
+      if (::waitpid(pid, &st, WNOHANG) == pid) {
+        pid = -1;
+        char buf[256];
+        for (ssize_t n; (n = ::read(from_child, buf, sizeof buf)) > 0;)
+          text.append(buf, static_cast<std::size_t>(n));
+        return st;
+      }
+      ::usleep(10'000);
+    }
+    return -1;
+  }
+  std::string text;
+};
+
+void say(int fd, const char* what) {
+  [[maybe_unused]] const ssize_t n = ::write(fd, what, std::strlen(what));
+}
+
+}  // namespace
+
+TEST(RunAndCtrlC, TheFirstSigintCancelsMainThenTheProcessEndsBySigint) {
+  Child child([](int out) {
+    asyncio::run([](int out) -> Coro<void> {
+      say(out, "ready;");
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+        say(out, "cleaned up;");  // the clean-up runs: that is the point
+        throw;
+      }
+    }(out));
+    say(out, "run returned;");
+  });
+  ASSERT_TRUE(child.read_until("ready;"));
+  ::kill(child.pid, SIGINT);
+  const int st = child.status();
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT) << "status " << st;
+  EXPECT_EQ(child.text, "ready;cleaned up;");
+}
+
+TEST(RunAndCtrlC, AMainThatCatchesTheCancellationMakesRunReturn) {
+  Child child([](int out) {
+    const int v = asyncio::run([](int out) -> Coro<int> {
+      say(out, "ready;");
+      try {
+        co_await asyncio::sleep(3600);
+      } catch (const asyncio::CancelledError&) {
+        asyncio::current_task().uncancel();
+        co_return 7;
+      }
+      co_return 0;
+    }(out));
+    say(out, v == 7 ? "returned 7;" : "returned something else;");
+  });
+  ASSERT_TRUE(child.read_until("ready;"));
+  ::kill(child.pid, SIGINT);
+  const int st = child.status();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
+  EXPECT_EQ(child.text, "ready;returned 7;");
+}
+
+// A second Ctrl-C ends the program at once, even when the loop never gets to run again.
+TEST(RunAndCtrlC, ASecondSigintEndsALoopStuckInCpuWork) {
+  Child child([](int out) {
+    asyncio::run([](int out) -> Coro<void> {
+      say(out, "ready;");
+      std::atomic<long> spin{0};
+      for (;;)
+        spin.fetch_add(1, std::memory_order_relaxed);  // never yields to the loop
+      co_return;
+    }(out));
+    say(out, "run returned;");
+  });
+  ASSERT_TRUE(child.read_until("ready;"));
+  ::kill(child.pid, SIGINT);  // counted; the loop cannot act on it
+  // The kernel restores the default action as it delivers the first: wait for that, then send
+  // the second.
+  bool reset = false;
+  for (int i = 0; i < 1000 && !reset; ++i) {
+    std::ifstream status("/proc/" + std::to_string(child.pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("SigCgt:", 0) == 0) {
+        const unsigned long long caught = std::stoull(line.substr(7), nullptr, 16);
+        reset = (caught & (1ull << (SIGINT - 1))) == 0;
+      }
+    }
+    if (!reset) ::usleep(10'000);
+  }
+  EXPECT_TRUE(reset) << "SIGINT still caught after the first one";
+  ::kill(child.pid, SIGINT);
+  const int st = child.status();
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT) << "status " << st;
+  EXPECT_EQ(child.text, "ready;");
+}
+
+// A program's own SIGINT handler is left alone, as asyncio.run leaves one that is not Python's
+// default; and run() on another thread installs nothing.
+TEST(RunAndCtrlC, RunTakesSigintOnlyOnTheMainThreadAndOnlyIfItIsFree) {
+  EXPECT_TRUE(has_default_action(SIGINT));
+  bool caught_inside = false;
+  asyncio::run([](bool& caught) -> Coro<void> {
+    caught = !has_default_action(SIGINT);
+    co_return;
+  }(caught_inside));
+  EXPECT_TRUE(caught_inside) << "run() did not take SIGINT on the main thread";
+  EXPECT_TRUE(has_default_action(SIGINT)) << "run() did not give SIGINT back";
+  bool caught_on_thread = true;
+  std::thread([&] {
+    asyncio::run([](bool& caught) -> Coro<void> {
+      caught = !has_default_action(SIGINT);
+      co_return;
+    }(caught_on_thread));
+  }).join();
+  EXPECT_FALSE(caught_on_thread) << "run() took SIGINT on another thread";
+  ::signal(SIGINT, SIG_IGN);
+  asyncio::run([]() -> Coro<void> {
+    struct sigaction now;
+    ::sigaction(SIGINT, nullptr, &now);
+    EXPECT_EQ(now.sa_handler, SIG_IGN) << "run() replaced the program's own SIGINT action";
+    co_return;
+  }());
+  ::signal(SIGINT, SIG_DFL);
 }

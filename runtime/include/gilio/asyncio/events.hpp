@@ -53,8 +53,9 @@ class EventLoop;
 
 namespace detail {
 
-class Backend;  // runtime/uring.hpp: the io_uring backend
-class FdWatch;  // runtime/fd_events.cpp: an add_reader / add_writer registration
+class Backend;      // runtime/uring.hpp: the io_uring backend
+class FdWatch;      // runtime/fd_events.cpp: an add_reader / add_writer registration
+class SigintGuard;  // runners.hpp: asyncio::run's Ctrl-C
 class TaskCore;
 
 // Seconds as the loop's nanoseconds, saturating at about ±285 years; NaN throws
@@ -568,6 +569,10 @@ class EventLoop {
   void add_watch(int fd, bool writing, std::function<void()> fn);  // fd_events.cpp
   bool remove_watch(int fd, bool writing);
   void remove_watches() noexcept;
+  friend class detail::SigintGuard;
+  // add_signal_handler; `once`: the kernel restores the default action as it delivers the
+  // signal (SA_RESETHAND), so a second one acts at once even if the loop never gets to run.
+  void install_signal_handler(int sig, std::function<void()> fn, bool once);
   void take_signals();  // unix_events.cpp: queues the handlers of the signals that arrived
   void remove_signal_handlers() noexcept;
 
