@@ -1,12 +1,15 @@
 // runtime/sockets.cpp — socket operations on io_uring: the loop's sock_recv, sock_sendall,
-// sock_accept, sock_connect; mirrors the sock_* methods of Lib/asyncio/selector_events.py.
+// sock_accept, sock_connect, sock_recvfrom, sock_sendto; mirrors the sock_* methods of
+// Lib/asyncio/selector_events.py.
 //
 // A selector loop waits until a socket is *ready* and then calls recv() itself; an io_uring loop
-// submits the recv and is told when it is *done*. Each operation here is an IoOp: it queues one
-// submission whose user_data points at itself, and resumes its task only from that submission's
-// completion (DESIGN.md invariant 1). sock_recv_into, sock_recv and sock_sendall, awaited once
-// per message, build theirs inside the awaitable they return (gilio/asyncio/sockets.hpp), which
-// lives in the awaiting frame; sock_accept and sock_connect are coroutines that await one.
+// submits the recv and is told when it is *done*; sock_recvfrom and sock_sendto do the same for
+// datagrams, with recvmsg and sendmsg, whose address the kernel reads or writes in the awaiting
+// frame. Each operation here is an IoOp: it queues one submission whose user_data points at
+// itself, and resumes its task only from that submission's completion (DESIGN.md invariant 1).
+// sock_recv_into, sock_recv and sock_sendall, awaited once per message, build theirs inside the
+// awaitable they return (gilio/asyncio/sockets.hpp), which lives in the awaiting frame;
+// sock_accept, sock_connect and the datagram pair are coroutines that await one.
 // Cancelling the task submits an async-cancel and keeps waiting: the original completion still
 // arrives — with -ECANCELED, and the task gets CancelledError; or with a result, if the operation
 // won the race, and then the result is returned (no received byte is dropped) and the
@@ -15,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -295,6 +300,72 @@ Coro<EventLoop::Accepted> EventLoop::sock_accept(int fd) {
       [fd, &ss, &len](detail::Backend& b, detail::Completion* op) { b.accept(op, fd, &ss, &len); });
   if (conn < 0) raise_os_error(-conn, "accept");
   co_return Accepted{conn, detail::describe_address(reinterpret_cast<sockaddr*>(&ss), len)};
+}
+
+namespace {
+// A numeric host and a port, from an IPv4 or IPv6 address.
+std::pair<std::string, int> host_and_port(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+    ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
+    return {host, ntohs(in6.sin6_port)};
+  }
+  if (ss.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
+    return {host, ntohs(in.sin_port)};
+  }
+  return {detail::describe_address(reinterpret_cast<const sockaddr*>(&ss)), 0};
+}
+}  // namespace
+
+Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
+  // Everything the kernel writes lives in this frame, which outlives the completion.
+  Datagram d;
+  d.data.resize(detail::clamp_io_len(nbytes));
+  sockaddr_storage from{};
+  iovec iov{d.data.data(), d.data.size()};
+  msghdr msg{};
+  msg.msg_name = &from;
+  msg.msg_namelen = sizeof from;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const int n = co_await detail::IoOp(
+      [fd, &msg](detail::Backend& b, detail::Completion* op) { b.recvmsg(op, fd, &msg); });
+  if (n < 0) raise_os_error(-n, "recvfrom on fd " + std::to_string(fd));
+  d.data.resize(static_cast<std::size_t>(n));
+  std::tie(d.host, d.port) = host_and_port(from);
+  co_return d;
+}
+
+Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string host, int port) {
+  // As Python's sendto: the first address of the socket's own family.
+  int family = AF_UNSPEC;
+  socklen_t flen = sizeof family;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) != 0) {
+    raise_os_error(errno,
+                   "sendto " + host + ":" + std::to_string(port) + " on fd " + std::to_string(fd));
+  }
+  const auto addresses = co_await detail::resolve(host, port, SOCK_DGRAM);
+  const auto to =
+      std::find_if(addresses.begin(), addresses.end(),
+                   [family](const sockaddr_storage& ss) { return ss.ss_family == family; });
+  if (to == addresses.end()) {
+    raise_os_error(EAFNOSUPPORT, "sendto " + host + ":" + std::to_string(port) + ": no " +
+                                     (family == AF_INET6 ? "IPv6" : "IPv4") +
+                                     " address for the socket's family");
+  }
+  iovec iov{data.data(), data.size()};
+  msghdr msg{};
+  msg.msg_name = const_cast<sockaddr_storage*>(&*to);
+  msg.msg_namelen = detail::address_length(*to);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const int n = co_await detail::IoOp(
+      [fd, &msg](detail::Backend& b, detail::Completion* op) { b.sendmsg(op, fd, &msg); });
+  if (n < 0) raise_os_error(-n, "sendto " + host + ":" + std::to_string(port));
+  co_return static_cast<std::size_t>(n);
 }
 
 Coro<void> EventLoop::sock_connect(int fd, std::string host, int port) {

@@ -278,6 +278,12 @@ bool Backend::take_buffer(int result, std::uint32_t flags, std::string& out) {
 void Backend::send(Completion* op, int fd, const void* buf, unsigned len) {
   io_uring_prep_send(as_sqe(submission(op)), fd, buf, len, MSG_NOSIGNAL);
 }
+void Backend::recvmsg(Completion* op, int fd, void* msg) {
+  io_uring_prep_recvmsg(as_sqe(submission(op)), fd, static_cast<msghdr*>(msg), 0);
+}
+void Backend::sendmsg(Completion* op, int fd, const void* msg) {
+  io_uring_prep_sendmsg(as_sqe(submission(op)), fd, static_cast<const msghdr*>(msg), MSG_NOSIGNAL);
+}
 void Backend::accept(Completion* op, int fd, void* addr, void* addrlen) {
   io_uring_prep_accept(as_sqe(submission(op)), fd, static_cast<sockaddr*>(addr),
                        static_cast<socklen_t*>(addrlen), SOCK_CLOEXEC);

@@ -99,6 +99,10 @@ class Backend {
   // How many recv_pooled completions found the ring empty (-ENOBUFS) and were retried.
   std::uint64_t ring_empty_count() const noexcept { return ring_empty_; }
   void send(Completion* op, int fd, const void* buf, unsigned len);
+  // One message, with its address (datagrams): `msg` is a msghdr* that must stay alive until
+  // the completion, as must what it points at.
+  void recvmsg(Completion* op, int fd, void* msg);
+  void sendmsg(Completion* op, int fd, const void* msg);
   void accept(Completion* op, int fd, void* addr, void* addrlen);
   // One submission, one completion per accepted connection (kCompletionMore on all but the last).
   void accept_multishot(Completion* op, int fd);

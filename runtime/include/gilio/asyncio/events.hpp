@@ -521,6 +521,18 @@ class EventLoop {
     std::string peer;  // "host:port" ("[host]:port" for IPv6)
   };
   Coro<Accepted> sock_accept(int fd);
+  // Datagrams (asyncio's sock_recvfrom / sock_sendto), for a SOCK_DGRAM socket the caller owns.
+  struct Datagram {
+    std::string data;  // up to nbytes of one datagram (the rest of a longer one is dropped)
+    std::string host;  // the sender: numeric address and port
+    int port = 0;
+  };
+  Coro<Datagram> sock_recvfrom(int fd, std::size_t nbytes);
+  // Sends `data` as one datagram to host:port — to its first address of the socket's family; a
+  // name is resolved without blocking the loop, as sock_connect does — and returns the bytes
+  // sent. No address of that family is an OSError (EAFNOSUPPORT), a datagram too large one too
+  // (EMSGSIZE).
+  Coro<std::size_t> sock_sendto(int fd, std::string data, std::string host, int port);
   // Resolves `host` without blocking the loop (getaddrinfo in the default executor, as asyncio
   // does) and connects to the first address that accepts. NameResolutionError if it does not
   // resolve; ConnectionRefusedError etc. otherwise.
