@@ -17,6 +17,8 @@
 
 namespace gilio::asyncio::detail {
 
+// An IPv4 or IPv6 address as a numeric host and a port.
+std::pair<std::string, int> host_and_port(const sockaddr* sa);
 // `len`: the address's length, as the kernel gave it (a Unix socket's name depends on it).
 std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
 std::string peer_of(int fd);

@@ -74,17 +74,22 @@ std::exception_ptr os_error_ptr(int err, const std::string& what) {
   }
 }
 
-std::string describe_address(const sockaddr* sa, socklen_t len) {
+std::pair<std::string, int> host_and_port(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
-  if (sa->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-  }
   if (sa->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
     ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    return {host, ntohs(in6->sin6_port)};
+  }
+  const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+  ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+  return {host, ntohs(in->sin_port)};
+}
+
+std::string describe_address(const sockaddr* sa, socklen_t len) {
+  if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+    const auto [host, port] = host_and_port(sa);
+    return (sa->sa_family == AF_INET6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
   }
   if (sa->sa_family == AF_UNIX) {
     // The name is as long as the kernel said: an abstract one has no NUL to end it.
@@ -302,24 +307,6 @@ Coro<EventLoop::Accepted> EventLoop::sock_accept(int fd) {
   co_return Accepted{conn, detail::describe_address(reinterpret_cast<sockaddr*>(&ss), len)};
 }
 
-namespace {
-// A numeric host and a port, from an IPv4 or IPv6 address.
-std::pair<std::string, int> host_and_port(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = "";
-  if (ss.ss_family == AF_INET6) {
-    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
-    ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-    return {host, ntohs(in6.sin6_port)};
-  }
-  if (ss.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
-    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-    return {host, ntohs(in.sin_port)};
-  }
-  return {detail::describe_address(reinterpret_cast<const sockaddr*>(&ss)), 0};
-}
-}  // namespace
-
 Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
   // Everything the kernel writes lives in this frame, which outlives the completion.
   Datagram d;
@@ -335,7 +322,12 @@ Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
       [fd, &msg](detail::Backend& b, detail::Completion* op) { b.recvmsg(op, fd, &msg); });
   if (n < 0) raise_os_error(-n, "recvfrom on fd " + std::to_string(fd));
   d.data.resize(static_cast<std::size_t>(n));
-  std::tie(d.host, d.port) = host_and_port(from);
+  const auto* sender = reinterpret_cast<const sockaddr*>(&from);
+  if (from.ss_family == AF_INET || from.ss_family == AF_INET6) {
+    std::tie(d.host, d.port) = detail::host_and_port(sender);
+  } else {  // a Unix datagram socket's sender: its path, port 0
+    d.host = detail::describe_address(sender, msg.msg_namelen);
+  }
   co_return d;
 }
 

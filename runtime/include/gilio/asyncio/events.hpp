@@ -524,7 +524,7 @@ class EventLoop {
   // Datagrams (asyncio's sock_recvfrom / sock_sendto), for a SOCK_DGRAM socket the caller owns.
   struct Datagram {
     std::string data;  // up to nbytes of one datagram (the rest of a longer one is dropped)
-    std::string host;  // the sender: numeric address and port
+    std::string host;  // the sender: numeric address and port (a Unix socket's: its path)
     int port = 0;
   };
   Coro<Datagram> sock_recvfrom(int fd, std::size_t nbytes);
