@@ -40,6 +40,8 @@ step to_thread "L5: asyncio does not get around the GIL. A CPU-bound function in
 every wake-up of the loop about one switch interval (5 ms) late."
 step concurrent_requests "L5 on real sockets: ten requests to a slow server one after another take
 a second; ten threads or ten tasks take a tenth of it — the tasks on one thread."
+step subprocesses "L5 for child processes: three shell commands of 0.5 s each, started and awaited
+from one thread, take 0.5 s together; the loop waits for them on pidfds and pipes in io_uring."
 step cpu_offload "L4/L6/L7, the headline: CPU jobs from an event loop. Run in the task they stall
 the loop; in to_thread they share one GIL (~1x); only processes (or no GIL) give ~2x on 2 cores."
 
@@ -67,6 +69,7 @@ row L5 "sleep(1 ms) beside CPU to_thread: p50 late, ms" \
   "$(field to_thread 'beside a CPU-bound' 5)" "5.5"
 row L5 "10 slow requests, one task each: seconds" "$(field concurrent_requests 'one task per' 5)" \
   "0.1"
+row L5 "3 shell commands of 0.5 s at once: seconds" "$(field subprocesses 'each took' -2)" "0.52"
 row L4 "8 CPU jobs in to_thread: speedup" "$(field cpu_offload 'to_thread, GIL cpython' 5)" "0.93x"
 row L11 "8 CPU jobs, native code in to_thread: speedup" \
   "$(field cpu_offload 'to_thread, native' 5)" "-"

@@ -34,6 +34,11 @@ Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // raise_os_error's exception, caught: for an error to store rather than throw.
 std::exception_ptr os_error_ptr(int err, const std::string& what);
 
+// streams.cpp lends subprocess.cpp this: a stream over `fd`, a pipe's read end (`pipe`) or a
+// socket, named `name` in its errors.
+class StreamRef;
+StreamRef stream_of(int fd, std::size_t limit, std::string name, bool pipe);
+
 // No single send or recv asks for more than 1 GiB (the kernel's result is an int).
 inline unsigned clamp_io_len(std::size_t n) {
   return static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));

@@ -13,7 +13,8 @@
 // next batch, wakes drain() waiters, and finishes a requested close. Serving: one multishot
 // accept per listening socket feeds a dispatcher task that starts a handler per connection; an
 // accept that fails for want of descriptors waits a second before it accepts again, as
-// selector_events' _accept_connection does (ServerState).
+// selector_events' _accept_connection does (ServerState). A child process's stdout and stderr
+// are streams too (subprocess.cpp): a pipe's read end, read with a pooled read instead of a recv.
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -97,7 +98,9 @@ struct StreamState : StreamCount {
     void complete(int result, std::uint32_t) override { owner->on_sent(result); }
   };
 
-  StreamState(EventLoop* l, int f, std::size_t lim) : loop(l), fd(f), limit(lim), peer(peer_of(f)) {
+  StreamState(EventLoop* l, int f, std::size_t lim) : StreamState(l, f, lim, peer_of(f), false) {}
+  StreamState(EventLoop* l, int f, std::size_t lim, std::string name, bool is_pipe)
+      : loop(l), fd(f), limit(lim), pipe(is_pipe), peer(std::move(name)) {
     send_op.owner = this;
   }
   ~StreamState() {
@@ -107,7 +110,8 @@ struct StreamState : StreamCount {
   EventLoop* loop;
   int fd;
   std::size_t limit;
-  std::string peer;
+  bool pipe;         // a pipe's read end (a child's output): read, not recv
+  std::string peer;  // in messages: "host:port", a socket path, "stdout of process 42"
 
   RecvBuffer buffer;  // received, not yet read
   bool eof = false;
@@ -138,7 +142,10 @@ struct StreamState : StreamCount {
   // not queue the recv again.
   struct RecvPrep {
     int fd;
-    void operator()(Backend& b, Completion* op) const { b.recv_pooled(op, fd); }
+    bool pipe;
+    void operator()(Backend& b, Completion* op) const {
+      pipe ? b.read_pooled(op, fd) : b.recv_pooled(op, fd);
+    }
   };
   struct RecvHook {
     StreamState* s;
@@ -158,14 +165,14 @@ struct StreamState : StreamCount {
     if (fd < 0) throw std::runtime_error("read from a closed stream");
   }
   void begin_recv(TaskCore& task, std::coroutine_handle<> h, ReadWant& want) {
-    recv.emplace(RecvPrep{fd}, RecvHook{this, &want});
+    recv.emplace(RecvPrep{fd, pipe}, RecvHook{this, &want});
     recv->start(task, h);
     reading = true;
   }
   void end_recv() {
     reading = false;
     const int n = recv->await_resume();  // throws CancelledError if cancelled
-    if (n < 0) raise_os_error(-n, "recv from " + peer);
+    if (n < 0) raise_os_error(-n, (pipe ? "read from " : "recv from ") + peer);
     if (n == 0) eof = true;
   }
 
@@ -579,6 +586,16 @@ void set_nodelay(int fd) {
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
+
+}  // namespace
+
+namespace detail {
+StreamRef stream_of(int fd, std::size_t limit, std::string name, bool pipe) {
+  return StreamRef(new StreamState(&get_running_loop(), fd, limit, std::move(name), pipe));
+}
+}  // namespace detail
+
+namespace {
 
 std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
   const detail::StreamRef state(new detail::StreamState(&get_running_loop(), fd, limit));

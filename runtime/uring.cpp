@@ -242,6 +242,10 @@ void Backend::recv_pooled(Completion* op, int fd) {
   if (buffers_ == nullptr) buffer_ring();  // the first one registers the ring
   hold({op, fd, nullptr, BufferRing::kSize});
 }
+void Backend::read_pooled(Completion* op, int fd) {
+  if (buffers_ == nullptr) buffer_ring();
+  hold({op, fd, nullptr, BufferRing::kSize, true});
+}
 
 void Backend::hold(const LateRecv& r) {
   late_.push_back(r);
@@ -254,7 +258,11 @@ void Backend::flush_late() {
     flushing_.swap(late_);  // a full queue's flush may reap, and a completion may queue a recv
     for (const LateRecv& r : flushing_) {
       io_uring_sqe* sqe = as_sqe(slot(r.op));
-      io_uring_prep_recv(sqe, r.fd, r.buf, r.len, 0);
+      if (r.pipe) {
+        io_uring_prep_read(sqe, r.fd, r.buf, r.len, -1);  // -1: a pipe has no file position
+      } else {
+        io_uring_prep_recv(sqe, r.fd, r.buf, r.len, 0);
+      }
       if (r.buf == nullptr) {
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BufferRing::kGroup;

@@ -96,6 +96,8 @@ class Backend {
   // For a recv_pooled completion: appends the received bytes to `out` and returns the buffer to
   // the ring. Returns false if the completion carried no buffer (an error or end of stream).
   bool take_buffer(int result, std::uint32_t flags, std::string& out);
+  // recv_pooled for a pipe (a read, as recv works on sockets only): a child process's output.
+  void read_pooled(Completion* op, int fd);
   // How many recv_pooled completions found the ring empty (-ENOBUFS) and were retried.
   std::uint64_t ring_empty_count() const noexcept { return ring_empty_; }
   void send(Completion* op, int fd, const void* buf, unsigned len);
@@ -144,6 +146,7 @@ class Backend {
     int fd;
     void* buf;  // null: a buffer from the provided-buffer ring
     unsigned len;
+    bool pipe = false;  // a read (of a pipe) rather than a recv
   };
   std::vector<LateRecv> late_;
   std::vector<LateRecv> flushing_;  // the batch being flushed

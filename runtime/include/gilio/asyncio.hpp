@@ -29,6 +29,7 @@
 #include "gilio/asyncio/runners.hpp"
 #include "gilio/asyncio/sockets.hpp"
 #include "gilio/asyncio/streams.hpp"
+#include "gilio/asyncio/subprocess.hpp"
 #include "gilio/asyncio/taskgroups.hpp"
 #include "gilio/asyncio/tasks.hpp"
 #include "gilio/asyncio/threads.hpp"
