@@ -10,8 +10,8 @@ The comparisons (COMPARISONS): the GIL's own costs (Google Benchmark), the race 
 (L8/L9), CPU-bound threads vs processes (L1/L4/L6), the convoy effect, the event loop's costs
 (spawn, switches, timers, queue, memory per task) against asyncio, uvloop and Boost.Fiber, the
 loop's lag beside a CPU-bound to_thread (L5), echo servers against asyncio and uvloop on
-loopback, whole-file reads and writes against plain system calls and CPython's to_thread, and
-the process pool against CPython's. Then charts.py draws the results and the GIL
+loopback, whole-file reads and writes against plain system calls and CPython's to_thread, child
+processes against posix_spawn, asyncio and uvloop, and the process pool against CPython's. Then charts.py draws the results and the GIL
 timelines: into docs/bench/ after a full run (committed, with the date and machine), into
 build/bench-results/charts/ after a quick one.
 """
@@ -356,6 +356,32 @@ def files(args):
             for what, key, plain, plain_key, py_key, note in workloads]
 
 
+def child_processes(args):
+    ours, theirs = ours_and_cpythons(
+        args, "subprocess_bench",
+        "child processes: gilio create_subprocess_exec beside posix_spawn + waitpid",
+        "child processes: CPython asyncio create_subprocess_exec")
+    progress("child processes: uvloop create_subprocess_exec")
+    uv = run_json([PYTHON, os.path.join(HERE, "python", "subprocess_bench.py"), "--uvloop"]
+                  + (["--quick"] if args.quick else []))
+    py, uvl = f"CPython {theirs['python']} asyncio", "uvloop"
+    floor = "posix_spawn + waitpid"
+    how = f"the median of {ours['rounds']} rounds"
+    return [
+        row("start /bin/true and wait for it, one at a time", ours["seq_us"], "us",
+            {floor: ours["floor_seq_us"], py: theirs["seq_us"], uvl: uv["seq_us"]},
+            higher_is_better=False,
+            note=f"{ours['n']} in turn per round, {how}; the floor is blocking posix_spawn + "
+                 "waitpid in the same process, alternating with gilio"),
+        row(f"start {ours['burst']} at once, then wait for all", ours["burst_us"], "us",
+            {floor: ours["floor_burst_us"], py: theirs["burst_us"], uvl: uv["burst_us"]},
+            higher_is_better=False, note=f"per process; {how}"),
+        row(f"{ours['cat_mib']} MiB through cat with communicate()", ours["cat_mb_s"], "MB/s",
+            {py: theirs["cat_mb_s"], uvl: uv["cat_mb_s"]}, higher_is_better=True,
+            note=f"written to cat's stdin and read back from its stdout at once; {how}"),
+    ]
+
+
 def process_pool(args):
     # Four parties (caller, manager, two workers) share two cores, and how the host schedules
     # them moves a single run's figures by 2x here: gilio's side runs five times (three seconds
@@ -404,6 +430,7 @@ COMPARISONS = [  # (title, function): the order of the run, the table and the ch
     ("Loop lag beside to_thread (L5)", loop_lag),
     ("Echo servers", echo),
     ("Files", files),
+    ("Child processes", child_processes),
     ("Process pool (L6, L7)", process_pool),
 ]
 

@@ -511,13 +511,31 @@ std::size_t StreamReader::limit() const {
 
 // ---- StreamWriter ----
 
-void StreamWriter::write(std::string_view data) {
-  detail::StreamState& s = connected(s_, "StreamWriter.write");
+namespace {
+detail::StreamState& writable(const detail::StreamRef& ref) {
+  detail::StreamState& s = connected(ref, "StreamWriter.write");
   if (s.closing || s.fd < 0) throw std::runtime_error("StreamWriter.write: the writer is closed");
   if (s.eof_requested) throw std::runtime_error("StreamWriter.write: write after write_eof()");
   if (s.write_error) std::rethrow_exception(s.write_error);
+  return s;
+}
+}  // namespace
+
+void StreamWriter::write(std::string_view data) {
+  detail::StreamState& s = writable(s_);
   if (data.empty()) return;
   s.pending.append(data);
+  if (!s.sending) s.start_send();
+}
+
+void StreamWriter::write_owned(std::string data) {
+  detail::StreamState& s = writable(s_);
+  if (data.empty()) return;
+  if (s.pending.empty()) {
+    s.pending = std::move(data);  // the common case: sent from the caller's own memory
+  } else {
+    s.pending.append(data);
+  }
   if (!s.sending) s.start_send();
 }
 

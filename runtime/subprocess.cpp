@@ -306,7 +306,7 @@ Coro<int> wait_for_exit(std::shared_ptr<ChildState> s) {
 Coro<void> feed_stdin(StreamWriter in, std::optional<std::string> input) {
   try {
     if (input) {
-      in.write(*input);
+      in.write(std::move(*input));
       co_await in.drain();
     }
   } catch (const BrokenPipeError&) {  // the child exited without reading it all: not an error

@@ -92,6 +92,34 @@ TEST(Streams, EchoWithReadline) {
   }());
 }
 
+// write(std::string&&) takes the string over when nothing waits to be sent and appends it
+// otherwise; mixed with copied writes, large and small, every byte arrives once and in order.
+TEST(Streams, MovedAndCopiedWritesKeepTheirOrder) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    std::string expected;
+    for (int i = 0; i < 40; ++i) {
+      std::string line = patterned(i % 4 == 0 ? 60000 : 10 + i, 3 + i) + "\n";
+      expected += line;
+      if (i % 2 == 0) {
+        w.write(std::move(line));  // taken over, or appended behind a big one still pending
+      } else {
+        w.write(line);  // copied
+        EXPECT_FALSE(line.empty());
+      }
+    }
+    co_await w.drain();
+    std::string got;
+    while (got.size() < expected.size())
+      got += co_await r.readline();
+    EXPECT_TRUE(got == expected) << "the echoed bytes differ";
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST(Streams, ReadVariantsAndEof) {
   run_test([]() -> Coro<void> {
     auto server = co_await asyncio::start_server(

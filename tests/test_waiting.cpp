@@ -157,6 +157,52 @@ TEST(Gather, AVectorTakesResultsAsChildrenEndAndKeepsTheirOrder) {
   }());
 }
 
+namespace {
+// A result that counts its copies.
+struct Counted {
+  static inline int copies = 0;
+  int v = 0;
+  explicit Counted(int x) : v(x) {}
+  Counted(const Counted& o) : v(o.v) { ++copies; }
+  Counted(Counted&&) noexcept = default;
+  Counted& operator=(const Counted& o) {
+    v = o.v;
+    ++copies;
+    return *this;
+  }
+  Counted& operator=(Counted&&) noexcept = default;
+};
+Coro<Counted> counted(int v) {
+  co_return Counted(v);
+}
+}  // namespace
+
+// co_await gather(coros...) is the only one to see its children's results, so it moves them
+// out. (A gather over a vector takes each result as its child ends, while the loop still holds
+// the task, and copies it.) A gather awaited by name may be awaited again, and a task the caller
+// also holds may be asked again, so their results are copied (both as asyncio, which hands out the
+// same objects).
+TEST(Gather, ResultsNobodyElseCanSeeAreMovedNotCopied) {
+  run_test([]() -> Coro<void> {
+    Counted::copies = 0;
+    auto [a, b] = co_await asyncio::gather(counted(1), counted(2));
+    EXPECT_EQ(a.v + b.v, 3);
+    EXPECT_EQ(Counted::copies, 0);
+
+    auto named = asyncio::gather(counted(3), counted(4));
+    auto first = co_await named;
+    auto again = co_await named;
+    EXPECT_EQ(std::get<1>(first).v, 4);
+    EXPECT_EQ(std::get<1>(again).v, 4);
+    EXPECT_EQ(Counted::copies, 4);
+    auto kept = asyncio::create_task(counted(5));
+    auto [c, d] = co_await asyncio::gather(kept, counted(6));
+    EXPECT_EQ(c.v + d.v, 11);
+    EXPECT_EQ(Counted::copies, 5);  // `kept` may still be asked
+    EXPECT_EQ(kept.result().v, 5);
+  }());
+}
+
 TEST(Gather, FirstExceptionPropagatesAndOthersKeepRunning) {
   run_test([]() -> Coro<void> {
     auto slow = asyncio::create_task(value_after(5, 0.05));

@@ -94,6 +94,8 @@ class FutureCore : public Runnable {
   void release() noexcept {
     if (--refs_ == 0) delete this;
   }
+  // Whether the one reference held is the caller's: then nobody else can ask for the result.
+  bool sole_reference() const noexcept { return refs_ == 1; }
   EventLoop* loop() const noexcept { return loop_; }
   bool done() const noexcept { return state_ != State::pending; }
   bool cancelled() const noexcept { return state_ == State::cancelled; }
@@ -193,11 +195,15 @@ struct ValueSlot {
     if constexpr (std::is_copy_constructible_v<T>) {
       return *value;
     } else {
-      if (!value) throw InvalidStateError("the move-only result was already taken");
-      T v = std::move(*value);
-      value.reset();
-      return v;
+      return take();
     }
+  }
+  // The value moved out: for a move-only T, or for the last holder of the future.
+  T take() {
+    if (!value) throw InvalidStateError("the move-only result was already taken");
+    T v = std::move(*value);
+    value.reset();
+    return v;
   }
 };
 template <>

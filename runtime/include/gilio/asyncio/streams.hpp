@@ -32,6 +32,7 @@
 // that arrives in five pieces wakes its reader once.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -154,6 +155,11 @@ class StreamWriter {
   explicit StreamWriter(detail::StreamRef s) : s_(std::move(s)) {}
 
   void write(std::string_view data);
+  // A string passed with std::move is taken over rather than copied when nothing else waits to
+  // be sent (a large write costs no copy).
+  template <class S>
+  requires std::same_as<S, std::string>
+  void write(S&& data) { write_owned(std::move(data)); }
 
   // What drain() returns: co_await it to wait while the buffer is above the high-water mark
   // (until it falls below the low-water mark); rethrows a send error.
@@ -186,6 +192,7 @@ class StreamWriter {
   std::size_t buffered() const;
 
  private:
+  void write_owned(std::string data);
   detail::StreamRef s_;
 };
 

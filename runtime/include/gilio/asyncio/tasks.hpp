@@ -69,6 +69,11 @@ class TaskState final : public TaskCore, public ValueSlot<T> {
     check_result();
     return this->get();
   }
+  // result(), moved out instead of copied when the caller holds the last reference.
+  T take_result() {
+    check_result();
+    return sole_reference() ? this->take() : this->get();
+  }
 };
 
 // What `co_await aw` gives, for any awaitable type Aw.
@@ -150,6 +155,15 @@ class Task {
     }
   }
   std::exception_ptr exception() { return core().exception(); }
+  // For gather, which lets go of the handle next: result(), but a value this handle alone still
+  // refers to is moved out rather than copied (a 64 MiB string gathered from a Coro was copied).
+  T take_result() {
+    if constexpr (std::is_void_v<T>) {
+      core().check_result();
+    } else {
+      return state().take_result();
+    }
+  }
   // fn(task) runs through call_soon once the task is done.
   void add_done_callback(std::function<void(Task)> fn) {
     core().add_done_callback([fn = std::move(fn), self = *this] { fn(self); });

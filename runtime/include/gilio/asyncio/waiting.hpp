@@ -139,12 +139,14 @@ template <class T>
 using gather_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 template <class T>
-gather_value_t<T> result_of(Task<T>& t) {
+// `last_look`: nobody will ask `t` for its result again, so a value that `t` alone refers to
+// may be moved out instead of copied.
+gather_value_t<T> result_of(Task<T>& t, bool last_look) {
   if constexpr (std::is_void_v<T>) {
     t.result();
     return {};
   } else {
-    return t.result();
+    return last_look ? t.take_result() : t.result();
   }
 }
 
@@ -215,6 +217,23 @@ class [[nodiscard]] Gather {
       : tasks_(std::move(tasks)),
         cores_(tasks_),
         wait_(Outcomes ? MultiWait::Policy::gather_all : MultiWait::Policy::gather) {}
+  // Awaited by name, a gather may be awaited again, and each await copies the results out of
+  // the tasks, as asyncio hands out the same objects each time. A temporary (`co_await
+  // gather(...)`) is awaited once, so a result that only the gather refers to is moved out: a
+  // gather of Coros that each return a 64 MiB string copied 128 MiB for nothing.
+  // (The awaiter is a pointer to the gather, not the gather itself: g++ 12 copies an awaiter
+  // that operator co_await returns by reference, and a gather cannot be copied.)
+  struct Awaiter {
+    Gather* g;
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) { return g->await_suspend(h); }
+    auto await_resume() { return g->await_resume(); }
+  };
+  Awaiter operator co_await() & noexcept { return {this}; }
+  Awaiter operator co_await() && noexcept {
+    once_ = true;
+    return {this};
+  }
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) {
     if constexpr (kVector) {
@@ -230,19 +249,21 @@ class [[nodiscard]] Gather {
 
  private:
   // One child's result, as gather gives it.
+  // A vector's results are looked at once: each task is let go of, or the results moved out.
+  // (Most are taken as their child ends, while the loop still holds the task: those are copied.)
   template <class T>
-  static auto result(Task<T>& t) {
+  auto result(Task<T>& t) const {
     if constexpr (Outcomes) {
       return outcome_of(t);
     } else {
-      return result_of(t);
+      return result_of(t, kVector || once_);
     }
   }
   // MultiWait::Take: child i has ended, and all before it.
   static bool take(void* self, std::size_t i) noexcept {
     auto& g = *static_cast<Gather*>(self);
     try {
-      g.results_.push_back(result(g.tasks_[i]));
+      g.results_.push_back(g.result(g.tasks_[i]));
     } catch (...) {  // a failed child, or copying the result threw: collect() meets it again
       return false;
     }
@@ -255,13 +276,14 @@ class [[nodiscard]] Gather {
         results_.push_back(result(tasks_[i]));
       return std::move(results_);
     } else {
-      return std::apply([](auto&... t) { return std::make_tuple(result(t)...); }, tasks_);
+      return std::apply([this](auto&... t) { return std::make_tuple(result(t)...); }, tasks_);
     }
   }
   Tasks tasks_;
   [[no_unique_address]] GatherCores<Tasks> cores_;
   MultiWait wait_;
   typename GatherResults<Outcomes, Tasks>::type results_;
+  bool once_ = false;  // awaited as a temporary
 };
 
 template <class Aw>
