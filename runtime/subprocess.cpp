@@ -272,7 +272,7 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
       rc != 0) {
     raise_os_error(rc, fmt::format("{}: cannot run '{}'", who, argv[0]));
   }
-  const int pidfd = pidfd_open(pid);
+  const int pidfd = pidfd_open(pid);  // close-on-exec, as pidfd_open always makes it
   if (pidfd < 0) {
     const int saved = errno;
     ::kill(pid, SIGKILL);
@@ -280,7 +280,6 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
     }
     raise_os_error(saved, fmt::format("{}: pidfd_open for process {}", who, pid));
   }
-  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);  // pidfd_open sets it already since Linux 5.10 or so
 
   auto state = std::make_shared<ChildState>(&loop, pid, pidfd);
   for (int i = 0; i < 3; ++i) {
