@@ -209,6 +209,13 @@ def loop_costs(args):
             note=joined("the same workload a second time in the same process: no fresh pages "
                         "to fault in; the target is judged on the first round",
                         note("spawn_gather_again_per_s"))),
+        row("spawn + gather, eager task factory", ours["spawn_gather_eager_per_s"] / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("spawn_gather_eager_per_s").items()},
+            higher_is_better=True,
+            note=joined("asyncio 3.12's eager_task_factory: each task runs to its end inside "
+                        "create_task and is never queued (memory reused, as the row above); "
+                        "CPython before 3.12 and Boost.Fiber have none",
+                        note("spawn_gather_eager_per_s"))),
         row("sleep(0) switches among 100 tasks", yld / 1e6, "M/s",
             {k: v / 1e6 for k, v in peers("yield_switches_per_s").items()},
             ">= 100 M/s", yld >= 100e6, higher_is_better=True,

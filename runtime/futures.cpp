@@ -491,6 +491,10 @@ void TaskGroup::check_open() const {
 void TaskGroup::adopt(Task<> task) {
   auto& tasks = state_->tasks;
   const auto entry = tasks.insert(tasks.end(), task);
+  if (task.done()) {  // an eager task that ended inside create_task: counted now, as asyncio's
+    state_->on_task_done(entry, task);  // (a failure aborts the group before the next create_task)
+    return;
+  }
   try {
     task.add_done_callback([state = state_, entry](Task<> t) { state->on_task_done(entry, t); });
   } catch (...) {  // std::bad_alloc: the task will not be waited for, so it must not be listed

@@ -482,3 +482,196 @@ TEST(Errors, AwaitOutsideATaskAndNoLoop) {
   EXPECT_THROW(asyncio::get_running_loop(), std::runtime_error);
   EXPECT_THROW(asyncio::create_task(answer()), std::runtime_error);
 }
+
+// ---- the eager task factory (asyncio 3.12) ----
+
+void use_eager_tasks() {
+  asyncio::get_running_loop().set_task_factory(asyncio::eager_task_factory);
+}
+
+Coro<int> record_steps(std::vector<std::string>& log, std::string name, int value) {
+  log.push_back(name + " first step, current task " + asyncio::current_task().get_name());
+  co_await asyncio::sleep(0);
+  log.push_back(name + " second step");
+  co_return value;
+}
+
+// The order of a new task's two steps and its creator's next line, under either factory.
+Coro<std::vector<std::string>> start_order(bool eager) {
+  asyncio::current_task().set_name("main");
+  if (eager) use_eager_tasks();
+  EXPECT_EQ(asyncio::get_running_loop().get_task_factory() != nullptr, eager);
+  std::vector<std::string> log;
+  auto t = asyncio::create_task(record_steps(log, "child", 7), "child");
+  log.push_back("after create_task, current task " + asyncio::current_task().get_name());
+  EXPECT_FALSE(t.done());
+  EXPECT_EQ(co_await t, 7);
+  co_return log;
+}
+
+TEST(EagerTasks, FirstStepRunsInsideCreateTask) {
+  const std::vector<std::string> want = {"child first step, current task child",
+                                         "after create_task, current task main",
+                                         "child second step"};
+  EXPECT_EQ(run_test(start_order(true)), want);
+}
+
+TEST(EagerTasks, DefaultFactoryStartsOnTheNextIteration) {
+  const std::vector<std::string> want = {"after create_task, current task main",
+                                         "child first step, current task child",
+                                         "child second step"};
+  EXPECT_EQ(run_test(start_order(false)), want);
+}
+
+TEST(EagerTasks, TaskThatNeverSuspendsIsDoneAtOnceAndNeverListed) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    EXPECT_EQ(asyncio::get_running_loop().get_task_factory(), &asyncio::eager_task_factory);
+    const std::size_t before = asyncio::all_tasks().size();
+    auto t = asyncio::create_task(answer());
+    EXPECT_TRUE(t.done());
+    EXPECT_EQ(t.result(), 42);
+    EXPECT_EQ(asyncio::all_tasks().size(), before);
+    EXPECT_EQ(co_await t, 42);
+    // One that suspends is listed until it ends.
+    auto pending = asyncio::create_task(add_later(1, 2));
+    EXPECT_EQ(asyncio::all_tasks().size(), before + 1);
+    EXPECT_EQ(co_await pending, 3);
+    EXPECT_EQ(asyncio::all_tasks().size(), before);
+  }());
+}
+
+Coro<int> fail_at_once(std::string what) {
+  throw std::runtime_error(what);
+  co_return 0;
+}
+
+TEST(EagerTasks, ExceptionInTheFirstStepEndsTheTaskNotTheCreator) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    auto t = asyncio::create_task(fail_at_once("eager failure"));
+    EXPECT_TRUE(t.done());
+    EXPECT_FALSE(t.cancelled());
+    co_await gilio::testing::expect_await_throws<std::runtime_error>(t, "no exception",
+                                                                     "eager failure");
+  }());
+}
+
+TEST(EagerTasks, CancellingATaskSuspendedInItsFirstStep) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    auto t = asyncio::create_task(forever());
+    EXPECT_FALSE(t.done());
+    EXPECT_TRUE(t.cancel());
+    co_await gilio::testing::expect_await_throws<asyncio::CancelledError>(t, "not cancelled");
+    EXPECT_TRUE(t.cancelled());
+  }());
+}
+
+Coro<void> cancel_task(asyncio::Task<> victim) {
+  victim.cancel();
+  co_return;
+}
+
+TEST(EagerTasks, ChildCancellingItsCreatorReachesTheCreatorsNextAwait) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    bool reached = false;
+    try {
+      auto t = asyncio::create_task(cancel_task(asyncio::current_task()));
+      EXPECT_TRUE(t.done());
+      reached = true;  // the cancel() found the creator running: it lands at the next co_await
+      co_await asyncio::sleep(0);
+      ADD_FAILURE() << "the creator was not cancelled";
+    } catch (const asyncio::CancelledError&) {
+    }
+    EXPECT_TRUE(reached);
+    EXPECT_EQ(asyncio::current_task().uncancel(), 0);
+  }());
+}
+
+Coro<std::string> nest_eagerly(int depth) {
+  const std::string me = asyncio::current_task().get_name();
+  if (depth == 0) co_return me;
+  auto child = asyncio::create_task(nest_eagerly(depth - 1), "depth " + std::to_string(depth - 1));
+  // The child's first step ran, and this task is current again.
+  EXPECT_EQ(asyncio::current_task().get_name(), me);
+  co_await asyncio::sleep(0);
+  co_return me + " > " + co_await child;
+}
+
+TEST(EagerTasks, NestedEagerStepsRestoreTheCurrentTask) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    auto t = asyncio::create_task(nest_eagerly(3), "depth 3");
+    EXPECT_EQ(co_await t, "depth 3 > depth 2 > depth 1 > depth 0");
+  }());
+}
+
+TEST(EagerTasks, LoopNotRunningStartsTheTaskLazily) {
+  asyncio::EventLoop loop;
+  loop.set_task_factory(asyncio::eager_task_factory);
+  std::vector<std::string> log;
+  auto t = loop.create_task(record_steps(log, "child", 5), "child");
+  EXPECT_TRUE(log.empty()) << "as asyncio: an eager task made before the loop runs waits for it";
+  EXPECT_EQ(loop.run_until_complete(t), 5);
+  EXPECT_EQ(log.size(), 2u);
+  loop.set_task_factory(nullptr);
+  EXPECT_EQ(loop.get_task_factory(), nullptr);
+  loop.close();
+}
+
+TEST(EagerTasks, GatherOfEagerTasksKeepsArgumentOrder) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    std::vector<asyncio::Task<int>> tasks;
+    for (int i = 0; i < 1000; ++i)
+      tasks.push_back(asyncio::create_task(i % 2 == 0 ? add_later(i, 0) : nested(i % 7)));
+    std::vector<int> got = co_await asyncio::gather(std::move(tasks));
+    EXPECT_EQ(got.size(), 1000u);
+    for (int i = 0; i < 1000 && i < static_cast<int>(got.size()); ++i)
+      EXPECT_EQ(got[i], i % 2 == 0 ? i : i % 7) << i;
+    auto [a, b] = co_await asyncio::gather(answer(), add_later(2, 3));
+    EXPECT_EQ(a, 42);
+    EXPECT_EQ(b, 5);
+  }());
+}
+
+TEST(EagerTasks, TaskGroupCountsAChildThatFailedInsideCreateTask) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    asyncio::TaskGroup group;
+    auto sleeper = group.create_task(forever());
+    auto failed = group.create_task(fail_at_once("eager child failed"));
+    EXPECT_TRUE(failed.done());
+    // The failure aborted the group at once, as asyncio 3.12's TaskGroup does.
+    EXPECT_THROW(group.create_task(answer()), std::runtime_error);
+    bool grouped = false;
+    try {
+      co_await group.join();
+    } catch (const asyncio::ExceptionGroup& e) {
+      grouped = e.exceptions().size() == 1;
+    }
+    EXPECT_TRUE(grouped);
+    EXPECT_TRUE(sleeper.cancelled());
+  }());
+}
+
+Coro<int> trivial(int i) {
+  co_return i;
+}
+
+TEST(EagerTasks, HundredThousandTasksThatNeverSuspend) {
+  run_test([]() -> Coro<void> {
+    use_eager_tasks();
+    std::vector<asyncio::Task<int>> tasks;
+    tasks.reserve(100'000);
+    for (int i = 0; i < 100'000; ++i)
+      tasks.push_back(asyncio::create_task(trivial(i)));
+    std::vector<int> got = co_await asyncio::gather(std::move(tasks));
+    long long sum = 0;
+    for (int v : got)
+      sum += v;
+    EXPECT_EQ(sum, 100'000LL * 99'999 / 2);
+  }());
+}

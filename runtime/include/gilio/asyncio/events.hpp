@@ -406,6 +406,12 @@ class TimerHandle : public Handle {
   double when() const { return h_ ? h_->when_ns * 1e-9 : 0; }
 };
 
+// asyncio.eager_task_factory, for EventLoop::set_task_factory: a tag, as gilio has no other.
+struct EagerTaskFactory {
+  explicit constexpr EagerTaskFactory() = default;
+};
+inline constexpr EagerTaskFactory eager_task_factory{};
+
 class EventLoop {
  public:
   EventLoop();
@@ -442,11 +448,24 @@ class EventLoop {
   // Throws std::runtime_error if the loop is closed.
   void call_soon_threadsafe(std::function<void()> fn);
 
-  // Wraps the coroutine in a task scheduled to start on the next iteration (tasks.hpp).
+  // Wraps the coroutine in a task scheduled to start on the next iteration (tasks.hpp) — or,
+  // under the eager task factory, one that takes its first step at once.
   template <class T>
   Task<T> create_task(Coro<T> coro);
   template <class T>
   Task<T> create_task(Coro<T> coro, std::string name);
+
+  // loop.set_task_factory(asyncio.eager_task_factory), asyncio 3.12: from then on, a task
+  // created while this loop runs takes its first step inside create_task, before create_task
+  // returns, and is scheduled only if it suspends; one that finishes without suspending is
+  // never queued at all. set_task_factory(nullptr) restores the default (every task starts on
+  // the loop's next iteration). These are the two factories gilio has: asyncio also accepts
+  // any callable that builds a Task subclass, which has no counterpart here. tasks.hpp says
+  // what changes for a program that turns it on.
+  void set_task_factory(EagerTaskFactory) noexcept { eager_tasks_ = true; }
+  void set_task_factory(std::nullptr_t) noexcept { eager_tasks_ = false; }
+  // &eager_task_factory, or nullptr for the default (None, in asyncio).
+  const EagerTaskFactory* get_task_factory() const noexcept;
 
   // Runs until the coroutine / task is done and returns its result (runners.hpp).
   template <class T>
@@ -546,6 +565,8 @@ class EventLoop {
   detail::Backend& backend() noexcept { return *backend_; }
   inline void add_task(detail::TaskCore* t) noexcept;  // futures.hpp
   inline void remove_task(detail::TaskCore* t) noexcept;
+  // A new task's start: made ready, or its first step at once under the eager task factory.
+  inline void start_task(detail::TaskCore* t);  // futures.hpp
   template <class F>
   void for_each_task(F&& fn);
   std::size_t task_count() const noexcept { return task_count_; }
@@ -612,11 +633,16 @@ class EventLoop {
   bool stopping_ = false;
   bool closed_ = false;
   bool debug_ = false;
+  bool eager_tasks_ = false;  // set_task_factory(eager_task_factory)
 };
 
 // The loop running on this thread; std::runtime_error("no running event loop") otherwise.
 EventLoop& get_running_loop();
 // The loop running on this thread, or nullptr.
 EventLoop* running_loop() noexcept;
+
+inline const EagerTaskFactory* EventLoop::get_task_factory() const noexcept {
+  return eager_tasks_ ? &eager_task_factory : nullptr;
+}
 
 }  // namespace gilio::asyncio

@@ -294,6 +294,14 @@ class TaskCore : public FutureCore {
   void defer_cancel() noexcept { must_cancel_ = true; }
 
   void run() override;  // one step: resume the coroutine where it last suspended
+  // The eager task factory's first step, inside create_task: run() with the reference it
+  // gives back taken here, as the ready queue would have. run() saves the step_task of the
+  // creating task and restores it, as asyncio 3.12's Task.__eager_start swaps the current task
+  // in and out.
+  void eager_start() {
+    add_ref();
+    TaskCore::run();
+  }
   void discard() override {
     scheduled_ = false;
     release();
@@ -347,6 +355,14 @@ inline void EventLoop::remove_task(detail::TaskCore* t) noexcept {
   }
   t->prev_task = t->next_task = nullptr;
   --task_count_;
+}
+
+inline void EventLoop::start_task(detail::TaskCore* t) {
+  if (eager_tasks_ && running_) [[unlikely]] {
+    t->eager_start();
+  } else {
+    t->wake();
+  }
 }
 
 namespace detail {

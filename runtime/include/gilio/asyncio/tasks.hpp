@@ -13,6 +13,16 @@
 // back (timeouts and task groups use this to tell their own cancellations from others').
 // A task that ends by CancelledError is cancelled(): result() then throws CancelledError.
 //
+// Eager tasks (asyncio 3.12's eager_task_factory; loop.set_task_factory in events.hpp): a task
+// created while the loop runs takes its first step inside create_task, on the creator's stack,
+// and create_task returns when that step suspends or the task ends. A coroutine that ends
+// without suspending (a cache hit, a value already there) is never queued: it costs no trip
+// through the ready queue, and its frame is freed before the next task's is made, so a burst
+// of such tasks reuses one frame's memory. What a program sees change, as in asyncio: the task
+// runs before the line after create_task (and before tasks created earlier but not started),
+// and an exception there ends the task, never the creator. The loop's main task, made before
+// the loop runs, still starts lazily.
+//
 // sleep(d) arms one timer in the loop's heap — no allocation, no kernel timer of its own;
 // sleep(0) just yields: the task goes to the back of the ready queue.
 #pragma once
@@ -190,22 +200,40 @@ class Task {
   detail::TaskCore* core_ = nullptr;
 };
 
+namespace detail {
+// A task for the coroutine, listed by the loop, not yet started: the caller starts it.
+template <class T>
+TaskState<T>* new_task(EventLoop* loop, Coro<T>& coro) {
+  if (loop->is_closed()) throw std::runtime_error("create_task: the event loop is closed");
+  if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
+  auto* state = new TaskState<T>(loop, coro.release());
+  loop->add_task(state);  // the loop's reference is the one `new` gave
+  state->add_ref();       // the handle's
+  return state;
+}
+}  // namespace detail
+
 template <class T>
 Task<T> EventLoop::create_task(Coro<T> coro) {
-  if (closed_) throw std::runtime_error("create_task: the event loop is closed");
-  if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
-  auto* state = new detail::TaskState<T>(this, coro.release());
-  add_task(state);   // the loop's reference is the one `new` gave
-  state->add_ref();  // the handle's
-  state->wake();
-  return Task<T>(state);
+  auto* state = detail::new_task(this, coro);
+  Task<T> task(state);
+  start_task(state);
+  return task;
 }
 // Named apart from the unnamed form so that spawning an unnamed task — the common case, and a
-// hot path — does not build and move an empty std::string (about 30 instructions a task).
+// hot path — does not build and move an empty std::string (about 30 instructions a task). The
+// name is set before the start, so that an eager first step already has it.
 template <class T>
 Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
-  Task<T> task = create_task(std::move(coro));
-  if (!name.empty()) task.core().set_name(std::move(name));
+  auto* state = detail::new_task(this, coro);
+  Task<T> task(state);
+  try {
+    if (!name.empty()) state->set_name(std::move(name));
+  } catch (...) {  // std::bad_alloc: the task is listed, so it must still run
+    start_task(state);
+    throw;
+  }
+  start_task(state);
   return task;
 }
 
