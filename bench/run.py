@@ -350,7 +350,8 @@ def files(args):
         ("read a {} MiB file (in the page cache)", "read_file_mb_s", "plain read() loop",
          "plain_read_mb_s", "read_mb_s",
          "read_file through the ring against a blocking read() loop into an unfilled buffer "
-         "(the floor) and asyncio's way, Path.read_bytes in to_thread"),
+         "whose pages are populated first, as read_file's are (the floor), and asyncio's way, "
+         "Path.read_bytes in to_thread"),
         ("replace a {} MiB file", "write_file_mb_s", "plain write() loop", "plain_write_mb_s",
          "write_mb_s",
          "write_file (data passed with std::move) against a blocking write() loop and "
@@ -385,7 +386,8 @@ def child_processes(args):
             higher_is_better=False, note=f"per process; {how}"),
         row(f"{ours['cat_mib']} MiB through cat with communicate()", ours["cat_mb_s"], "MB/s",
             {py: theirs["cat_mb_s"], uvl: uv["cat_mb_s"]}, higher_is_better=True,
-            note=f"written to cat's stdin and read back from its stdout at once; {how}"),
+            note=f"written to cat's stdin and read back from its stdout at once (gilio's input "
+                 f"moved in, asyncio's a bytearray); {how}"),
     ]
 
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "big_string.hpp"
 #include "gilio/asyncio.hpp"
 #include "io_op.hpp"
 
@@ -45,8 +46,11 @@ std::size_t first_capacity(int fd) {
 
 // Makes `s` n bytes long for the kernel to overwrite. Zero-filling 256 MiB first made a read
 // a quarter slower; resize_and_overwrite (C++23: this file is built as C++23 where the
-// compiler can) leaves the new bytes as they are.
+// compiler can) leaves the new bytes as they are. A big buffer's pages are populated first
+// (big_string.hpp): the kernel's copy into pages not yet there faulted each one in, which was
+// most of the read's time.
 void grow(std::string& s, std::size_t n) {
+  detail::reserve_more(s, n - s.size());
 #if defined(__cpp_lib_string_resize_and_overwrite)
   s.resize_and_overwrite(n, [](char*, std::size_t size) { return size; });
 #else

@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 
+#include "big_string.hpp"
 #include "gilio/asyncio.hpp"
 #include "gilio/asyncio/streams.hpp"
 #include "io_op.hpp"
@@ -57,8 +58,18 @@ class RecvBuffer {
   std::size_t size() const noexcept { return s_.size() - head_; }
   bool empty() const noexcept { return s_.size() == head_; }
   std::string& tail() noexcept { return s_; }  // append only: the new bytes go at the end
+  // Room for n more bytes at the end; a string past a MiB grows into populated pages
+  // (big_string.hpp), leaving the part already read behind.
+  void reserve_more(std::size_t n) {
+    if (s_.size() + n <= s_.capacity()) [[likely]]
+      return;
+    if (head_ != 0) compact();
+    detail::reserve_more(s_, n);
+  }
   // n <= size().
   [[gnu::always_inline]] std::string take_front(std::size_t n) {
+    if (n >= kPopulateFrom) [[unlikely]]
+      return take_big(n);
     std::string out(s_.data() + head_, n);
     drop_front(n);
     return out;
@@ -86,6 +97,14 @@ class RecvBuffer {
   [[gnu::noinline]] void compact() noexcept {
     s_.erase(0, head_);
     head_ = 0;
+  }
+  // A big read: all of the buffer is handed over as it is; part of it, copied into populated
+  // pages.
+  [[gnu::noinline]] std::string take_big(std::size_t n) {
+    if (head_ == 0 && n == s_.size()) return std::exchange(s_, {});
+    std::string out = copy_of(view().substr(0, n));
+    drop_front(n);
+    return out;
   }
   std::string s_;
   std::size_t head_ = 0;
@@ -151,6 +170,7 @@ struct StreamState : StreamCount {
     StreamState* s;
     ReadWant* want;
     bool operator()(int result, std::uint32_t flags) const {
+      if (result > 0) s->buffer.reserve_more(static_cast<std::size_t>(result));
       s->loop->backend().take_buffer(result, flags, s->buffer.tail());
       // Bytes came: that settles a read(n) at once (the common case, kept off the switch).
       s->settled = result <= 0 || want->kind == ReadWant::Kind::some || want->settled(*s);
@@ -524,6 +544,7 @@ detail::StreamState& writable(const detail::StreamRef& ref) {
 void StreamWriter::write(std::string_view data) {
   detail::StreamState& s = writable(s_);
   if (data.empty()) return;
+  detail::reserve_more(s.pending, data.size());
   s.pending.append(data);
   if (!s.sending) s.start_send();
 }
@@ -534,6 +555,7 @@ void StreamWriter::write_owned(std::string data) {
   if (s.pending.empty()) {
     s.pending = std::move(data);  // the common case: sent from the caller's own memory
   } else {
+    detail::reserve_more(s.pending, data.size());
     s.pending.append(data);
   }
   if (!s.sending) s.start_send();

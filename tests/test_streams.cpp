@@ -206,6 +206,66 @@ TEST(Streams, ReadToEofCollectsEveryChunk) {
   }());
 }
 
+// Reads past a MiB take the big-string paths of RecvBuffer (runtime/big_string.hpp): a buffer
+// that grows into populated pages, a read that takes the whole buffer over, one that copies a
+// part of it.
+TEST(Streams, ReadsOfManyMegabytesKeepEveryByte) {
+  const std::string first = patterned(2 << 20, 5);
+  const std::string second = patterned((3 << 20) + 77, 11);
+  run_test([](const std::string& first, const std::string& second) -> Coro<void> {
+    auto server = co_await asyncio::start_server(
+        [&](StreamReader r, StreamWriter w) -> Coro<void> {
+          w.write(first);
+          co_await w.drain();
+          EXPECT_EQ(co_await r.readline(), "go\n");  // nothing more arrives until this
+          w.write(second);
+          co_await w.drain();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    // Exactly what the buffer holds: handed over whole.
+    EXPECT_TRUE(co_await r.readexactly(first.size()) == first) << "the first 2 MiB differ";
+    w.write("go\n");
+    std::string got = co_await r.readexactly(10);
+    got += co_await r.readexactly(3 << 20);  // a part of a buffer whose front was read: copied
+    got += co_await r.read();
+    EXPECT_EQ(got.size(), second.size());
+    EXPECT_TRUE(got == second) << "the next 3 MiB differ";
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }(first, second));
+}
+
+// Big writes copied in behind one still being sent grow the pending bytes past a MiB.
+TEST(Streams, WritesOfManyMegabytesKeepTheirOrder) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(
+        [](StreamReader r, StreamWriter w) -> Coro<void> {
+          w.write(co_await r.read());  // all of it back, after the client's EOF
+          co_await w.drain();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    std::string expected;
+    for (int i = 0; i < 4; ++i) {
+      const std::string part = patterned((3 << 20) + i, 3 + i);
+      w.write(std::string_view(part));  // copied; the next ones queue behind the first send
+      expected += part;
+    }
+    w.write_eof();
+    co_await w.drain();
+    const std::string got = co_await r.read();
+    EXPECT_EQ(got.size(), expected.size());
+    EXPECT_TRUE(got == expected) << "the echoed 12 MiB differ";
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 // A read to EOF that is cancelled loses nothing: what it had received stays for the next read.
 TEST(Streams, ACancelledReadToEofKeepsWhatItReceived) {
   run_test([]() -> Coro<void> {
