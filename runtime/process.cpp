@@ -22,11 +22,20 @@
 #include <mutex>
 #include <typeinfo>
 
+#include "big_string.hpp"
 #include "gilio/concurrent/process.hpp"
 #include "gilio/gil.hpp"
 #include "spin.hpp"
 
 namespace gilio::concurrent {
+
+void wire::reserve_more(std::string& s, std::size_t n) {
+  asyncio::detail::reserve_more(s, n);
+}
+std::string wire::copy_of(std::string_view bytes) {
+  return asyncio::detail::copy_of(bytes);
+}
+
 namespace {
 
 constexpr std::size_t kInFlightPerWorker = 256;  // calls sent to one worker, not yet answered
@@ -149,6 +158,7 @@ void start_on_own_core(std::size_t slot) {
       }
     }
     if (n <= 0) ::_exit(0);  // the pool closed our channel: done
+    wire::reserve_more(in, static_cast<std::size_t>(n));
     in.append(buf, static_cast<std::size_t>(n));
   }
 }
@@ -212,9 +222,10 @@ struct ProcessPoolExecutor::Impl {
   struct Worker {
     pid_t pid = -1;
     int fd = -1;
-    std::string out;      // frames not yet written (shared with submit()'s fast path)
-    std::string sending;  // the manager's: frames taken from `out`, being written
-    std::string in;       // the manager's: bytes not yet parsed
+    std::string out;       // frames not yet written (shared with submit()'s fast path)
+    std::string sending;   // the manager's: frames taken from `out`, being written...
+    std::size_t sent = 0;  // ...of which this much is written already
+    std::string in;        // the manager's: bytes not yet parsed
     // The calls sent and not yet answered, oldest first. A worker answers its calls in the
     // order it was sent them, so each answer is the oldest's: no map from id to call, nothing
     // allocated per call to find it again.
@@ -344,13 +355,23 @@ struct ProcessPoolExecutor::Impl {
     return max_tasks_per_child != 0 && w.sent_total >= max_tasks_per_child && w.awaiting.empty();
   }
 
-  // Writes what it can of `bytes` to a worker without blocking, and drops what was written;
-  // false if the worker is gone. MSG_NOSIGNAL: a dead worker must break the pool, not raise
-  // SIGPIPE in the parent.
-  static bool send_some(int fd, std::string& bytes) {
+  // Writes what it can of bytes[sent..] to a worker without blocking, and counts it in `sent`;
+  // once all is written, empties both. False if the worker is gone. MSG_NOSIGNAL: a dead worker
+  // must break the pool, not raise SIGPIPE in the parent. What was written is skipped, not
+  // erased: erasing it moved the rest of the buffer down after every send of a socket buffer's
+  // worth, which made a big frame quadratic (a 64 MiB argument took two seconds, most of it
+  // memmove).
+  static bool send_some(int fd, std::string& bytes, std::size_t& sent) {
     if (bytes.empty()) return true;
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) bytes.erase(0, static_cast<std::size_t>(n));
+    const ssize_t n =
+        ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      if (sent == bytes.size()) {
+        bytes.clear();
+        sent = 0;
+      }
+    }
     return n >= 0 || errno == EAGAIN || errno == EINTR;
   }
 
@@ -380,7 +401,9 @@ struct ProcessPoolExecutor::Impl {
       assign_locked(w, call);
       // A partial write leaves the rest in w.out for the manager (told by the caller); a dead
       // worker is the manager's to notice, on its channel.
-      send_some(w.fd, w.out);
+      std::size_t sent = 0;
+      send_some(w.fd, w.out, sent);
+      w.out.erase(0, sent);
       return &w;
     }
     return nullptr;
@@ -430,6 +453,7 @@ struct ProcessPoolExecutor::Impl {
     for (;;) {
       const ssize_t n = ::read(w.fd, buf, sizeof buf);
       if (n > 0) {
+        wire::reserve_more(w.in, static_cast<std::size_t>(n));
         w.in.append(buf, static_cast<std::size_t>(n));
         if (static_cast<std::size_t>(n) < sizeof buf) break;  // drained: spare the EAGAIN read
         continue;
@@ -484,7 +508,7 @@ struct ProcessPoolExecutor::Impl {
       fds.clear();
       fds.push_back({wake_fds[0], POLLIN, 0});
       for (Worker& w : workers) {
-        const bool more = !send_some(w.fd, w.sending) || !w.sending.empty();
+        const bool more = !send_some(w.fd, w.sending, w.sent) || !w.sending.empty();
         fds.push_back({w.fd, static_cast<short>(POLLIN | (more ? POLLOUT : 0)), 0});
       }
       // With calls in flight a result is on its way: poll a moment before sleeping (spin.hpp),
@@ -510,7 +534,7 @@ struct ProcessPoolExecutor::Impl {
         Worker& w = workers[i];
         const short ev = fds[i + 1].revents;
         bool alive = true;
-        if (ev & POLLOUT) alive = send_some(w.fd, w.sending);
+        if (ev & POLLOUT) alive = send_some(w.fd, w.sending, w.sent);
         if (ev & (POLLIN | POLLHUP | POLLERR)) alive = read_results(w) && alive;
         if (alive && quota_done(w)) {
           if (retire_and_replace(w)) continue;

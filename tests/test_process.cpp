@@ -113,6 +113,13 @@ std::vector<int> open_descriptors(int) {
   return fds;
 }
 
+std::string reversed(std::string s) {
+  std::reverse(s.begin(), s.end());
+  return s;
+}
+std::string joined(std::string a, std::string b) {
+  return a + b;
+}
 std::size_t length(std::string s) {
   return s.size();
 }
@@ -208,6 +215,30 @@ TEST(ProcessPool, KillNineBreaksThePool) {
   gilio::testing::spin_until([&] { return slow.running(); });
   ::kill(pool.worker_pids().front(), SIGKILL);
   EXPECT_THROW(slow.result(10), concurrent::BrokenProcessPool);
+}
+
+// Megabytes each way, several calls at once: frames far larger than the channel's buffer are
+// written a piece at a time and read back whole, in order. An argument of another type than the
+// parameter's is converted first, as the call would convert it.
+TEST(ProcessPool, ArgumentsAndResultsOfManyMegabytesCrossWhole) {
+  concurrent::ProcessPoolExecutor pool(2);
+  std::vector<std::string> inputs;
+  std::vector<concurrent::Future<std::string>> futures;
+  for (int i = 0; i < 4; ++i) {
+    std::string s((6 << 20) + i, '\0');
+    for (std::size_t k = 0; k < s.size(); ++k)
+      s[k] = static_cast<char>('a' + (k * (i + 3)) % 26);
+    futures.push_back(pool.submit(reversed, s));
+    inputs.push_back(std::move(s));
+  }
+  for (int i = 0; i < 4; ++i) {
+    std::string want = inputs[i];
+    std::reverse(want.begin(), want.end());
+    const std::string got = futures[i].result(60);
+    EXPECT_EQ(got.size(), want.size());
+    EXPECT_TRUE(got == want) << "call " << i << " came back different";
+  }
+  EXPECT_EQ(pool.submit(joined, "abc", "def").result(10), "abcdef");  // const char* -> std::string
 }
 
 // A worker that dies while the parent still has calls to write to it: the write fails with

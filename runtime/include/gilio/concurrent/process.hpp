@@ -106,9 +106,24 @@ struct Signature<R (*)(A...)> {
     static_assert((wire::Serializable<std::decay_t<A>> && ...),
                   "ProcessPoolExecutor: an argument type cannot cross the process boundary; "
                   "specialise gilio::concurrent::serializer<T> (see gilio/concurrent/wire.hpp)");
+    static_assert(sizeof...(Given) == sizeof...(A),
+                  "ProcessPoolExecutor::submit: the number of arguments does not match fn's");
     wire::Writer w;
-    wire::put(w, std::tuple<std::decay_t<A>...>(std::forward<Given>(given)...));
+    (put_as<std::decay_t<A>>(w, std::forward<Given>(given)), ...);  // as a tuple of A..., in order
     return std::move(w.data());
+  }
+
+ private:
+  // An argument that already has its parameter's type is written from where it is (a 64 MiB
+  // string was copied into a tuple first); any other is converted to that type, as the call
+  // would convert it.
+  template <class T, class G>
+  static void put_as(wire::Writer& w, G&& given) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<G>, T>) {
+      wire::put(w, given);
+    } else {
+      wire::put(w, static_cast<T>(std::forward<G>(given)));
+    }
   }
 };
 
