@@ -399,8 +399,23 @@ void MultiWait::finish() {
 // ---- timeouts ----
 
 TimeoutScope::TimeoutScope(std::int64_t when_ns)
-    : task_(&current_task_for_await()), cancelling_on_entry_(task_->cancelling()) {
+    : task_(&current_task_for_await()),
+      when_ns_(when_ns),
+      cancelling_on_entry_(task_->cancelling()) {
   if (when_ns >= 0) timer_ = task_->loop()->arm_timer(when_ns, this);
+}
+
+void TimeoutScope::reschedule(std::int64_t when_ns) {
+  if (state_ != State::entered) {
+    throw std::runtime_error(state_ == State::exited ? "Cannot change state of exited Timeout"
+                                                     : "Cannot change state of expired Timeout");
+  }
+  if (timer_ != nullptr) {
+    task_->loop()->disarm_timer(timer_);
+    timer_ = nullptr;
+  }
+  when_ns_ = when_ns;
+  if (when_ns >= 0) timer_ = task_->loop()->arm_timer(when_ns, this);  // past: the next iteration
 }
 
 TimeoutScope::~TimeoutScope() {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <optional>
 
 #include "asyncio_support.hpp"
 
@@ -180,5 +181,113 @@ TEST(Timeout, ExtremeDeadlinesAreClampedNotUndefined) {
     EXPECT_THROW(asyncio::wait(tasks, asyncio::ReturnWhen::ALL_COMPLETED, std::nan("")),
                  std::invalid_argument);
     co_await tasks[0];
+  }());
+}
+
+// ---- the Timeout object (asyncio.Timeout: when, reschedule, expired) ----
+
+TEST(TimeoutObject, ReschedulingLaterLetsTheBodyRunPastTheFirstDeadline) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const double before = loop.time();
+    const int got = co_await asyncio::timeout(0.05, [&](asyncio::Timeout cm) -> Coro<int> {
+      const double after = loop.time();
+      EXPECT_TRUE(cm.when().has_value());
+      EXPECT_GE(*cm.when(), before + 0.05 - 1e-6);
+      EXPECT_LE(*cm.when(), after + 0.05 + 1e-6);
+      cm.reschedule(loop.time() + 10);
+      co_await asyncio::sleep(0.1);  // past the first deadline: it must not fire
+      EXPECT_FALSE(cm.expired());
+      co_return 5;
+    });
+    EXPECT_EQ(got, 5);
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(TimeoutObject, NoDeadlineUntilOneIsSet) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    std::optional<asyncio::Timeout> saved;
+    const double none = std::numeric_limits<double>::infinity();
+    try {
+      co_await asyncio::timeout(none, [&](asyncio::Timeout cm) -> Coro<void> {
+        saved = cm;
+        EXPECT_FALSE(cm.when().has_value());
+        cm.reschedule(loop.time() + 0.01);
+        EXPECT_TRUE(cm.when().has_value());
+        co_await forever();
+      });
+      ADD_FAILURE() << "no TimeoutError";
+    } catch (const asyncio::TimeoutError&) {
+    }
+    EXPECT_TRUE(saved && saved->expired());
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(TimeoutObject, ReschedulingToNoneAndThenToThePast) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    std::optional<asyncio::Timeout> saved;
+    bool timed_out = false;
+    try {
+      co_await asyncio::timeout_at(loop.time() + 0.05, [&](asyncio::Timeout cm) -> Coro<void> {
+        saved = cm;
+        cm.reschedule(std::nullopt);
+        EXPECT_FALSE(cm.when().has_value());
+        co_await asyncio::sleep(0.1);  // past the first deadline, which is gone
+        EXPECT_FALSE(cm.expired());
+        cm.reschedule(loop.time() - 1);  // already past: expires on the next iteration
+        EXPECT_FALSE(cm.expired());
+        co_await forever();
+      });
+    } catch (const asyncio::TimeoutError&) {
+      timed_out = true;
+    }
+    EXPECT_TRUE(timed_out);
+    EXPECT_TRUE(saved && saved->expired());
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
+  }());
+}
+
+TEST(TimeoutObject, ExpiredTellsABodyThatSwallowedTheCancellation) {
+  run_test([]() -> Coro<void> {
+    std::optional<asyncio::Timeout> saved;
+    const int got = co_await asyncio::timeout(0.005, [&](asyncio::Timeout cm) -> Coro<int> {
+      saved = cm;
+      try {
+        co_await forever();
+      } catch (const asyncio::CancelledError&) {
+      }
+      co_return 9;
+    });
+    EXPECT_EQ(got, 9);
+    EXPECT_TRUE(saved && saved->expired()) << "only expired() tells that the time ran out";
+    try {
+      saved->reschedule(1.0);
+      ADD_FAILURE() << "rescheduled an expired timeout";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Cannot change state of expired Timeout");
+    }
+  }());
+}
+
+TEST(TimeoutObject, ALeftScopeCannotBeRescheduled) {
+  run_test([]() -> Coro<void> {
+    std::optional<asyncio::Timeout> saved;
+    co_await asyncio::timeout(10, [&](asyncio::Timeout cm) -> Coro<void> {
+      saved = cm;
+      co_await asyncio::sleep(0);
+    });
+    EXPECT_FALSE(saved->expired());
+    try {
+      saved->reschedule(1.0);
+      ADD_FAILURE() << "rescheduled a timeout that was left";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Cannot change state of exited Timeout");
+    }
+    // The awaitable forms are unchanged beside the body forms.
+    EXPECT_EQ(co_await asyncio::timeout(1.0, value_after(4, 0)), 4);
   }());
 }

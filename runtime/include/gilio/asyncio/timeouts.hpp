@@ -9,7 +9,10 @@
 // and a cancel() from outside that races with the deadline stays a CancelledError.
 //
 // timeout(delay, aw) counts the delay from the moment it is awaited, as asyncio's reads the clock
-// on entering the `async with`.
+// on entering the `async with`. In place of `aw`, a body may be given: a callable that takes an
+// asyncio::Timeout — what `async with asyncio.timeout(d) as cm` names — and returns what to
+// await, so that it can read and move the deadline (cm.when(), cm.reschedule()) and ask
+// afterwards whether it passed (cm.expired()).
 //
 // wait_for(aw, timeout) is timeout() around `co_await aw` — that very coroutine, with none of its
 // own (a server awaiting wait_for(reader.readline(), t) per message pays one frame, not two). If
@@ -23,6 +26,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -41,12 +46,18 @@ class TimeoutScope final : public TimerTarget {
   // Leaves the scope; true if the CancelledError that ended it must become TimeoutError.
   bool exit(bool by_cancellation) noexcept;
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
+  // The deadline in loop nanoseconds; < 0: none.
+  std::int64_t when_ns() const noexcept { return when_ns_; }
+  // Moves the deadline (< 0: none); one already past expires the scope on the next iteration.
+  // std::runtime_error once the deadline has passed or the scope was left, as asyncio's.
+  void reschedule(std::int64_t when_ns);
   void on_timer() override;
 
  private:
   enum class State { entered, expiring, expired, exited };
   TaskCore* task_;
   TimerNode* timer_ = nullptr;
+  std::int64_t when_ns_;
   int cancelling_on_entry_;
   State state_ = State::entered;
 };
@@ -63,27 +74,6 @@ struct Deadline {
   }
 };
 
-template <class R, class Aw>
-Coro<R> run_with_deadline(Deadline deadline, Aw aw) {
-  TimeoutScope scope(deadline.when_ns());
-  try {
-    if constexpr (std::is_void_v<R>) {
-      co_await std::move(aw);
-      scope.exit(false);
-    } else {
-      R result = co_await std::move(aw);
-      scope.exit(false);
-      co_return result;
-    }
-  } catch (const CancelledError&) {
-    if (scope.exit(true)) throw TimeoutError("timed out");
-    throw;
-  } catch (...) {
-    scope.exit(false);
-    throw;
-  }
-}
-
 // +infinity: no deadline (-1); anything else through the loop's one conversion.
 inline Deadline deadline_at(double when_seconds) {
   if (std::isinf(when_seconds) && when_seconds > 0) return {-1, false};
@@ -97,6 +87,89 @@ inline Deadline deadline_after(double delay_seconds) {
                      std::int64_t{4'000'000'000'000'000'000}),
           true};
 }
+
+}  // namespace detail
+
+// asyncio.Timeout: what `async with asyncio.timeout(delay) as cm:` names. A body passed to
+// timeout() or timeout_at() gets one, a copyable handle to its scope:
+//
+//     co_await asyncio::timeout(10, [&](asyncio::Timeout cm) -> Coro<void> {
+//       cm.reschedule(loop.time() + 30);  // cm.reschedule(loop.time() + 30)
+//       co_await long_running();
+//     });
+//
+// when() is the deadline in loop time (nullopt: none); reschedule(when) moves it (nullopt or
+// +infinity: none; a time already past expires the scope on the next iteration); expired()
+// tells whether the deadline passed, also after the scope is left — a body that swallowed the
+// cancellation returns normally, and then only expired() says the time ran out. reschedule
+// throws std::runtime_error once the deadline has passed or the scope was left, as asyncio's.
+class Timeout {
+ public:
+  explicit Timeout(std::shared_ptr<detail::TimeoutScope> scope) noexcept
+      : scope_(std::move(scope)) {}
+  std::optional<double> when() const {
+    const std::int64_t ns = scope_->when_ns();
+    if (ns < 0) return std::nullopt;
+    return static_cast<double>(ns) * 1e-9;
+  }
+  void reschedule(std::optional<double> when) const {
+    scope_->reschedule(when ? detail::deadline_at(*when).ns : -1);
+  }
+  bool expired() const noexcept { return scope_->expired(); }
+
+ private:
+  std::shared_ptr<detail::TimeoutScope> scope_;
+};
+
+namespace detail {
+
+// A body: a callable that takes the Timeout and returns what to await (asyncio's
+// `async with timeout(d) as cm:` block, which may call cm.reschedule()).
+template <class F>
+concept TimeoutBody = std::is_invocable_v < std::decay_t<F>
+&, Timeout > &&!Awaitable<F>;
+
+// Where run_with_deadline keeps its scope: in its own frame for an awaitable; shared with the
+// Timeout handles for a body, which may ask a handle expired() after the scope is left.
+template <class Aw>
+struct ScopeOf {
+  explicit ScopeOf(std::int64_t when_ns) : scope(when_ns) {}
+  TimeoutScope& get() noexcept { return scope; }
+  Aw&& start(Aw& aw) noexcept { return std::move(aw); }
+  TimeoutScope scope;
+};
+template <TimeoutBody F>
+struct ScopeOf<F> {
+  explicit ScopeOf(std::int64_t when_ns) : scope(std::make_shared<TimeoutScope>(when_ns)) {}
+  TimeoutScope& get() noexcept { return *scope; }
+  auto start(F& body) { return body(Timeout(scope)); }
+  std::shared_ptr<TimeoutScope> scope;
+};
+
+template <class R, class Aw>
+Coro<R> run_with_deadline(Deadline deadline, Aw aw) {
+  ScopeOf<Aw> holder(deadline.when_ns());
+  TimeoutScope& scope = holder.get();
+  try {
+    if constexpr (std::is_void_v<R>) {
+      co_await holder.start(aw);
+      scope.exit(false);
+    } else {
+      R result = co_await holder.start(aw);
+      scope.exit(false);
+      co_return result;
+    }
+  } catch (const CancelledError&) {
+    if (scope.exit(true)) throw TimeoutError("timed out");
+    throw;
+  } catch (...) {
+    scope.exit(false);
+    throw;
+  }
+}
+// What a deadline's scope awaits, for an awaitable or a body.
+template <class Aw>
+using deadline_result_t = await_result_t<std::invoke_result_t<Aw&, Timeout>>;
 
 // wait_for's special case, a timeout <= 0 (or NaN, refused): as asyncio, a coroutine never runs
 // at all — it becomes a task cancelled before its first step — a task or a future already done
@@ -139,6 +212,21 @@ template <Awaitable Aw>
 auto timeout(double delay, Aw&& aw) {
   using R = detail::await_result_t<Aw>;
   return detail::run_with_deadline<R>(detail::deadline_after(delay), std::forward<Aw>(aw));
+}
+// The same two around a body that is given the Timeout (see above), for cm.when(),
+// cm.reschedule() and cm.expired(). The body is moved (or copied) into the timeout's frame and
+// kept there while what it returned runs. g++ 12 bug: a lambda written inside the co_await
+// expression is destroyed twice, harmless when it captures by reference ([&]) but a double
+// free when it holds a std::string by value: name such a body first and pass it by name.
+template <detail::TimeoutBody F>
+auto timeout_at(double when, F&& body) {
+  using R = detail::deadline_result_t<std::decay_t<F>>;
+  return detail::run_with_deadline<R>(detail::deadline_at(when), std::forward<F>(body));
+}
+template <detail::TimeoutBody F>
+auto timeout(double delay, F&& body) {
+  using R = detail::deadline_result_t<std::decay_t<F>>;
+  return detail::run_with_deadline<R>(detail::deadline_after(delay), std::forward<F>(body));
 }
 
 // asyncio.wait_for(aw, timeout): timeout() around `co_await aw`, with no coroutine of its own
