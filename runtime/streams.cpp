@@ -334,6 +334,17 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       ::close(fd);
     for (int fd : listeners)
       ::close(fd);
+    remove_socket_file();  // a server never closed, or one whose start failed after its bind
+  }
+  // A Unix server's socket file goes with it (asyncio 3.13's cleanup_socket) — unless another
+  // server has put its own in its place meanwhile. Once only.
+  void remove_socket_file() noexcept {
+    struct stat st;
+    if (!unix_path.empty() && ::stat(unix_path.c_str(), &st) == 0 && st.st_dev == unix_dev &&
+        st.st_ino == unix_ino) {
+      ::unlink(unix_path.c_str());
+    }
+    unix_path.clear();
   }
   bool any_armed() const {
     return std::any_of(accepts.begin(), accepts.end(), [](const auto& a) { return a->armed; });
@@ -644,26 +655,32 @@ std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
 
 }  // namespace
 
+namespace {
+// A new socket connected to `ss`: its descriptor, or -errno (the socket closed again). Cancelled,
+// it closes the socket before the CancelledError goes on.
+Coro<int> connect_new_socket(const sockaddr_storage& ss) {
+  const int fd = make_socket(ss.ss_family);
+  int err = 0;
+  try {
+    err = co_await detail::connect_to(fd, ss);
+  } catch (...) {  // cancelled
+    ::close(fd);
+    throw;
+  }
+  if (err == 0) co_return fd;
+  ::close(fd);
+  co_return -err;
+}
+}  // namespace
+
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                             std::size_t limit) {
   const auto addresses = co_await detail::resolve(host, port, SOCK_STREAM);
   std::exception_ptr last;
   for (const sockaddr_storage& ss : addresses) {
-    const int fd = make_socket(ss.ss_family);
-    bool connected = false;
-    try {
-      const int err = co_await detail::connect_to(fd, ss);
-      if (err == 0) {
-        connected = true;
-      } else {
-        last = detail::os_error_ptr(err, "connect to " + host + ":" + std::to_string(port));
-      }
-    } catch (...) {  // cancelled
-      ::close(fd);
-      throw;
-    }
-    if (!connected) {
-      ::close(fd);
+    const int fd = co_await connect_new_socket(ss);
+    if (fd < 0) {
+      last = detail::os_error_ptr(-fd, "connect to " + host + ":" + std::to_string(port));
       continue;
     }
     set_nodelay(fd);
@@ -676,17 +693,9 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
                                                                  std::size_t limit) {
   const sockaddr_storage ss = detail::unix_address(path, "open_unix_connection");
-  const int fd = make_socket(AF_UNIX);
-  int err = 0;
-  try {
-    err = co_await detail::connect_to(fd, ss);
-  } catch (...) {  // cancelled
-    ::close(fd);
-    throw;
-  }
-  if (err != 0) {
-    ::close(fd);
-    raise_os_error(err, "connect to unix socket " +
+  const int fd = co_await connect_new_socket(ss);
+  if (fd < 0) {
+    raise_os_error(-fd, "connect to unix socket " +
                             detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
                                                      detail::address_length(ss)));
   }
@@ -821,13 +830,7 @@ bool Server::is_serving() const {
 void Server::close() {
   if (!connected(s_, "Server.close").serving) return;
   s_->serving = false;
-  // A Unix server's socket file goes with it (asyncio 3.13's cleanup_socket) — unless another
-  // server has put its own in its place meanwhile.
-  struct stat st;
-  if (!s_->unix_path.empty() && ::stat(s_->unix_path.c_str(), &st) == 0 &&
-      st.st_dev == s_->unix_dev && st.st_ino == s_->unix_ino) {
-    ::unlink(s_->unix_path.c_str());
-  }
+  s_->remove_socket_file();
   for (auto& a : s_->accepts) {
     if (a->armed) s_->loop->backend().cancel(a.get());  // ends with a last completion
     if (a->retry.valid()) a->retry.cancel();

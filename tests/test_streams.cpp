@@ -1307,6 +1307,18 @@ TEST(UnixStreams, EchoWithReadlineAndTheSocketFileGoesWithTheServer) {
   }());
 }
 
+// A server that is never closed still takes its socket file with it: when its loop closes and
+// the server's last reference goes (also the path of a start that failed after its bind).
+TEST(UnixStreams, AServerNeverClosedLeavesNoSocketFileOnceItsLoopCloses) {
+  TempDir dir;
+  const std::string path = dir.file("forgotten.sock");
+  run_test([&path]() -> Coro<void> {
+    auto server = co_await asyncio::start_unix_server(echo_lines, path);
+    EXPECT_TRUE(is_socket_file(path));
+  }());
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the socket file outlived its server";
+}
+
 // As asyncio: a socket file left by a server that died is replaced; a file of another kind is
 // not touched, and the bind fails with an error that names the path.
 TEST(UnixStreams, AStaleSocketFileIsReplacedAndOtherFilesAreNot) {
