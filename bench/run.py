@@ -355,7 +355,8 @@ def files(args):
         ("replace a {} MiB file", "write_file_mb_s", "plain write() loop", "plain_write_mb_s",
          "write_mb_s",
          "write_file (data passed with std::move) against a blocking write() loop and "
-         "Path.write_bytes in to_thread; ext4 cannot take a buffered write without blocking, "
+         "Path.write_bytes in to_thread, each from a fresh copy of the data made before the "
+         "clock and freed inside it; ext4 cannot take a buffered write without blocking, "
          "so io_uring hands each 1 MiB step to a kernel worker thread"),
     ]
     return [row(what.format(ours["mib"]), ours[key], "MB/s",
