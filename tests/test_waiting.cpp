@@ -175,12 +175,16 @@ struct Counted {
 Coro<Counted> counted(int v) {
   co_return Counted(v);
 }
+Coro<Counted> counted_after(int v, double delay) {
+  co_await asyncio::sleep(delay);
+  co_return Counted(v);
+}
 }  // namespace
 
 // co_await gather(coros...) is the only one to see its children's results, so it moves them
-// out. (A gather over a vector takes each result as its child ends, while the loop still holds
-// the task, and copies it.) A gather awaited by name may be awaited again, and a task the caller
-// also holds may be asked again, so their results are copied (both as asyncio, which hands out the
+// out; so does a gather over a vector, which takes each result as its child ends, inside that
+// child's last step. A gather awaited by name may be awaited again, and a task the caller also
+// holds may be asked again, so their results are copied (both as asyncio, which hands out the
 // same objects).
 TEST(Gather, ResultsNobodyElseCanSeeAreMovedNotCopied) {
   run_test([]() -> Coro<void> {
@@ -200,6 +204,41 @@ TEST(Gather, ResultsNobodyElseCanSeeAreMovedNotCopied) {
     EXPECT_EQ(c.v + d.v, 11);
     EXPECT_EQ(Counted::copies, 5);  // `kept` may still be asked
     EXPECT_EQ(kept.result().v, 5);
+    Counted::copies = 0;
+
+    // A vector: taken as each child ends (in its last step, or after it for one that ended
+    // before its turn), and moved unless a handle to it is kept elsewhere.
+    std::vector<asyncio::Task<Counted>> tasks;
+    for (int i = 0; i < 50; ++i)
+      tasks.push_back(asyncio::create_task(counted(i)));
+    auto kept_too = tasks[7];
+    std::vector<Counted> all = co_await asyncio::gather(std::move(tasks));
+    int sum = 0;
+    for (const Counted& x : all)
+      sum += x.v;
+    EXPECT_EQ(sum, 49 * 50 / 2);
+    EXPECT_EQ(Counted::copies, 1) << "only the result of the task also held by kept_too";
+    EXPECT_EQ(kept_too.result().v, 7);
+
+    // Ending in reverse order: most are taken after they ended, once those before them have.
+    Counted::copies = 0;
+    std::vector<asyncio::Task<Counted>> reversed;
+    for (int i = 0; i < 5; ++i)
+      reversed.push_back(asyncio::create_task(counted_after(i, 0.002 * (5 - i))));
+    std::vector<Counted> in_order = co_await asyncio::gather(std::move(reversed));
+    for (int i = 0; i < 5; ++i)
+      EXPECT_EQ(in_order[i].v, i);
+    EXPECT_EQ(Counted::copies, 0);
+
+    // A vector passed by copy: its tasks can still be asked, so their results are copied.
+    Counted::copies = 0;
+    std::vector<asyncio::Task<Counted>> mine;
+    for (int i = 0; i < 3; ++i)
+      mine.push_back(asyncio::create_task(counted(i)));
+    std::vector<Counted> copied = co_await asyncio::gather(mine);
+    EXPECT_EQ(Counted::copies, 3);
+    EXPECT_EQ(mine[2].result().v, 2);
+    EXPECT_EQ(copied[2].v, 2);
   }());
 }
 

@@ -94,8 +94,6 @@ class FutureCore : public Runnable {
   void release() noexcept {
     if (--refs_ == 0) delete this;
   }
-  // Whether the one reference held is the caller's: then nobody else can ask for the result.
-  bool sole_reference() const noexcept { return refs_ == 1; }
   EventLoop* loop() const noexcept { return loop_; }
   bool done() const noexcept { return state_ != State::pending; }
   bool cancelled() const noexcept { return state_ == State::cancelled; }
@@ -249,6 +247,10 @@ class TaskCore : public FutureCore {
   }
 
   bool cancel(std::string message = {}) override;
+  // Whether the caller's handle is the only way left to this task's result: no other handle,
+  // and nothing of the loop's but what a task holds while it finishes inside its own step (its
+  // place in the loop's list and the ready queue's reference, both let go of on the way out).
+  bool result_is_callers_alone() const noexcept { return refs_ == (step_task == this ? 3 : 1); }
   int cancelling() const noexcept { return cancel_requests_; }
   int uncancel() noexcept {
     if (cancel_requests_ > 0 && --cancel_requests_ == 0) must_cancel_ = false;

@@ -79,10 +79,10 @@ class TaskState final : public TaskCore, public ValueSlot<T> {
     check_result();
     return this->get();
   }
-  // result(), moved out instead of copied when the caller holds the last reference.
+  // result(), moved out instead of copied when nobody but the caller can ask for it any more.
   T take_result() {
     check_result();
-    return sole_reference() ? this->take() : this->get();
+    return result_is_callers_alone() ? this->take() : this->get();
   }
 };
 

@@ -249,8 +249,9 @@ class [[nodiscard]] Gather {
 
  private:
   // One child's result, as gather gives it.
-  // A vector's results are looked at once: each task is let go of, or the results moved out.
-  // (Most are taken as their child ends, while the loop still holds the task: those are copied.)
+  // A vector's results are looked at once: each task is let go of, and a result that nobody else
+  // can ask for is moved out — also one taken as its child ends, inside the child's last step,
+  // while the loop still holds the task on its way out (TaskCore::result_is_callers_alone).
   template <class T>
   auto result(Task<T>& t) const {
     if constexpr (Outcomes) {
