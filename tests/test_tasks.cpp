@@ -675,3 +675,20 @@ TEST(EagerTasks, HundredThousandTasksThatNeverSuspend) {
     EXPECT_EQ(sum, 100'000LL * 99'999 / 2);
   }());
 }
+
+// As asyncio: a future or task of another loop cannot be awaited (its completion would wake this
+// task from that loop's thread).
+TEST(Errors, AwaitingAFutureOfAnotherLoopIsAClearError) {
+  asyncio::EventLoop other;
+  asyncio::Future<int> foreign(other);
+  run_test([](asyncio::Future<int> f) -> Coro<void> {
+    asyncio::current_task().set_name("main");
+    try {
+      co_await f;
+      ADD_FAILURE() << "awaited a future of another loop";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Task main got Future attached to a different loop");
+    }
+  }(foreign));
+  other.close();
+}

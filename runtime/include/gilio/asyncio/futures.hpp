@@ -407,6 +407,11 @@ void FutureAwaiter<State>::await_suspend(std::coroutine_handle<P> h) {
   if (static_cast<FutureCore*>(&task) == static_cast<FutureCore*>(fut_)) {
     throw std::runtime_error("Task cannot await on itself: " + task.get_name());
   }
+  if (fut_->loop() != task.loop()) [[unlikely]] {  // as asyncio's Task.__step checks
+    throw std::runtime_error("Task " + task.get_name() + " got " +
+                             static_cast<const Runnable*>(fut_)->describe() +
+                             " attached to a different loop");
+  }
   task_ = &task;
   fut_->add_waiter(this);
   task.suspend(h, this);
