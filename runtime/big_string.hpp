@@ -25,7 +25,8 @@ inline constexpr std::size_t kPopulateFrom = std::size_t{1} << 20;
 // Pre-faults the whole pages inside [p, p + n) for writing; does nothing if the kernel cannot.
 void populate_for_write(void* p, std::size_t n) noexcept;
 
-[[gnu::noinline]] void grow_populated(std::string& s, std::size_t more);
+// The slow half of reserve_more: a new, populated buffer (frame_pool.cpp).
+void grow_populated(std::string& s, std::size_t more);
 
 // Makes room for `more` bytes after s.size() (see above).
 inline void reserve_more(std::string& s, std::size_t more) {

@@ -653,9 +653,6 @@ std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
   return {StreamReader(state), StreamWriter(state)};
 }
 
-}  // namespace
-
-namespace {
 // A new socket connected to `ss`: its descriptor, or -errno (the socket closed again). Cancelled,
 // it closes the socket before the CancelledError goes on.
 Coro<int> connect_new_socket(const sockaddr_storage& ss) {
