@@ -298,8 +298,15 @@ double EventLoop::time() const {
   return now_ns() * 1e-9;
 }
 
-void EventLoop::check_open(const char* who) const {
+void EventLoop::check_open_or_thread(const char* who) const {
   if (closed_) throw std::runtime_error(std::string(who) + ": the event loop is closed");
+  // Debug mode: asyncio's _check_thread. A loop that is not running has no thread to check.
+  const std::thread::id owner = thread_id_.load(std::memory_order_relaxed);
+  if (owner != std::thread::id() && owner != std::this_thread::get_id()) {
+    throw std::runtime_error(std::string(who) +
+                             ": non-thread-safe operation invoked on an event loop other than the "
+                             "current one (from another thread, use call_soon_threadsafe)");
+  }
 }
 
 std::int64_t EventLoop::to_ns(double seconds) {
@@ -496,9 +503,11 @@ void EventLoop::run_forever() {
   GilForRun gil_scope;
   tl_running_loop = this;
   running_ = true;
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   struct Reset {
     EventLoop* self;
     ~Reset() {
+      self->thread_id_.store(std::thread::id(), std::memory_order_relaxed);
       self->stopping_ = false;
       self->running_ = false;
       tl_running_loop = nullptr;
@@ -522,6 +531,7 @@ void EventLoop::finish_tasks_for_close() {
   GilForRun gil_scope;
   tl_running_loop = this;
   running_ = true;
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   // Cancel and run until every task has ended; a task that catches CancelledError and waits
   // again is cancelled again. A cancelled task is always woken, so the rounds do not stall; with
   // no task left, one round that does not wait runs what is ready or posted.
@@ -531,6 +541,7 @@ void EventLoop::finish_tasks_for_close() {
     run_once();
   }
   for_each_task([](detail::TaskCore* t) { t->abandon(); });  // would not end: destroy them
+  thread_id_.store(std::thread::id(), std::memory_order_relaxed);
   running_ = false;
   stopping_ = false;
   tl_running_loop = nullptr;
@@ -584,15 +595,35 @@ void EventLoop::shutdown_default_executor() {
   if (default_executor_) default_executor_->shutdown(true);
 }
 
-namespace detail {
+// ---- Runner ----
 
-void finish_run(EventLoop& loop) noexcept {
-  try {
-    loop.close();
-  } catch (...) {
-    report_callback_error("asyncio::run clean-up");
-  }
+void Runner::lazy_init() {
+  if (state_ == State::closed) throw std::runtime_error("Runner is closed");
+  if (state_ == State::initialized) return;
+  loop_ = std::make_unique<EventLoop>();
+  if (debug_) loop_->set_debug(*debug_);
+  state_ = State::initialized;
 }
 
-}  // namespace detail
+EventLoop& Runner::get_loop() {
+  lazy_init();
+  return *loop_;
+}
+
+void Runner::close() {
+  if (state_ != State::initialized) return;
+  if (loop_->is_running())
+    throw std::runtime_error("Runner.close: Cannot close a running event loop");
+  state_ = State::closed;
+  const std::unique_ptr<EventLoop> loop = std::move(loop_);
+  loop->close();  // cancels what is left, joins the default executor, closes
+}
+
+Runner::~Runner() {
+  try {
+    close();
+  } catch (...) {
+    report_callback_error("asyncio::Runner::~Runner");
+  }
+}
 }  // namespace gilio::asyncio

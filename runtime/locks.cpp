@@ -5,6 +5,12 @@
 
 namespace gilio::asyncio {
 
+void detail::LoopBinding::bind_or_throw(EventLoop* loop, const char* owner) {
+  if (loop_ != nullptr)
+    throw std::runtime_error(std::string(owner) + " is bound to a different event loop");
+  loop_ = loop;
+}
+
 // ---- Lock ----
 
 bool Lock::Acquire::await_ready() noexcept {
@@ -41,11 +47,12 @@ void Event::set() {
 
 Coro<bool> Condition::wait() {
   if (!lock_->locked()) throw std::runtime_error("cannot wait on un-acquired lock");
+  binding_.check(running_loop(), "Condition");  // before the lock is let go
   lock_->release();
   bool cancelled = false;
   bool pass_on = false;
   {
-    detail::Parked p(waiters_, detail::Parked::deferred);
+    detail::Parked p(waiters_, binding_, "Condition", detail::Parked::deferred);
     co_await p;
     if (p.take_cancel()) {
       cancelled = true;

@@ -412,6 +412,22 @@ detail::StreamState& connected(const detail::StreamRef& s, const char* what) {
   if (!s) not_connected(what);
   return state_of(s);
 }
+// The same, for an operation that goes through the stream's loop — a read, a write, a drain, a
+// wait for the close. A stream is its loop's: its operations use that loop's ring and wake that
+// loop's tasks, so a task of another loop (another thread), or code that runs after its loop has
+// ended, gets std::runtime_error instead of touching a ring that is not its own or is gone.
+detail::StreamState& on_its_loop(const detail::StreamRef& ref, const char* what) {
+  detail::StreamState& s = connected(ref, what);
+  const EventLoop* here = running_loop();
+  if (s.loop == here) [[likely]]
+    return s;
+  if (here == nullptr) {
+    throw std::runtime_error(std::string(what) +
+                             ": no running event loop (a stream is used on the loop that opened "
+                             "it, while that loop runs)");
+  }
+  throw std::runtime_error(std::string(what) + ": the stream belongs to a different event loop");
+}
 }  // namespace
 
 namespace detail {
@@ -487,7 +503,7 @@ const char* method_name(ReadWant::Kind kind) {
 }  // namespace detail
 
 bool StreamReader::Read::await_ready() {
-  detail::StreamState& s = connected(s_, detail::method_name(want_.kind));
+  detail::StreamState& s = on_its_loop(s_, detail::method_name(want_.kind));
   detail::first_await(awaited_, detail::method_name(want_.kind));
   if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
     throw std::invalid_argument("readuntil: the separator is empty");
@@ -544,7 +560,7 @@ std::size_t StreamReader::limit() const {
 
 namespace {
 detail::StreamState& writable(const detail::StreamRef& ref) {
-  detail::StreamState& s = connected(ref, "StreamWriter.write");
+  detail::StreamState& s = on_its_loop(ref, "StreamWriter.write");
   if (s.closing || s.fd < 0) throw std::runtime_error("StreamWriter.write: the writer is closed");
   if (s.eof_requested) throw std::runtime_error("StreamWriter.write: write after write_eof()");
   if (s.write_error) std::rethrow_exception(s.write_error);
@@ -573,7 +589,7 @@ void StreamWriter::write_owned(std::string data) {
 }
 
 bool StreamWriter::Drain::await_ready() {
-  const detail::StreamState& s = connected(s_, "StreamWriter.drain");
+  const detail::StreamState& s = on_its_loop(s_, "StreamWriter.drain");
   detail::first_await(awaited_, "StreamWriter.drain");
   if (s.write_error) return true;  // rethrown by await_resume
   // Closed already (asyncio: the connection is lost): nothing will ever drain.
@@ -610,7 +626,7 @@ void StreamWriter::close() {
 
 Coro<void> StreamWriter::wait_closed() {
   const detail::StreamRef keep = s_;
-  co_await connected(keep, "StreamWriter.wait_closed").closed.wait();
+  co_await on_its_loop(keep, "StreamWriter.wait_closed").closed.wait();
 }
 
 bool StreamWriter::is_closing() const {

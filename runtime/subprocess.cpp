@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +189,36 @@ void check_action(int rc, const char* who) {
   if (rc != 0) raise_os_error(rc, std::string(who) + ": posix_spawn_file_actions");
 }
 
+// pass_fds and close_fds. dup2(fd, fd) in the child clears the descriptor's close-on-exec flag
+// there only (glibc does so when the two are equal, as POSIX.1-2024 asks). close_fds then closes
+// everything else above 2: all above the highest kept descriptor with one closefrom, and in the
+// gaps below it each descriptor open here without close-on-exec (one with it goes at the exec).
+void keep_and_close(FileActions& fa, const subprocess::Options& o, const char* who) {
+  std::vector<int> keep;
+  for (const int fd : o.pass_fds) {
+    if (fd < 0)
+      throw std::invalid_argument(fmt::format("{}: pass_fds: {} is no descriptor", who, fd));
+    if (::fcntl(fd, F_GETFD) < 0)
+      raise_os_error(errno, fmt::format("{}: pass_fds: descriptor {}", who, fd));
+    if (fd > 2) keep.push_back(fd);  // 0-2 are the child's standard streams anyway
+  }
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  for (const int fd : keep)
+    check_action(posix_spawn_file_actions_adddup2(fa.get(), fd, fd), who);
+  if (!o.close_fds) return;
+  int from = 3;
+  for (const int fd : keep) {
+    for (int gap = from; gap < fd; ++gap) {
+      const int flags = ::fcntl(gap, F_GETFD);
+      if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
+        check_action(posix_spawn_file_actions_addclose(fa.get(), gap), who);
+    }
+    from = fd + 1;
+  }
+  check_action(posix_spawn_file_actions_addclosefrom_np(fa.get(), from), who);
+}
+
 Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o, const char* who) {
   EventLoop& loop = get_running_loop();
   if (argv.empty()) throw std::invalid_argument(std::string(who) + ": no program given");
@@ -243,7 +274,7 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
   }
   if (!o.cwd.empty())
     check_action(posix_spawn_file_actions_addchdir_np(fa.get(), o.cwd.c_str()), who);
-  if (o.close_fds) check_action(posix_spawn_file_actions_addclosefrom_np(fa.get(), 3), who);
+  keep_and_close(fa, o, who);
 
   SpawnAttr attr;
   sigset_t defaults;
@@ -296,9 +327,19 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
   return Process(std::move(state));
 }
 
+// A child's exit is heard by the loop that started it, and its pipes are that loop's streams: a
+// task of another loop would wait forever, or be woken from that loop's thread.
+void check_own_loop(const ChildState& s, const char* what) {
+  if (running_loop() != s.loop) {
+    throw std::runtime_error(std::string(what) + ": the process belongs to a different event loop");
+  }
+}
+
 Coro<int> wait_for_exit(std::shared_ptr<ChildState> s) {
-  while (!s->returncode)
+  while (!s->returncode) {  // (an exit already heard is anyone's to read)
+    check_own_loop(*s, "Process.wait");
     co_await s->exited.wait();
+  }
   co_return *s->returncode;
 }
 
@@ -323,6 +364,7 @@ Coro<std::string> nothing_to_read() {
 
 Coro<std::pair<std::string, std::string>> communicate_with(std::shared_ptr<ChildState> s,
                                                            std::optional<std::string> input) {
+  check_own_loop(*s, "Process.communicate");
   Coro<void> feeding = s->in ? feed_stdin(*s->in, std::move(input)) : nothing_to_feed();
   Coro<std::string> out = s->out ? Coro<std::string>(s->out->read()) : nothing_to_read();
   Coro<std::string> err = s->err ? Coro<std::string>(s->err->read()) : nothing_to_read();

@@ -540,6 +540,45 @@ TEST(Loop, DebugModeWarnsAboutTasksPendingAtClose) {
       << err;
 }
 
+TEST(Loop, DebugModeRefusesNonThreadSafeCallsFromAnotherThread) {
+  // asyncio's _check_thread: in debug mode call_soon, call_later, call_at and create_task from a
+  // thread other than the loop's raise instead of racing with it.
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    loop.set_debug(true);
+    bool ran_here = false;
+    loop.call_soon([&ran_here] { ran_here = true; });  // the loop's own thread: as ever
+    asyncio::Future<void> done;
+    asyncio::Future<void>* target = &done;
+    std::vector<std::string> errors;  // the other thread's, read after its join
+    std::thread t([&loop, target, &errors] {
+      auto record = [&errors](auto&& call) {
+        try {
+          call();
+          errors.emplace_back("no error");
+        } catch (const std::runtime_error& e) {
+          errors.emplace_back(e.what());
+        }
+      };
+      record([&] { loop.call_soon([] {}); });
+      record([&] { loop.call_later(0.0, [] {}); });
+      record([&] { loop.call_at(loop.time(), [] {}); });
+      record([&] { loop.create_task([]() -> Coro<void> { co_return; }()); });
+      loop.call_soon_threadsafe([target] { target->set_result(); });  // the way in
+    });
+    co_await done;
+    t.join();
+    EXPECT_TRUE(ran_here);
+    const std::string expected =
+        ": non-thread-safe operation invoked on an event loop other than the current one (from "
+        "another thread, use call_soon_threadsafe)";
+    const std::vector<std::string> want{"call_soon" + expected, "call_at" + expected,
+                                        "call_at" + expected, "create_task" + expected};
+    EXPECT_EQ(errors, want);
+    loop.set_debug(false);
+  }());
+}
+
 // GILIO_TRACE is read once per process, when the first loop or thread looks at it: run in a
 // fresh process (a re-executed death-test child), so the test holds also when the whole binary
 // runs in one process and an earlier test has already read the variable unset.
@@ -572,4 +611,109 @@ TEST(Loop, TraceRecordsLoopWaitsAndTaskSteps) {
       },
       ::testing::ExitedWithCode(0), "");
   ::unsetenv("GILIO_TRACE");
+}
+
+// asyncio.Runner (3.11): one loop for several run() calls.
+namespace {
+Coro<asyncio::EventLoop*> the_running_loop() {
+  co_return &asyncio::get_running_loop();
+}
+// Parks on `e`; sets `cancelled` if a CancelledError ends the wait.
+Coro<int> wait_for_event(asyncio::Event& e, bool& cancelled) {
+  try {
+    co_await e.wait();
+  } catch (const asyncio::CancelledError&) {
+    cancelled = true;
+    throw;
+  }
+  co_return 5;
+}
+// Starts a task parked on `e` and leaves it behind (fire and forget).
+Coro<void> leave_a_waiter(asyncio::Event& e, bool& cancelled) {
+  asyncio::create_task(wait_for_event(e, cancelled));
+  co_await asyncio::sleep(0);
+}
+}  // namespace
+
+TEST(Runner, RunsEachCallOnTheSameLoop) {
+  asyncio::Runner runner;
+  asyncio::EventLoop* first = runner.run(the_running_loop());
+  EXPECT_EQ(runner.run(the_running_loop()), first);
+  EXPECT_EQ(&runner.get_loop(), first);
+  EXPECT_FALSE(first->is_running());
+  EXPECT_FALSE(first->is_closed());
+  EXPECT_EQ(asyncio::running_loop(), nullptr);
+}
+
+TEST(Runner, TasksOneRunLeavesPendingGoOnInTheNext) {
+  asyncio::Runner runner;
+  asyncio::Event go;
+  bool cancelled = false;
+  asyncio::Task<int> left = runner.run([](asyncio::Event& e, bool& c) -> Coro<asyncio::Task<int>> {
+    auto t = asyncio::create_task(wait_for_event(e, c));
+    co_await asyncio::sleep(0);
+    co_return t;
+  }(go, cancelled));
+  EXPECT_FALSE(left.done());
+  const int got = runner.run([](asyncio::Event& e, asyncio::Task<int> t) -> Coro<int> {
+    e.set();
+    co_return co_await asyncio::wait_for(std::move(t), 20.0);
+  }(go, left));
+  EXPECT_EQ(got, 5);
+  EXPECT_FALSE(cancelled);
+}
+
+TEST(Runner, AnExceptionLeavesTheRunnerUsable) {
+  asyncio::Runner runner;
+  EXPECT_THROW(runner.run(gilio::testing::fail_after(0, "main failed")), std::runtime_error);
+  EXPECT_EQ(runner.run(gilio::testing::value_after(3, 0)), 3);
+}
+
+TEST(Runner, CloseCancelsWhatIsLeftAndEndsTheRunner) {
+  asyncio::Event never;
+  bool cancelled = false;
+  {
+    asyncio::Runner runner;
+    runner.run(leave_a_waiter(never, cancelled));
+    EXPECT_FALSE(cancelled);
+    runner.close();
+    EXPECT_TRUE(cancelled);
+    runner.close();  // again: nothing
+    try {
+      runner.run(gilio::testing::value_after(1, 0));
+      ADD_FAILURE() << "ran on a closed runner";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Runner is closed");
+    }
+    EXPECT_THROW(runner.get_loop(), std::runtime_error);
+  }
+  cancelled = false;
+  {
+    asyncio::Runner runner;  // the destructor closes it too
+    runner.run(leave_a_waiter(never, cancelled));
+  }
+  EXPECT_TRUE(cancelled);
+}
+
+TEST(Runner, ARunnerIsNotRunOrClosedFromInsideARunningLoop) {
+  asyncio::Runner runner;
+  asyncio::Runner other;
+  runner.run([](asyncio::Runner& self, asyncio::Runner& other) -> Coro<void> {
+    try {
+      other.run(gilio::testing::value_after(1, 0));
+      ADD_FAILURE() << "a runner ran inside a running loop";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Runner.run() cannot be called from a running event loop");
+    }
+    EXPECT_THROW(self.close(), std::runtime_error);
+    co_return;
+  }(runner, other));
+  EXPECT_EQ(runner.run(gilio::testing::value_after(2, 0)), 2);  // closing was refused
+}
+
+TEST(Runner, DebugGoesToItsLoop) {
+  asyncio::Runner debug(true);
+  EXPECT_TRUE(debug.get_loop().get_debug());
+  asyncio::Runner plain(false);
+  EXPECT_FALSE(plain.get_loop().get_debug());
 }

@@ -258,3 +258,106 @@ TEST(Awaitables, LockEventAndSemaphoreWaitsGoWhereACoroutineGoes) {
     EXPECT_EQ(sem.value(), 0);
   }());
 }
+
+// asyncio's _LoopBoundMixin: a primitive belongs to the loop of the first task that waits on it.
+// Two loops, both alive, run in turn on this thread as two threads would run them; each test body
+// makes a task of the running loop park on the primitive once, and hands it what it waits for.
+namespace {
+
+template <class Prim>
+using Contended = Coro<void> (*)(Prim&);
+
+// Runs `body` on `loop` under a deadline; the std::runtime_error it ends with, or "".
+template <class Prim>
+std::string run_on(asyncio::EventLoop& loop, Contended<Prim> body, Prim& prim) {
+  try {
+    loop.run_until_complete(asyncio::wait_for(body(prim), 20.0));
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+template <class Prim>
+void expect_bound_to_first_waiters_loop(Contended<Prim> body, const std::string& owner) {
+  asyncio::EventLoop a;
+  asyncio::EventLoop b;
+  Prim prim;
+  EXPECT_EQ(run_on(a, body, prim), "");  // binds it to a
+  EXPECT_EQ(run_on(b, body, prim), owner + " is bound to a different event loop");
+  EXPECT_EQ(run_on(a, body, prim), "");  // the refused wait left nothing behind
+  Prim fresh;  // a primitive nobody waited on yet goes with the first loop that waits
+  EXPECT_EQ(run_on(b, body, fresh), "");
+  EXPECT_EQ(run_on(a, body, fresh), owner + " is bound to a different event loop");
+}
+
+// A Lock or a Semaphore(1): held here while another task waits to acquire it.
+template <class Prim>
+Coro<void> contended_acquire(Prim& prim) {
+  co_await prim.acquire();
+  auto waiter = asyncio::create_task([](Prim& p) -> Coro<void> {
+    co_await p.acquire();
+    p.release();
+  }(prim));
+  co_await asyncio::sleep(0);
+  prim.release();
+  co_await waiter;
+}
+Coro<void> contended_event(asyncio::Event& event) {
+  auto waiter = asyncio::create_task(event.wait());
+  co_await asyncio::sleep(0);
+  event.set();
+  co_await waiter;
+  event.clear();
+}
+Coro<void> contended_condition(asyncio::Condition& cond) {
+  auto waiter = asyncio::create_task([](asyncio::Condition& c) -> Coro<void> {
+    co_await c.acquire();
+    try {
+      co_await c.wait();
+    } catch (...) {
+      EXPECT_TRUE(c.locked());  // a refused wait() never let the lock go
+      c.release();
+      throw;
+    }
+    c.release();
+  }(cond));
+  co_await asyncio::sleep(0);
+  co_await cond.acquire();
+  cond.notify();
+  cond.release();
+  co_await waiter;
+}
+
+}  // namespace
+
+TEST(LoopBinding, ALockIsBoundToTheLoopOfItsFirstWaiter) {
+  expect_bound_to_first_waiters_loop<asyncio::Lock>(contended_acquire, "Lock");
+}
+TEST(LoopBinding, AnEventIsBoundToTheLoopOfItsFirstWaiter) {
+  expect_bound_to_first_waiters_loop<asyncio::Event>(contended_event, "Event");
+}
+TEST(LoopBinding, AConditionIsBoundToTheLoopOfItsFirstWaiter) {
+  expect_bound_to_first_waiters_loop<asyncio::Condition>(contended_condition, "Condition");
+}
+TEST(LoopBinding, ASemaphoreIsBoundToTheLoopOfItsFirstWaiter) {
+  expect_bound_to_first_waiters_loop<asyncio::Semaphore>(contended_acquire, "Semaphore");
+}
+
+TEST(LoopBinding, UseWithoutWaitingBindsNothing) {
+  // As in asyncio: an acquire that need not wait touches no loop, so a primitive used only so
+  // goes from loop to loop.
+  asyncio::EventLoop a;
+  asyncio::EventLoop b;
+  asyncio::Lock lock;
+  asyncio::Semaphore sem(1);
+  auto uncontended = [](asyncio::Lock& l, asyncio::Semaphore& s) -> Coro<void> {
+    co_await l.acquire();
+    l.release();
+    co_await s.acquire();
+    s.release();
+  };
+  a.run_until_complete(uncontended(lock, sem));
+  b.run_until_complete(uncontended(lock, sem));
+  EXPECT_EQ(run_on(b, Contended<asyncio::Lock>(contended_acquire), lock), "");
+}

@@ -198,3 +198,33 @@ TEST(Queue, GetAndPutAreAwaitablesThatWaitOnlyWhenTheyMust) {
     EXPECT_EQ(q.qsize(), 1u);
   }());
 }
+
+TEST(Queue, IsBoundToTheLoopOfItsFirstWaiter) {
+  // asyncio's _LoopBoundMixin: one binding for getters and putters alike.
+  asyncio::EventLoop a;
+  asyncio::EventLoop b;
+  asyncio::Queue<int> q(1);
+  auto wait_to_get = [](asyncio::Queue<int>& q) -> Coro<int> {
+    auto getter = asyncio::create_task(q.get());
+    co_await asyncio::sleep(0);
+    q.put_nowait(7);
+    co_return co_await getter;
+  };
+  auto wait_to_put = [](asyncio::Queue<int>& q) -> Coro<void> {
+    q.put_nowait(1);
+    auto putter = asyncio::create_task(q.put(2));
+    co_await asyncio::sleep(0);
+    EXPECT_EQ(q.get_nowait(), 1);
+    co_await putter;
+    EXPECT_EQ(q.get_nowait(), 2);
+  };
+  EXPECT_EQ(a.run_until_complete(asyncio::wait_for(wait_to_get(q), 20.0)), 7);
+  try {
+    b.run_until_complete(asyncio::wait_for(wait_to_put(q), 20.0));
+    ADD_FAILURE() << "a task of another loop waited on the queue";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "Queue is bound to a different event loop");
+  }
+  EXPECT_TRUE(q.empty());  // the refused put put nothing; a's tasks use the queue as before
+  a.run_until_complete(asyncio::wait_for(wait_to_put(q), 20.0));
+}

@@ -323,17 +323,22 @@ void say(int fd, const char* what) {
 
 }  // namespace
 
+namespace {
+// Says `ready` (if given), sleeps an hour, and says `cleaned_up` when cancelled out of it.
+Coro<void> sleep_until_cancelled(int out, const char* ready, const char* cleaned_up) {
+  if (ready != nullptr) say(out, ready);
+  try {
+    co_await asyncio::sleep(3600);
+  } catch (const asyncio::CancelledError&) {
+    say(out, cleaned_up);  // the clean-up runs: that is the point
+    throw;
+  }
+}
+}  // namespace
+
 TEST(RunAndCtrlC, TheFirstSigintCancelsMainThenTheProcessEndsBySigint) {
   Child child([](int out) {
-    asyncio::run([](int out) -> Coro<void> {
-      say(out, "ready;");
-      try {
-        co_await asyncio::sleep(3600);
-      } catch (const asyncio::CancelledError&) {
-        say(out, "cleaned up;");  // the clean-up runs: that is the point
-        throw;
-      }
-    }(out));
+    asyncio::run(sleep_until_cancelled(out, "ready;", "cleaned up;"));
     say(out, "run returned;");
   });
   ASSERT_TRUE(child.read_until("ready;"));
@@ -426,4 +431,23 @@ TEST(RunAndCtrlC, RunTakesSigintOnlyOnTheMainThreadAndOnlyIfItIsFree) {
     co_return;
   }());
   ::signal(SIGINT, SIG_DFL);
+}
+
+TEST(RunAndCtrlC, ARunnersFirstSigintCancelsItsMainThenClosesTheRunner) {
+  // asyncio.Runner.run: the same Ctrl-C as run(); what an earlier run left pending is cancelled
+  // by the close that follows, before the process ends by SIGINT.
+  Child child([](int out) {
+    asyncio::Runner runner;
+    runner.run([](int out) -> Coro<void> {
+      asyncio::create_task(sleep_until_cancelled(out, nullptr, "left-over cleaned up;"));
+      co_await asyncio::sleep(0);
+    }(out));
+    runner.run(sleep_until_cancelled(out, "ready;", "main cleaned up;"));
+    say(out, "run returned;");
+  });
+  ASSERT_TRUE(child.read_until("ready;"));
+  ::kill(child.pid, SIGINT);
+  const int st = child.status();
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT) << "status " << st;
+  EXPECT_EQ(child.text, "ready;main cleaned up;left-over cleaned up;");
 }

@@ -1568,3 +1568,74 @@ TEST(Datagrams, ErrorsNameTheProblem) {
     ::close(v4);
   }());
 }
+
+// A stream is its loop's: a task of another loop (another thread, in a real program), or code
+// running after its loop has ended, gets std::runtime_error, not a ring that is not its own.
+namespace {
+
+struct Kept {
+  std::optional<asyncio::Server> server;
+  StreamReader reader;
+  StreamWriter writer;
+};
+
+Coro<void> connect_and_keep(Kept& k) {
+  k.server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+  auto [r, w] = co_await asyncio::open_connection("127.0.0.1", k.server->port());
+  k.reader = r;
+  k.writer = w;
+}
+
+Coro<void> use_from_another_loop(Kept& k) {
+  co_await expect_await_throws<std::runtime_error>(
+      k.reader.readline(), "read a stream of another loop",
+      "StreamReader.readline: the stream belongs to a different event loop");
+  EXPECT_THROW(k.writer.write("x\n"), std::runtime_error);
+  co_await expect_await_throws<std::runtime_error>(
+      k.writer.drain(), "drained a stream of another loop",
+      "StreamWriter.drain: the stream belongs to a different event loop");
+  co_await expect_await_throws<std::runtime_error>(
+      k.writer.wait_closed(), "waited for a stream of another loop", "different event loop");
+}
+
+Coro<void> echo_once_and_close(Kept& k) {
+  k.writer.write("ping\n");
+  EXPECT_EQ(co_await k.reader.readline(), "ping\n");
+  k.writer.close();
+  co_await k.writer.wait_closed();
+  k.server->close();
+  co_await k.server->wait_closed();
+}
+
+std::string write_error(StreamWriter& w) {
+  try {
+    w.write("late\n");
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Streams, AStreamIsUsedOnlyOnItsOwnLoop) {
+  asyncio::EventLoop a;
+  asyncio::EventLoop b;
+  Kept k;
+  a.run_until_complete(asyncio::wait_for(connect_and_keep(k), 20.0));
+  b.run_until_complete(asyncio::wait_for(use_from_another_loop(k), 20.0));
+  EXPECT_EQ(write_error(k.writer),
+            "StreamWriter.write: no running event loop (a stream is used on the loop that opened "
+            "it, while that loop runs)");
+  a.run_until_complete(asyncio::wait_for(echo_once_and_close(k), 20.0));  // unharmed
+}
+
+TEST(Streams, AStreamOutlivingItsLoopIsAClearErrorNotARingGone) {
+  Kept k;
+  run_test(connect_and_keep(k));  // the loop is gone after this; the socket is still open
+  EXPECT_NE(write_error(k.writer).find("no running event loop"), std::string::npos);
+  EXPECT_FALSE(k.writer.is_closing());
+  k.writer.close();  // closing needs no loop
+  EXPECT_TRUE(k.writer.is_closing());
+  k.server.reset();
+}

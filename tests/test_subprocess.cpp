@@ -6,6 +6,7 @@
 // children whose handles were dropped, or still running when the loop closes, reaped all the
 // same; and the errors a caller can act on.
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -412,4 +413,95 @@ TEST(Subprocess, ClosingTheLoopKillsAndReapsARunningChild) {
   EXPECT_EQ(kept.returncode(), -SIGKILL);
   EXPECT_TRUE(reaped(kept.pid()));
   kept.kill();  // reaped: no error, no signal to whoever has the pid now
+}
+
+TEST(Subprocess, AProcessIsWaitedForOnlyOnTheLoopThatStartedIt) {
+  // Its exit is heard through the loop that started it: a task of another loop would wait
+  // forever (or be woken from that loop's thread), so it gets std::runtime_error instead.
+  asyncio::EventLoop a;
+  asyncio::EventLoop b;
+  std::optional<Process> p;
+  a.run_until_complete(asyncio::wait_for(
+      [](std::optional<Process>& p) -> Coro<void> {
+        std::vector<std::string> argv{"cat"};  // named: g++ 12 rejects a braced list in co_await
+        p = co_await asyncio::create_subprocess_exec(argv, piped(true, true));
+      }(p),
+      20.0));
+  b.run_until_complete(asyncio::wait_for(
+      [](Process& p) -> Coro<void> {
+        co_await gilio::testing::expect_await_throws<std::runtime_error>(
+            p.wait(), "waited for a process of another loop",
+            "Process.wait: the process belongs to a different event loop");
+        auto talk = p.communicate(std::string("x"));
+        co_await gilio::testing::expect_await_throws<std::runtime_error>(
+            talk, "talked to a process of another loop", "different event loop");
+      }(*p),
+      20.0));
+  const auto [out, err] =
+      a.run_until_complete(asyncio::wait_for(p->communicate("on its own loop"), 20.0));
+  EXPECT_EQ(out, "on its own loop");
+  EXPECT_EQ(p->returncode(), 0);
+  // An exit already heard is anyone's to read.
+  EXPECT_EQ(b.run_until_complete(p->wait()), 0);
+}
+
+namespace {
+// What `sh` says about descriptor `fd`: "open" or "closed".
+std::string open_or_closed(int fd) {
+  return fmt::format("test -e /proc/self/fd/{} && echo open || echo closed", fd);
+}
+
+Coro<std::string> run_script(std::string script, sp::Options o) {
+  Process p = co_await sh(std::move(script), o);
+  auto [out, err] = co_await p.communicate();
+  EXPECT_EQ(co_await p.wait(), 0);
+  co_return out;
+}
+}  // namespace
+
+TEST(Subprocess, PassFdsKeepsTheGivenDescriptorsAndClosesTheRest) {
+  // Inheritable pipes below and above the passed one: close_fds is what keeps them from the
+  // child, the low one closed in the gap under the passed descriptor, the high one above it.
+  int low[2];
+  int kept[2];
+  int high[2];
+  ASSERT_EQ(::pipe(low), 0);
+  ASSERT_EQ(::pipe2(kept, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe(high), 0);
+  ASSERT_LT(low[1], kept[1]);
+  ASSERT_GT(high[1], kept[1]);
+  const std::string script = fmt::format("echo passed > /proc/self/fd/{}; {}; {}", kept[1],
+                                         open_or_closed(low[1]), open_or_closed(high[1]));
+  sp::Options o = piped(false, true);
+  o.pass_fds = {kept[1]};
+  EXPECT_EQ(run_test(run_script(script, o)), "closed\nclosed\n");
+  char buf[64];
+  const ssize_t n = ::read(kept[0], buf, sizeof buf);  // written before the child exited
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0))), "passed\n");
+  EXPECT_NE(::fcntl(kept[1], F_GETFD) & FD_CLOEXEC, 0);  // still close-on-exec here
+
+  o.close_fds = false;  // the checks above can fail: without close_fds the others go along
+  EXPECT_EQ(run_test(run_script(open_or_closed(low[1]) + ";" + open_or_closed(high[1]), o)),
+            "open\nopen\n");
+  o.close_fds = true;
+  o.pass_fds = {};  // nor is a close-on-exec descriptor kept unless passed
+  EXPECT_EQ(run_test(run_script(open_or_closed(kept[1]), o)), "closed\n");
+  for (int fd : {low[0], low[1], kept[0], kept[1], high[0], high[1]})
+    ::close(fd);
+}
+
+TEST(Subprocess, PassFdsRefusesADescriptorThatIsNotOpen) {
+  run_test([]() -> Coro<void> {
+    sp::Options o;
+    o.pass_fds = {-1};
+    auto bad = sh("true", o);
+    co_await gilio::testing::expect_await_throws<std::invalid_argument>(
+        bad, "passed -1", "pass_fds: -1 is no descriptor");
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ::close(fd);  // a number nobody holds now
+    o.pass_fds = {fd};
+    auto closed = sh("true", o);
+    co_await gilio::testing::expect_await_throws<std::system_error>(
+        closed, "passed a closed descriptor", fmt::format("pass_fds: descriptor {}", fd));
+  }());
 }

@@ -32,6 +32,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -505,7 +506,9 @@ class EventLoop {
   bool remove_signal_handler(int sig);
 
   // Debug mode (GILIO_DEBUG=1 or set_debug(true)): warns about handles slower than
-  // slow_callback_duration and about tasks still pending when the loop closes.
+  // slow_callback_duration and about tasks still pending when the loop closes; and, as asyncio's
+  // _check_thread, call_soon, call_later, call_at and create_task called from a thread other than
+  // the one running the loop throw std::runtime_error (call_soon_threadsafe is the way in).
   void set_debug(bool enabled) noexcept { debug_ = enabled; }
   bool get_debug() const noexcept { return debug_; }
   double slow_callback_duration = 0.1;
@@ -580,6 +583,12 @@ class EventLoop {
     EventLoop* loop = nullptr;
   };
   std::shared_ptr<Token> token() const { return token_; }
+  // std::runtime_error naming `who` if the loop is closed — or, in debug mode, if the calling
+  // thread is not the one running the loop.
+  void check_open(const char* who) const {
+    if (closed_ || debug_) [[unlikely]]
+      check_open_or_thread(who);
+  }
 
  private:
   template <class F>
@@ -590,7 +599,7 @@ class EventLoop {
     arm_handle(h);
     return TimerHandle(h);
   }
-  void check_open(const char* who) const;
+  void check_open_or_thread(const char* who) const;
   static std::int64_t to_ns(double seconds);
   void run_once();
   void run_ready_handle(detail::Runnable* r);
@@ -634,6 +643,9 @@ class EventLoop {
   bool closed_ = false;
   bool debug_ = false;
   bool eager_tasks_ = false;  // set_task_factory(eager_task_factory)
+  // The thread running the loop (none while it is not running), for debug mode's thread check:
+  // the one member another thread reads, hence atomic.
+  std::atomic<std::thread::id> thread_id_{};
 };
 
 // The loop running on this thread; std::runtime_error("no running event loop") otherwise.

@@ -11,6 +11,12 @@
 // the lock (or a semaphore unit, or a notification) and is cancelled before it runs passes it
 // on to the next waiter rather than losing it.
 //
+// A primitive belongs to the loop of the first task that waits on it (asyncio's _LoopBoundMixin,
+// Lib/asyncio/mixins.py): a task of another loop that would wait on it gets std::runtime_error
+// "Lock is bound to a different event loop". Each loop runs on a thread of its own, and a wake-up
+// sent from one would resume a task of the other on the wrong thread. As in asyncio, only a wait
+// binds and checks: an acquire or a get that need not wait touches nothing of any loop.
+//
 // Errors, as asyncio raises them: Lock::release() of an unlocked lock and Condition::wait() or
 // notify() without holding the lock throw std::runtime_error; a negative Semaphore value, a
 // Barrier of fewer than one party and BoundedSemaphore::release() past its initial value throw
@@ -26,6 +32,20 @@
 
 namespace gilio::asyncio {
 namespace detail {
+
+// The loop a primitive is bound to (see above): none until a task first waits on it.
+class LoopBinding {
+ public:
+  void check(EventLoop* loop, const char* owner) {
+    if (loop_ == loop) [[likely]]
+      return;
+    bind_or_throw(loop, owner);
+  }
+
+ private:
+  void bind_or_throw(EventLoop* loop, const char* owner);
+  EventLoop* loop_ = nullptr;
+};
 
 // A task parked on a primitive. 32 bytes: the list links, the Suspension's vtable pointer, and
 // one word holding the parked task — or, before park(), what the awaiter waits on (Event::Wait
@@ -57,6 +77,14 @@ class SyncWaiter : public ListNode, public Suspension {
     word_ = reinterpret_cast<std::uintptr_t>(&t) | kParked;
     list.push_back(this);
     t.suspend(h, this);
+  }
+  // The same, for a primitive bound to a loop: a task of another loop gets std::runtime_error
+  // instead, and nothing has changed.
+  template <class P>
+  void park(List<SyncWaiter>& list, LoopBinding& binding, const char* owner,
+            std::coroutine_handle<P> h) {
+    binding.check(task_of(h).loop(), owner);
+    park(list, h);
   }
   void wake_up() {
     unlink();
@@ -99,12 +127,14 @@ class Parked final : public SyncWaiter {
  public:
   static constexpr struct Deferred {
   } deferred{};
-  explicit Parked(List<SyncWaiter>& list) : list_(list) {}
-  Parked(List<SyncWaiter>& list, Deferred) : list_(list), defer_(true) {}
+  Parked(List<SyncWaiter>& list, LoopBinding& binding, const char* owner)
+      : list_(list), binding_(binding), owner_(owner) {}
+  Parked(List<SyncWaiter>& list, LoopBinding& binding, const char* owner, Deferred)
+      : list_(list), binding_(binding), owner_(owner), defer_(true) {}
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
-    park(list_, h);
+    park(list_, binding_, owner_, h);
   }
   void await_resume() {
     if (!defer_) task()->resume_check(cancelled());
@@ -116,6 +146,8 @@ class Parked final : public SyncWaiter {
 
  private:
   List<SyncWaiter>& list_;
+  LoopBinding& binding_;
+  const char* owner_;
   bool defer_ = false;
 };
 
@@ -133,7 +165,7 @@ class Lock {
     bool await_ready() noexcept;
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-      park(lock_.waiters_, h);
+      park(lock_.waiters_, lock_.binding_, "Lock", h);
     }
     void await_resume();
 
@@ -181,6 +213,7 @@ class Lock {
  private:
   bool locked_ = false;
   detail::List<detail::SyncWaiter> waiters_;
+  detail::LoopBinding binding_;
 };
 
 class Event {
@@ -198,7 +231,7 @@ class Event {
     bool await_ready() const noexcept { return event().flag_; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-      park(event().waiters_, h);
+      park(event().waiters_, event().binding_, "Event", h);
     }
     bool await_resume() {
       if (parked()) task()->resume_check(cancelled());
@@ -218,6 +251,7 @@ class Event {
  private:
   bool flag_ = false;
   detail::List<detail::SyncWaiter> waiters_;
+  detail::LoopBinding binding_;
 };
 
 class Condition {
@@ -248,6 +282,7 @@ class Condition {
   Lock own_lock_;
   Lock* lock_;
   detail::List<detail::SyncWaiter> waiters_;
+  detail::LoopBinding binding_;
 };
 
 class Semaphore {
@@ -262,7 +297,7 @@ class Semaphore {
     bool await_ready() noexcept;
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-      park(sem_.waiters_, h);
+      park(sem_.waiters_, sem_.binding_, "Semaphore", h);
     }
     void await_resume();
 
@@ -278,6 +313,7 @@ class Semaphore {
  protected:
   long value_;
   detail::List<detail::SyncWaiter> waiters_;
+  detail::LoopBinding binding_;
 };
 
 class BoundedSemaphore : public Semaphore {

@@ -212,7 +212,7 @@ class BasicQueue {
   Coro<void> put_waiting(T item) {
     while (full()) {
       if (shutdown_) throw QueueShutDown();
-      Parked p(putters_, Parked::deferred);
+      Parked p(putters_, binding_, "Queue", Parked::deferred);
       co_await p;
       if (p.take_cancel()) {
         if (p.woken() && !full()) wake_first(putters_);  // pass the free slot on
@@ -224,7 +224,7 @@ class BasicQueue {
   Coro<T> get_waiting() {
     while (empty()) {
       if (shutdown_) throw QueueShutDown();
-      Parked p(getters_, Parked::deferred);
+      Parked p(getters_, binding_, "Queue", Parked::deferred);
       co_await p;
       if (p.take_cancel()) {
         if (p.woken() && !empty()) wake_first(getters_);  // pass the item on
@@ -240,6 +240,7 @@ class BasicQueue {
   Event finished_;
   List<SyncWaiter> getters_;
   List<SyncWaiter> putters_;
+  LoopBinding binding_;  // one for both lists, as asyncio binds the queue
 };
 
 }  // namespace detail

@@ -1,11 +1,23 @@
-// gilio/asyncio/runners.hpp — asyncio.run and EventLoop::run_until_complete; mirrors
-// Lib/asyncio/runners.py.
+// gilio/asyncio/runners.hpp — asyncio.run, asyncio.Runner and EventLoop::run_until_complete;
+// mirrors Lib/asyncio/runners.py.
 //
 // run(main) is the whole life of a program's loop: make a new loop, run `main` to completion,
 // then clean up as asyncio.Runner.close() does — cancel every task still pending and let them
 // finish, shut down the default executor (joining its threads), close the loop. The result of
 // `main` is returned, or its exception rethrown — after the clean-up. The GIL is held for the
 // whole run (the loop drops it only while it waits for I/O). Ctrl-C cancels `main` first (below).
+//
+// Runner (Python 3.11) is the same, taken apart: one loop for several top-level calls, made at
+// the first run() (or get_loop()) and cleaned up by close() or the destructor. run() is in fact
+// nothing but a Runner used once, as in asyncio:
+//
+//     asyncio::Runner runner;                // with asyncio.Runner() as runner:
+//     runner.run(connect());                 //     runner.run(connect())
+//     int n = runner.run(count_requests());  //     n = runner.run(count_requests())
+//
+// Tasks a run() leaves pending go on in the next run() (they are the loop's, not the run's), and
+// close() cancels whatever is left. asyncio's loop_factory and context arguments have no
+// counterpart: gilio has one kind of loop and no contextvars.
 #pragma once
 
 #include <memory>
@@ -42,9 +54,6 @@ T EventLoop::run_until_complete(Coro<T> coro) {
 }
 
 namespace detail {
-// Cancels what is left, shuts the default executor down, closes the loop. Never throws.
-void finish_run(EventLoop& loop) noexcept;
-
 // asyncio.Runner's Ctrl-C (runtime/unix_events.cpp). On the main thread, while SIGINT has its
 // default action and no other loop handles it, the first SIGINT cancels the main task, so that
 // its clean-up runs (finally blocks, destructors, a writer's close). The kernel restores the
@@ -69,7 +78,56 @@ class SigintGuard {
 [[noreturn]] void die_of_sigint() noexcept;
 }  // namespace detail
 
-// asyncio.run(main, debug=None). Throws std::runtime_error if a loop already runs here.
+// asyncio.Runner(debug=None). Not copyable or movable: its loop stays where it was made.
+class Runner {
+ public:
+  explicit Runner(std::optional<bool> debug = std::nullopt) : debug_(debug) {}
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Runs `main` as a task on the runner's loop until it is done; returns its result or rethrows
+  // its exception. Throws std::runtime_error from inside a running loop, or once closed. Ctrl-C
+  // as in run() below: the first SIGINT cancels `main`; if that ends it, the runner is closed
+  // and the process ends by SIGINT (asyncio raises KeyboardInterrupt from run() there).
+  template <class T>
+  T run(Coro<T> main);
+  // Cancels the tasks still pending and lets them finish, shuts the default executor down,
+  // closes the loop. Once closed, run() and get_loop() throw; close() again does nothing.
+  // std::runtime_error from inside the runner's own run(), as loop.close() there.
+  void close();
+  // The runner's loop, made now if no run() made it yet.
+  EventLoop& get_loop();
+
+ private:
+  void lazy_init();
+  enum class State { created, initialized, closed };
+  State state_ = State::created;
+  std::optional<bool> debug_;
+  std::unique_ptr<EventLoop> loop_;
+};
+
+template <class T>
+T Runner::run(Coro<T> main) {
+  if (running_loop() != nullptr) {
+    throw std::runtime_error("Runner.run() cannot be called from a running event loop");
+  }
+  lazy_init();
+  Task<T> task = loop_->create_task(std::move(main));
+  {
+    detail::SigintGuard sigint(*loop_, task.core());
+    try {
+      return loop_->run_until_complete(task);
+    } catch (const CancelledError&) {
+      if (!sigint.interrupted() || task.uncancel() != 0) throw;
+    }
+  }
+  close();
+  detail::die_of_sigint();
+}
+
+// asyncio.run(main, debug=None): a Runner used once. Throws std::runtime_error if a loop already
+// runs here.
 //
 // Ctrl-C, as asyncio.run has it since Python 3.11: on the main thread (and unless the program
 // set a SIGINT handler of its own), the first SIGINT cancels `main`; once it and the rest of the
@@ -82,22 +140,8 @@ T run(Coro<T> main, std::optional<bool> debug = std::nullopt) {
   if (running_loop() != nullptr) {
     throw std::runtime_error("asyncio::run() cannot be called from a running event loop");
   }
-  EventLoop loop;
-  if (debug) loop.set_debug(*debug);
-  {
-    struct Cleanup {
-      EventLoop& loop;
-      ~Cleanup() { detail::finish_run(loop); }
-    } cleanup{loop};
-    Task<T> task = loop.create_task(std::move(main));
-    detail::SigintGuard sigint(loop, task.core());
-    try {
-      return loop.run_until_complete(task);
-    } catch (const CancelledError&) {
-      if (!sigint.interrupted() || task.uncancel() != 0) throw;
-    }
-  }  // cleaned up
-  detail::die_of_sigint();
+  Runner runner(debug);
+  return runner.run(std::move(main));
 }
 
 }  // namespace gilio::asyncio

@@ -22,6 +22,10 @@
 // LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two tasks reading at once
 // is an error (std::runtime_error), as in asyncio.
 //
+// A stream is the loop's that opened it: a read, write(), drain() or wait_closed() from a task of
+// another loop, or after that loop has ended, throws std::runtime_error (close(), is_closing()
+// and peername() need no loop).
+//
 // The reads and drain() are awaited once per message in the loop of every stream server, so
 // they are not coroutines: each returns a small awaitable (as Lock::acquire() does) that lives
 // in the awaiting frame — no frame of its own to allocate, start and destroy, and one with

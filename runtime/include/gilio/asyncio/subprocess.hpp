@@ -28,6 +28,9 @@
 // - A Process dropped while its child runs leaves the child running; the loop still reaps it
 //   when it ends (asyncio's child watcher does the same). A loop that closes kills and reaps the
 //   children still running (asyncio's transports do so when they are collected).
+//
+// A Process is the loop's that started it, as its streams are: from a task of another loop,
+// wait() throws std::runtime_error unless the exit was already heard, and communicate() always.
 #pragma once
 
 #include <memory>
@@ -60,6 +63,9 @@ struct Options {
   std::optional<std::vector<std::string>> env;
   bool close_fds = true;           // close every descriptor above 2 in the child (Python's default)
   bool start_new_session = false;  // setsid() in the child
+  // Descriptors the child keeps under the same numbers besides 0-2, also with close_fds (Popen's
+  // pass_fds). Each must be open here; it stays close-on-exec in this process.
+  std::vector<int> pass_fds;
 };
 }  // namespace subprocess
 

@@ -204,7 +204,7 @@ namespace detail {
 // A task for the coroutine, listed by the loop, not yet started: the caller starts it.
 template <class T>
 TaskState<T>* new_task(EventLoop* loop, Coro<T>& coro) {
-  if (loop->is_closed()) throw std::runtime_error("create_task: the event loop is closed");
+  loop->check_open("create_task");
   if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
   auto* state = new TaskState<T>(loop, coro.release());
   loop->add_task(state);  // the loop's reference is the one `new` gave
