@@ -689,8 +689,9 @@ TEST(Runner, CloseCancelsWhatIsLeftAndEndsTheRunner) {
   }
   cancelled = false;
   {
+    asyncio::Event fresh;    // `never` is bound to the closed runner's loop
     asyncio::Runner runner;  // the destructor closes it too
-    runner.run(leave_a_waiter(never, cancelled));
+    runner.run(leave_a_waiter(fresh, cancelled));
   }
   EXPECT_TRUE(cancelled);
 }
