@@ -110,7 +110,9 @@ class RecvBuffer {
   std::size_t head_ = 0;
 };
 
-struct StreamState : StreamCount {
+// A server's connection is also linked into its ServerState's list of clients (ListNode), for
+// close_clients(); the link goes with the state, and the server holds no reference.
+struct StreamState : StreamCount, ListNode {
   // The completion of the send in flight.
   struct SendOp final : Completion {
     StreamState* owner = nullptr;
@@ -243,6 +245,23 @@ struct StreamState : StreamCount {
       }
     }
   }
+  // close(): after what is buffered has been sent.
+  void close() {
+    if (closing) return;
+    closing = true;
+    if (!sending) finish_close();
+  }
+  // abort(): at once. A send the kernel holds keeps `inflight` until it completes; the shutdown
+  // makes it fail now, and its completion finishes the close (on_sent).
+  void abort() {
+    pending.clear();
+    closing = true;
+    if (!sending) {
+      finish_close();
+    } else if (fd >= 0) {
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  }
   void shutdown_write() {
     eof_sent = true;
     if (fd >= 0) ::shutdown(fd, SHUT_WR);
@@ -326,6 +345,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   Task<void> dispatcher;
   std::vector<Task<void>> connections;  // handler tasks, the finished ones swept out now and then
   std::size_t sweep_at = 64;            // sweep when there are this many
+  List<StreamState> clients;            // the accepted connections' streams, while they exist
   bool serving = false;
   Event closed;
 
@@ -618,10 +638,11 @@ void StreamWriter::write_eof() {
 }
 
 void StreamWriter::close() {
-  detail::StreamState& s = connected(s_, "StreamWriter.close");
-  if (s.closing) return;
-  s.closing = true;
-  if (!s.sending) s.finish_close();  // else: after the buffered data is sent
+  connected(s_, "StreamWriter.close").close();
+}
+
+void StreamWriter::abort() {
+  connected(s_, "StreamWriter.abort").abort();
 }
 
 Coro<void> StreamWriter::wait_closed() {
@@ -736,7 +757,10 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
     const int fd = state->accepted.front();
     state->accepted.pop_front();
     if (state->tcp) set_nodelay(fd);
-    auto [reader, writer] = make_streams(fd, state->limit);
+    const detail::StreamRef stream(new detail::StreamState(state->loop, fd, state->limit));
+    state->clients.push_back(&state_of(stream));
+    const StreamReader reader(stream);
+    const StreamWriter writer(stream);
     // Sweeping the finished handlers on every accept was O(open connections) an accept; once
     // their number has doubled since the last sweep keeps it O(1) on average.
     if (state->connections.size() >= state->sweep_at) {
@@ -851,6 +875,18 @@ void Server::close() {
   if (!s_->any_armed()) s_->accepts_ended.set();
   s_->dispatcher.cancel();
   s_->closed.set();
+}
+
+void Server::close_clients() {
+  connected(s_, "Server.close_clients").clients.for_each([](detail::StreamState* c) {
+    c->close();
+  });
+}
+
+void Server::abort_clients() {
+  connected(s_, "Server.abort_clients").clients.for_each([](detail::StreamState* c) {
+    c->abort();
+  });
 }
 
 Coro<void> Server::serve_forever() {

@@ -1639,3 +1639,103 @@ TEST(Streams, AStreamOutlivingItsLoopIsAClearErrorNotARingGone) {
   EXPECT_TRUE(k.writer.is_closing());
   k.server.reset();
 }
+
+// asyncio 3.13's Server.close_clients() and abort_clients(), and StreamWriter::abort() (asyncio's
+// writer.transport.abort()).
+namespace {
+
+// Answers one line, then reads until the client's EOF (or until the server closes it).
+Coro<void> greet_then_wait(StreamReader r, StreamWriter w) {
+  w.write(co_await r.readline());
+  co_await r.read();
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> greeted_client(int port) {
+  auto [r, w] = co_await asyncio::open_connection("127.0.0.1", port);
+  w.write("hi\n");
+  EXPECT_EQ(co_await r.readline(), "hi\n");  // its handler is running now
+  co_return std::pair<StreamReader, StreamWriter>(r, w);
+}
+
+// Writes `n` bytes to a client that does not read, so that most of them wait in the buffer.
+Coro<void> flood(StreamReader, StreamWriter w, std::size_t n, asyncio::Event& written) {
+  w.write(std::string(n, 'x'));
+  written.set();
+  try {
+    co_await w.drain();
+  } catch (const asyncio::ConnectionError&) {  // aborted under it
+  } catch (const std::runtime_error&) {
+  }
+}
+
+}  // namespace
+
+TEST(Server, CloseClientsClosesEveryConnectionItServes) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(greet_then_wait, "127.0.0.1", 0);
+    std::vector<std::pair<StreamReader, StreamWriter>> clients;
+    for (int i = 0; i < 3; ++i)
+      clients.push_back(co_await greeted_client(server.port()));
+    server.close();
+    server.close_clients();
+    for (auto& [r, w] : clients) {
+      EXPECT_EQ(co_await r.read(), "");  // EOF: the server's side closed
+      w.close();
+    }
+    co_await server.wait_closed();  // every handler saw its connection end
+  }());
+}
+
+TEST(Server, CloseClientsFlushesAndAbortClientsDoesNot) {
+  run_test([]() -> Coro<void> {
+    constexpr std::size_t kBytes = 32 << 20;  // more than the kernel's socket buffers hold
+    for (const bool abort : {false, true}) {
+      asyncio::Event written;
+      auto handler = [&written](StreamReader r, StreamWriter w) {
+        return flood(std::move(r), std::move(w), kBytes, written);
+      };
+      auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+      co_await written.wait();
+      server.close();
+      abort ? server.abort_clients() : server.close_clients();
+      std::size_t got = 0;
+      try {
+        for (std::string chunk; !(chunk = co_await r.read(1 << 20)).empty();)
+          got += chunk.size();
+      } catch (const asyncio::ConnectionResetError&) {  // an abort may reset
+      }
+      if (abort) {
+        EXPECT_LT(got, kBytes);  // what was buffered is gone
+      } else {
+        EXPECT_EQ(got, kBytes);  // close() sends what is buffered first
+      }
+      w.close();
+      co_await server.wait_closed();
+    }
+  }());
+}
+
+TEST(Streams, AbortClosesAtOnceAndDropsWhatIsBuffered) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event written;
+    auto handler = [&written](StreamReader r, StreamWriter w) -> Coro<void> {
+      co_await written.wait();
+      co_await r.read();  // reads nothing until the client aborts
+      w.close();
+    };
+    auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write(std::string(32 << 20, 'x'));
+    written.set();
+    EXPECT_GT(w.buffered(), 0u);
+    w.abort();
+    EXPECT_TRUE(w.is_closing());
+    co_await w.wait_closed();
+    EXPECT_EQ(w.buffered(), 0u);
+    EXPECT_THROW(w.write("more"), std::runtime_error);
+    w.abort();  // again: nothing
+    server.close();
+    co_await server.wait_closed();
+  }());
+}

@@ -188,7 +188,12 @@ class StreamWriter {
   Drain drain() { return Drain(s_); }
   // Sends FIN after the buffered data (half-close); reading goes on.
   void write_eof();
+  // Sends what is buffered, then closes (asyncio's close()); wait_closed() waits for that.
   void close();
+  // Closes at once, dropping what is buffered (asyncio's writer.transport.abort()): the socket is
+  // shut down and closed now, or as soon as a send the kernel holds fails. A drain() waiting
+  // meanwhile raises. No loop needed.
+  void abort();
   Coro<void> wait_closed();
   bool is_closing() const;
   std::string peername() const;
@@ -224,6 +229,12 @@ class Server {
   Coro<void> serve_forever();
   // Stops accepting and closes the listening sockets; connections go on.
   void close();
+  // Closes every connection the server accepted that is still open, as each StreamWriter's
+  // close() would: what is buffered is sent first (asyncio 3.13's Server.close_clients()).
+  // Call close() first, or a client accepted after it stays open.
+  void close_clients();
+  // The same with abort(): at once, dropping what is buffered (Server.abort_clients()).
+  void abort_clients();
   // Waits until the server is closed and every connection handler has finished.
   Coro<void> wait_closed();
 
