@@ -589,7 +589,9 @@ TEST(Loop, TraceRecordsLoopWaitsAndTaskSteps) {
   EXPECT_EXIT(
       {
         asyncio::run([]() -> Coro<void> {
-          auto t = asyncio::create_task([]() -> Coro<void> { co_await asyncio::sleep(0.002); }(),
+          // 50 ms, not 2: a loop that a busy machine keeps off the CPU for longer than the sleep
+          // finds the timer due and never waits (it failed once so, beside a benchmark).
+          auto t = asyncio::create_task([]() -> Coro<void> { co_await asyncio::sleep(0.05); }(),
                                         "traced-task");
           co_await t;
         }());

@@ -11,9 +11,11 @@
 // drain() waits while more than the high-water mark (64 KiB) is buffered, until it falls below
 // the low-water mark (16 KiB), as asyncio's flow control does — and rethrows a send error (a
 // peer that vanished mid-write: ConnectionResetError or BrokenPipeError). close() flushes what
-// is buffered, then shuts the socket down; wait_closed() waits for that. write() after close()
-// throws std::runtime_error, and drain() once close() has closed the socket throws
-// ConnectionResetError (asyncio's drain() once the connection is lost).
+// is buffered, then shuts the socket down; abort() drops it and shuts down at once (a server's
+// close_clients() and abort_clients() do the same to every connection it accepted);
+// wait_closed() waits for either. write() after close() throws std::runtime_error, and drain()
+// once close() has closed the socket throws ConnectionResetError (asyncio's drain() once the
+// connection is lost).
 //
 // Reader edge cases, as asyncio: read(-1) reads to EOF; read(n) returns up to n bytes (fewer
 // only at EOF); readexactly(n) throws IncompleteReadError (partial, expected) at EOF;
