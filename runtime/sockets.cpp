@@ -1,6 +1,6 @@
 // runtime/sockets.cpp — socket operations on io_uring: the loop's sock_recv, sock_sendall,
-// sock_accept, sock_connect, sock_recvfrom, sock_sendto; mirrors the sock_* methods of
-// Lib/asyncio/selector_events.py.
+// sock_accept, sock_connect, sock_recvfrom, sock_sendto, sock_sendfile; mirrors the sock_*
+// methods of Lib/asyncio/selector_events.py (and base_events.py's sock_sendfile).
 //
 // A selector loop waits until a socket is *ready* and then calls recv() itself; an io_uring loop
 // submits the recv and is told when it is *done*; sock_recvfrom and sock_sendto do the same for
@@ -9,15 +9,21 @@
 // itself, and resumes its task only from that submission's completion (DESIGN.md invariant 1).
 // sock_recv_into, sock_recv and sock_sendall, awaited once per message, build theirs inside the
 // awaitable they return (gilio/asyncio/sockets.hpp), which lives in the awaiting frame;
-// sock_accept, sock_connect and the datagram pair are coroutines that await one.
+// sock_accept, sock_connect and the datagram pair are coroutines that await one. sock_sendfile
+// awaits a chain of them: a splice from the file into a pipe, then splices from the pipe into the
+// socket until it is empty (a poll for room between them when a non-blocking socket is full), so
+// the file's pages go to the socket without a copy in user space, as os.sendfile's do.
 // Cancelling the task submits an async-cancel and keeps waiting: the original completion still
 // arrives — with -ECANCELED, and the task gets CancelledError; or with a result, if the operation
 // won the race, and then the result is returned (no received byte is dropped) and the
 // cancellation is delivered at the task's next co_await instead.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,6 +34,9 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -358,6 +367,73 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string h
       [fd, &msg](detail::Backend& b, detail::Completion* op) { b.sendmsg(op, fd, &msg); });
   if (n < 0) raise_os_error(-n, "sendto " + host + ":" + std::to_string(port));
   co_return static_cast<std::size_t>(n);
+}
+
+namespace {
+// sock_sendfile's pipe, and the file position it leaves behind (asyncio's `finally: file.seek`).
+struct SendfileScope {
+  int pipe[2] = {-1, -1};
+  int file;
+  std::uint64_t position;  // offset + the bytes the socket took
+  ~SendfileScope() {
+    ::lseek(file, static_cast<off_t>(position), SEEK_SET);
+    for (const int fd : pipe)
+      if (fd >= 0) ::close(fd);
+  }
+};
+}  // namespace
+
+Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t offset,
+                                           std::optional<std::size_t> count) {
+  // The checks asyncio's _check_sendfile_params and _sock_sendfile_native make.
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0)
+    raise_os_error(errno, "sock_sendfile: socket " + std::to_string(sock));
+  if (type != SOCK_STREAM)
+    throw std::invalid_argument("sock_sendfile: only SOCK_STREAM type sockets are supported");
+  struct stat st {};
+  if (::fstat(file_fd, &st) != 0)
+    raise_os_error(errno, "sock_sendfile: file " + std::to_string(file_fd));
+  if (!S_ISREG(st.st_mode))
+    throw std::invalid_argument("sock_sendfile: descriptor " + std::to_string(file_fd) +
+                                " is not a regular file");
+  if (count && *count == 0)
+    throw std::invalid_argument("sock_sendfile: count must be a positive integer (got 0)");
+  if (offset > static_cast<std::uint64_t>(INT64_MAX))
+    throw std::invalid_argument("sock_sendfile: offset out of range");
+
+  SendfileScope scope{.file = file_fd, .position = offset};
+  if (::pipe2(scope.pipe, O_CLOEXEC) != 0) raise_os_error(errno, "sock_sendfile: pipe");
+  ::fcntl(scope.pipe[1], F_SETPIPE_SZ, 1 << 20);  // fewer, larger steps; 64 KiB if refused
+  const int capacity = ::fcntl(scope.pipe[1], F_GETPIPE_SZ);
+  const std::size_t step = capacity > 0 ? static_cast<std::size_t>(capacity) : 65536;
+  const std::string to = "sock_sendfile to " + detail::peer_of(sock);
+  std::size_t sent = 0;
+  while (!count || sent < *count) {
+    const auto want = static_cast<unsigned>(count ? std::min(step, *count - sent) : step);
+    const std::int64_t at = static_cast<std::int64_t>(offset + sent);
+    const int n = co_await detail::IoOp([&](detail::Backend& b, detail::Completion* op) {
+      b.splice(op, file_fd, at, scope.pipe[1], want);
+    });
+    if (n < 0) raise_os_error(-n, to + ": reading the file");
+    if (n == 0) break;  // the end of the file
+    for (int left = n; left > 0;) {
+      const int m = co_await detail::IoOp([&](detail::Backend& b, detail::Completion* op) {
+        b.splice(op, scope.pipe[0], -1, sock, static_cast<unsigned>(left));
+      });
+      if (m == -EAGAIN) {  // a non-blocking socket with a full buffer: wait until it has room
+        co_await detail::IoOp(
+            [sock](detail::Backend& b, detail::Completion* op) { b.poll(op, sock, POLLOUT); });
+        continue;
+      }
+      if (m <= 0) raise_os_error(m < 0 ? -m : EPIPE, to);
+      left -= m;
+      sent += static_cast<std::size_t>(m);
+      scope.position = offset + sent;
+    }
+  }
+  co_return sent;
 }
 
 Coro<void> EventLoop::sock_connect(int fd, std::string host, int port) {

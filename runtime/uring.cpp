@@ -308,6 +308,9 @@ void Backend::read(Completion* op, int fd, void* buf, unsigned len, std::uint64_
 void Backend::write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset) {
   io_uring_prep_write(as_sqe(submission(op)), fd, buf, len, offset);
 }
+void Backend::splice(Completion* op, int fd_in, std::int64_t off_in, int fd_out, unsigned len) {
+  io_uring_prep_splice(as_sqe(submission(op)), fd_in, off_in, fd_out, -1, len, 0);
+}
 void Backend::openat(Completion* op, const char* path, int flags, unsigned mode) {
   io_uring_prep_openat(as_sqe(submission(op)), AT_FDCWD, path, flags | O_CLOEXEC, mode);
 }

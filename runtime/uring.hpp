@@ -111,6 +111,8 @@ class Backend {
   void connect(Completion* op, int fd, const void* addr, unsigned addrlen);
   void read(Completion* op, int fd, void* buf, unsigned len, std::uint64_t offset);
   void write(Completion* op, int fd, const void* buf, unsigned len, std::uint64_t offset);
+  // len bytes from fd_in (at off_in; -1: a pipe) into fd_out (a pipe or a socket).
+  void splice(Completion* op, int fd_in, std::int64_t off_in, int fd_out, unsigned len);
   void openat(Completion* op, const char* path, int flags, unsigned mode);
   // One-shot poll: completes with the fd's ready events (POLLIN, POLLOUT, POLLERR, POLLHUP...)
   // once one of `events` holds — at once if it already does.

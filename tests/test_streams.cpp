@@ -1080,6 +1080,160 @@ TEST(SockMethods, ACancelledSendallLeavesAPrefixInOrder) {
   }());
 }
 
+// loop.sock_sendfile: splices through a pipe, from the page cache to the socket.
+namespace {
+
+// An unnamed regular file holding `data`; its descriptor, at position 0.
+int file_holding(const std::string& data) {
+  char name[] = "/tmp/gilio-sendfile-XXXXXX";
+  const int fd = ::mkstemp(name);
+  if (fd < 0) throw std::runtime_error("mkstemp failed");
+  ::unlink(name);
+  if (::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+    throw std::runtime_error("writing the test file failed");
+  ::lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+Coro<std::string> recv_to_eof(int fd) {
+  auto& loop = asyncio::get_running_loop();
+  std::string got;
+  for (std::string chunk; !(chunk = co_await loop.sock_recv(fd, 1 << 20)).empty();)
+    got += chunk;
+  co_return got;
+}
+
+// A connected pair of non-blocking stream sockets: a socketpair, or TCP on loopback.
+Coro<std::pair<int, int>> stream_pair(bool tcp) {
+  if (!tcp) {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    co_return std::pair<int, int>(sv[0], sv[1]);
+  }
+  auto& loop = asyncio::get_running_loop();
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  auto accepting = asyncio::create_task(loop.sock_accept(listener));
+  co_await loop.sock_connect(client, "127.0.0.1", ntohs(addr.sin_port));
+  const int server = (co_await accepting).fd;
+  ::close(listener);
+  co_return std::pair<int, int>(client, server);
+}
+
+}  // namespace
+
+TEST(SockMethods, SendfileSendsTheFileOrASliceAndLeavesThePositionAfterIt) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const std::string data = pattern((3 << 20) + 123);  // several pipes' worth
+    const int file = file_holding(data);
+    struct Case {
+      std::uint64_t offset;
+      std::optional<std::size_t> count;
+      std::size_t expected;  // bytes sent from `offset`
+    };
+    const std::vector<Case> cases{{0, std::nullopt, data.size()},
+                                  {1000, 5000, 5000},
+                                  {(2 << 20) + 5, std::nullopt, data.size() - (2 << 20) - 5},
+                                  {data.size() - 10, 100, 10},  // the end comes first
+                                  {data.size(), std::nullopt, 0}};
+    for (const bool tcp : {false, true}) {
+      for (const Case& c : cases) {
+        const auto [from, to] = co_await stream_pair(tcp);
+        auto receiving = asyncio::create_task(recv_to_eof(to));
+        const std::size_t sent = co_await loop.sock_sendfile(from, file, c.offset, c.count);
+        ::shutdown(from, SHUT_WR);
+        const std::string got = co_await receiving;
+        EXPECT_EQ(sent, c.expected);
+        EXPECT_TRUE(got == data.substr(c.offset, c.expected))
+            << "tcp " << tcp << " at " << c.offset;
+        EXPECT_EQ(::lseek(file, 0, SEEK_CUR), static_cast<off_t>(c.offset + c.expected));
+        ::close(from);
+        ::close(to);
+      }
+    }
+    ::close(file);
+  }());
+}
+
+TEST(SockMethods, SendfileRefusesWhatItCannotSendWithAClearError) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const int file = file_holding("some bytes");
+    const auto [from, to] = co_await stream_pair(false);
+    const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    co_await expect_await_throws<std::invalid_argument>(
+        loop.sock_sendfile(udp, file), "sent a file on a datagram socket",
+        "only SOCK_STREAM type sockets are supported");
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    co_await expect_await_throws<std::invalid_argument>(
+        loop.sock_sendfile(from, p[0]), "sent from a pipe", "is not a regular file");
+    co_await expect_await_throws<std::invalid_argument>(
+        loop.sock_sendfile(from, file, 0, 0), "sent 0 bytes", "count must be a positive integer");
+    ::close(to);  // the peer is gone
+    co_await expect_await_throws<asyncio::ConnectionError>(
+        loop.sock_sendfile(from, file), "sent a file to a closed peer", "sock_sendfile to");
+    for (const int fd : {file, from, udp, p[0], p[1]})
+      ::close(fd);
+  }());
+}
+
+TEST(SockMethods, ACancelPendingAtARecvLosesNoByte) {
+  // The task cancels itself while it runs, then receives bytes already waiting: the recv is
+  // interrupted before it takes them, or takes them and returns them (the CancelledError comes
+  // at the next wait). Before a pending cancel interrupted the new wait, the recv ran, and its
+  // bytes were dropped for the CancelledError delivered when it completed.
+  run_test([]() -> Coro<void> {
+    for (int round = 0; round < 20; ++round) {
+      const auto [a, b] = co_await stream_pair(false);
+      EXPECT_EQ(::write(a, "abc", 3), 3);
+      std::string taken;
+      auto t = asyncio::create_task([](int fd, std::string& taken) -> Coro<void> {
+        asyncio::current_task().cancel();
+        taken = co_await asyncio::get_running_loop().sock_recv(fd, 3);
+        co_await asyncio::sleep(0);
+      }(b, taken));
+      co_await gilio::testing::expect_await_throws<asyncio::CancelledError>(
+          t, "the pending cancel never came");
+      ::close(a);
+      const std::string left = co_await recv_to_eof(b);
+      EXPECT_EQ(taken + left, "abc") << "round " << round;
+      ::close(b);
+    }
+  }());
+}
+
+TEST(SockMethods, ACancelledSendfileLeavesThePositionAfterWhatWasSent) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const std::string data = pattern(32 << 20);  // far more than the socket buffers hold
+    const int file = file_holding(data);
+    const auto [from, to] = co_await stream_pair(true);
+    auto sending = asyncio::create_task(loop.sock_sendfile(from, file));
+    std::string got = co_await loop.sock_recv(to, 1);  // it has begun; now nobody reads
+    sending.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(
+        sending, "a sendfile blocked on a full socket was not cancelled");
+    const off_t position = ::lseek(file, 0, SEEK_CUR);
+    ::shutdown(from, SHUT_WR);
+    got += co_await recv_to_eof(to);
+    // Exactly what the position says went, in order: nothing lost from the pipe, nothing twice.
+    EXPECT_EQ(static_cast<off_t>(got.size()), position);
+    EXPECT_LT(got.size(), data.size());
+    EXPECT_TRUE(data.compare(0, got.size(), got) == 0) << "the bytes sent are not a prefix";
+    for (const int fd : {file, from, to})
+      ::close(fd);
+  }());
+}
+
 TEST(Streams, AServerAndASendLeftOpenAreCleanedUpAtLoopClose) {
   // Neither the server nor the connection is closed; the peer never reads, so a 16 MiB send is
   // still in flight when run() ends. Loop close must cancel the multishot accept and the send

@@ -692,3 +692,21 @@ TEST(Errors, AwaitingAFutureOfAnotherLoopIsAClearError) {
   }(foreign));
   other.close();
 }
+
+TEST(Task, ACancelPendingWhenTheTaskWaitsInterruptsThatWaitAtOnce) {
+  // asyncio's Task.__step: a task with _must_cancel that yields a future cancels it at once. A
+  // task that cancels itself while it runs, then sleeps for an hour, ends within the next loop
+  // iterations, not in an hour.
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<int> {
+      asyncio::current_task().cancel();  // pending: the task is running
+      co_await asyncio::sleep(3600);
+      co_return 1;
+    }());
+    for (int i = 0; i < 3 && !t.done(); ++i)
+      co_await asyncio::sleep(0);
+    EXPECT_TRUE(t.done()) << "a pending cancel was not delivered at the next wait";
+    EXPECT_TRUE(t.cancelled());
+    t.cancel();  // (should it still sleep)
+  }());
+}

@@ -260,9 +260,16 @@ class TaskCore : public FutureCore {
   void set_name(std::string name);
 
   // For awaitables: suspend here, waiting on `s` (null: nothing to interrupt, e.g. a yield).
+  // A cancel() that is pending — one that came while the task ran, or that an operation which
+  // completed anyway deferred (defer_cancel) — interrupts the new wait at once, as asyncio's
+  // Task.__step cancels the future a task with _must_cancel yields. Delivered only when that wait
+  // ended instead, it would drop what the wait got: an I/O operation that ran in full (a recv's
+  // bytes, a splice's) would be reported as cancelled.
   void suspend(std::coroutine_handle<> h, Suspension* s) noexcept {
     resume_at_ = h;
     waiting_ = s;
+    if (must_cancel_ && s != nullptr) [[unlikely]]
+      s->cancel_wait();  // if it cannot be interrupted, the cancel stays pending
   }
   // Make the task ready to run its next step (at most once in the ready queue).
   void wake() {
