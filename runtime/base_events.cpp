@@ -24,9 +24,12 @@
 #include "uring.hpp"
 
 namespace gilio::asyncio {
-namespace {
+namespace detail {
+thread_local constinit EventLoop* tl_running_loop = nullptr;
+}  // namespace detail
+using detail::tl_running_loop;
 
-thread_local EventLoop* tl_running_loop = nullptr;
+namespace {
 
 // Called in a catch handler: reports the exception being handled.
 void report_callback_error(const char* where) {
@@ -259,10 +262,6 @@ void CallbackHandle::cancel() noexcept {
 }
 
 }  // namespace detail
-
-EventLoop* running_loop() noexcept {
-  return tl_running_loop;
-}
 
 EventLoop& get_running_loop() {
   if (tl_running_loop == nullptr) throw std::runtime_error("no running event loop");

@@ -657,10 +657,19 @@ class EventLoop {
   std::atomic<std::thread::id> thread_id_{};
 };
 
+namespace detail {
+// The loop running on this thread (base_events.cpp). constinit: no dynamic initialisation, so
+// code in other files reads it directly rather than through a TLS wrapper call — the streams
+// check it on every read and write.
+extern thread_local constinit EventLoop* tl_running_loop;
+}  // namespace detail
+
 // The loop running on this thread; std::runtime_error("no running event loop") otherwise.
 EventLoop& get_running_loop();
 // The loop running on this thread, or nullptr.
-EventLoop* running_loop() noexcept;
+inline EventLoop* running_loop() noexcept {
+  return detail::tl_running_loop;
+}
 
 inline const EagerTaskFactory* EventLoop::get_task_factory() const noexcept {
   return eager_tasks_ ? &eager_task_factory : nullptr;
