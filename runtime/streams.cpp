@@ -685,8 +685,11 @@ StreamRef stream_of(int fd, std::size_t limit, std::string name, bool pipe) {
 
 namespace {
 
-std::pair<StreamReader, StreamWriter> make_streams(int fd, std::size_t limit) {
+// A connected socket's reader and writer; a server's connection is also linked into `clients`.
+std::pair<StreamReader, StreamWriter> make_streams(
+    int fd, std::size_t limit, detail::List<detail::StreamState>* clients = nullptr) {
   const detail::StreamRef state(new detail::StreamState(&get_running_loop(), fd, limit));
+  if (clients != nullptr) clients->push_back(&state_of(state));
   return {StreamReader(state), StreamWriter(state)};
 }
 
@@ -757,10 +760,7 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
     const int fd = state->accepted.front();
     state->accepted.pop_front();
     if (state->tcp) set_nodelay(fd);
-    const detail::StreamRef stream(new detail::StreamState(state->loop, fd, state->limit));
-    state->clients.push_back(&state_of(stream));
-    const StreamReader reader(stream);
-    const StreamWriter writer(stream);
+    auto [reader, writer] = make_streams(fd, state->limit, &state->clients);
     // Sweeping the finished handlers on every accept was O(open connections) an accept; once
     // their number has doubled since the last sweep keeps it O(1) on average.
     if (state->connections.size() >= state->sweep_at) {
