@@ -31,10 +31,45 @@ using detail::tl_running_loop;
 
 namespace {
 
-// Called in a catch handler: reports the exception being handled.
+// The default exception handler's one line: "gilio: MESSAGE (future: F, handle: H, socket: S):
+// Type: what", each part only if the context has it. asyncio's logs the context's keys on lines
+// of their own and then the traceback, which C++ exceptions do not carry.
+void print_context(const ExceptionContext& c) noexcept {
+  try {
+    std::string line = "gilio: " + c.message;
+    std::string where;
+    const auto add = [&where](const char* key, const std::string& value) {
+      if (value.empty()) return;
+      where += where.empty() ? " (" : ", ";
+      where += key;
+      where += value;
+    };
+    add("future: ", c.future);
+    add("handle: ", c.handle);
+    add("socket: ", c.socket >= 0 ? std::to_string(c.socket) : std::string());
+    if (!where.empty()) line += where + ")";
+    if (c.exception) line += ": " + detail::describe_exception(c.exception);
+    line += '\n';
+    std::fputs(line.c_str(), stderr);
+  } catch (...) {  // std::bad_alloc: say what can be said without allocating
+    std::fprintf(stderr, "gilio: %s\n", c.message.c_str());
+  }
+}
+
+// Called in a catch handler, where there is no loop to report to: the exception being handled.
 void report_callback_error(const char* where) {
-  std::fprintf(stderr, "gilio: exception in %s: %s\n", where,
-               detail::describe_exception(std::current_exception()).c_str());
+  print_context(ExceptionContext(std::string("exception in ") + where, std::current_exception()));
+}
+
+// Every loop that exists, for detail::report_to_loop: a future that dies after its loop must
+// not call a handler the loop took with it.
+struct LiveLoops {
+  std::mutex mutex;
+  std::vector<const EventLoop*> loops;
+};
+LiveLoops& live_loops() {
+  static LiveLoops live;  // made by the first loop's constructor, so it outlives every loop
+  return live;
 }
 
 // Holds the GIL for the loop's run unless the thread already holds it.
@@ -235,7 +270,7 @@ void CallbackHandle::run() {
     try {
       call();
     } catch (...) {
-      report_callback_error("a callback");
+      loop_->report_callback_exception(describe());
     }
     calling_ = false;
     if (cancelled_) drop_callable();  // it cancelled its own handle while it ran
@@ -270,6 +305,11 @@ EventLoop& get_running_loop() {
 
 EventLoop::EventLoop()
     : backend_(std::make_unique<detail::Backend>()), token_(std::make_shared<Token>()) {
+  {
+    LiveLoops& live = live_loops();
+    std::lock_guard lk(live.mutex);
+    live.loops.push_back(this);
+  }
   token_->loop = this;
   trace_ = trace::enabled();
   if (const char* d = std::getenv("GILIO_DEBUG"); d != nullptr && *d != '\0' && *d != '0') {
@@ -285,7 +325,52 @@ EventLoop::~EventLoop() {
       report_callback_error("EventLoop::~EventLoop");
     }
   }
+  LiveLoops& live = live_loops();
+  std::lock_guard lk(live.mutex);
+  std::erase(live.loops, this);
 }
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) const {
+  print_context(context);
+}
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+  if (!exception_handler_) {
+    print_context(context);
+    return;
+  }
+  try {
+    exception_handler_(*this, context);
+  } catch (...) {
+    // As asyncio: the handler's own failure, and then what it was given, through the default.
+    print_context(
+        ExceptionContext("Unhandled error in exception handler", std::current_exception()));
+    print_context(context);
+  }
+}
+
+void EventLoop::report_callback_exception(std::string handle) noexcept {
+  try {
+    ExceptionContext report("Exception in callback", std::current_exception());
+    report.handle = std::move(handle);
+    call_exception_handler(report);
+  } catch (...) {  // std::bad_alloc
+    print_context(ExceptionContext("Exception in callback"));
+  }
+}
+
+namespace detail {
+void report_to_loop(const EventLoop* loop, const ExceptionContext& context) noexcept {
+  EventLoop* alive = loop == tl_running_loop ? tl_running_loop : nullptr;
+  if (alive == nullptr && loop != nullptr) {
+    LiveLoops& live = live_loops();
+    std::lock_guard lk(live.mutex);
+    if (std::find(live.loops.begin(), live.loops.end(), loop) != live.loops.end())
+      alive = const_cast<EventLoop*>(loop);  // the registry holds every loop as const
+  }
+  alive != nullptr ? alive->call_exception_handler(context) : print_context(context);
+}
+}  // namespace detail
 
 std::int64_t EventLoop::now_ns() noexcept {
   timespec ts;
@@ -522,9 +607,10 @@ void EventLoop::finish_tasks_for_close() {
   const bool posted = threadsafe_pending_.load(std::memory_order_acquire);
   if (task_count_ == 0 && ready_.empty() && !posted) return;
   if (debug_) {
-    for_each_task([](detail::TaskCore* t) {
-      std::fprintf(stderr, "gilio: Task was destroyed but it is pending! task: %s\n",
-                   t->get_name().c_str());
+    for_each_task([this](detail::TaskCore* t) {
+      ExceptionContext report("Task was destroyed but it is pending!");
+      report.future = t->describe();
+      call_exception_handler(report);
     });
   }
   GilForRun gil_scope;

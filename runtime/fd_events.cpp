@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "gilio/asyncio.hpp"
+#include "net.hpp"
 #include "uring.hpp"
 
 namespace gilio::asyncio {
@@ -72,9 +73,13 @@ class FdWatch final : public Completion, public Runnable {
       // The poll itself failed: the descriptor was closed while registered (EBADF), or is one
       // that cannot be polled. epoll forgets a closed descriptor silently; here the registration
       // is dropped and the reason reported, since the callback can never run again.
-      std::fprintf(stderr, "gilio: cannot poll fd %d for its %s callback: %s; removed it\n", fd_,
-                   writing_ ? "writer" : "reader", std::strerror(-result));
-      writing_ ? loop_->remove_writer(fd_) : loop_->remove_reader(fd_);  // frees this
+      EventLoop* loop = loop_;  // remove_* frees this
+      ExceptionContext report("cannot poll fd " + std::to_string(fd_) + " for its " +
+                                  (writing_ ? "writer" : "reader") + " callback; removed it",
+                              os_error_ptr(-result, "poll fd " + std::to_string(fd_)));
+      report.handle = describe();
+      writing_ ? loop->remove_writer(fd_) : loop->remove_reader(fd_);
+      loop->call_exception_handler_soon(report);
       return;
     }
     queued_ = true;
@@ -91,9 +96,7 @@ class FdWatch final : public Completion, public Runnable {
     try {
       fn_();
     } catch (...) {
-      std::fprintf(stderr, "gilio: exception in the %s callback for fd %d: %s\n",
-                   writing_ ? "writer" : "reader", fd_,
-                   describe_exception(std::current_exception()).c_str());
+      loop_->report_callback_exception(describe());
     }
     running_ = false;
     if (next_fn_) fn_ = std::exchange(next_fn_, nullptr);

@@ -1,6 +1,9 @@
 // runtime/futures.cpp — FutureCore and TaskCore; mirrors Lib/asyncio/futures.py and the Task
 // class of Lib/asyncio/tasks.py (Task.__step is TaskCore::run).
+#include <cxxabi.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <list>
 #include <typeinfo>
 
@@ -12,7 +15,12 @@ std::string describe_exception(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
-    return std::string(typeid(x).name()) + ": " + x.what();
+    // The type's name as the source spells it ("std::runtime_error"), not as the ABI mangles it.
+    int status = 0;
+    char* name = abi::__cxa_demangle(typeid(x).name(), nullptr, nullptr, &status);
+    std::string type = status == 0 && name != nullptr ? name : typeid(x).name();
+    std::free(name);
+    return type + ": " + x.what();
   } catch (const CancelledError& x) {
     return std::string("CancelledError: ") + x.what();
   } catch (...) {
@@ -81,8 +89,13 @@ void finish_root(std::coroutine_handle<> root) noexcept {
 
 void FutureCore::report_unretrieved() noexcept {
   try {
-    std::fprintf(stderr, "gilio: %s exception was never retrieved: %s\n", describe().c_str(),
-                 describe_exception(cold_->error).c_str());
+    // Called from ~TaskCore or ~FutureCore, so the dynamic type is the one being destroyed.
+    const bool task = dynamic_cast<const TaskCore*>(this) != nullptr;
+    ExceptionContext report(
+        task ? "Task exception was never retrieved" : "Future exception was never retrieved",
+        cold_->error);
+    report.future = describe();
+    report_to_loop(loop_, report);
   } catch (...) {  // std::bad_alloc: nothing better to do in a destructor
   }
   retrieved_ = true;

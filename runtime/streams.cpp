@@ -386,8 +386,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       }
     } else if (result != -ECANCELED && !accept_error_is_passing(-result)) {
       wait_first = true;
-      std::fprintf(stderr, "gilio: accept on %s failed: %s; accepting again in %g s\n",
-                   where.c_str(), std::strerror(-result), kAcceptRetryDelay);
+      ExceptionContext report(
+          fmt::format("accept on {} failed; accepting again in {} s", where, kAcceptRetryDelay),
+          os_error_ptr(-result, "accept on " + where));
+      report.socket = a.fd;
+      loop->call_exception_handler_soon(std::move(report));
     }
     if (!(flags & kCompletionMore)) {
       // The kernel ended the multishot (an error, or the cancel of close()).
@@ -744,9 +747,11 @@ namespace {
 Coro<void> run_handler(std::shared_ptr<detail::ServerState> state, StreamReader r, StreamWriter w) {
   try {
     co_await state->handler(std::move(r), std::move(w));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gilio: unhandled exception in a client connection handler: %s\n",
-                 e.what());
+  } catch (const CancelledError&) {
+    throw;
+  } catch (...) {
+    state->loop->call_exception_handler(
+        ExceptionContext("Unhandled exception in client_connected_cb", std::current_exception()));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace gilio::testing {
 
@@ -42,6 +43,26 @@ asyncio::Coro<void> expect_await_throws(
     Aw&& aw, std::string what_failed,
     std::string needle = {}) requires(!std::is_lvalue_reference_v<Aw>) {
   co_await expect_await_throws<E>(aw, std::move(what_failed), std::move(needle));
+}
+
+// What a loop's exception handler was given, in order: install() makes it the loop's handler.
+struct Reports {
+  std::vector<asyncio::ExceptionContext> seen;
+  void install(asyncio::EventLoop& loop) {
+    loop.set_exception_handler(
+        [this](asyncio::EventLoop&, const asyncio::ExceptionContext& c) { seen.push_back(c); });
+  }
+};
+
+// The what() of a context's exception ("" if it has none, or not a std::exception).
+inline std::string what_of(const asyncio::ExceptionContext& c) {
+  try {
+    if (c.exception) std::rethrow_exception(c.exception);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "";
 }
 
 template <class T>

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -25,7 +26,9 @@
 namespace asyncio = gilio::asyncio;
 namespace gil = gilio::gil;
 using asyncio::Coro;
+using gilio::testing::Reports;
 using gilio::testing::run_test;
+using gilio::testing::what_of;
 
 TEST(Loop, CallSoonRunsInFifoOrder) {
   run_test([]() -> Coro<void> {
@@ -528,16 +531,119 @@ TEST(Loop, DebugModeWarnsAboutSlowCallbacks) {
 }
 
 TEST(Loop, DebugModeWarnsAboutTasksPendingAtClose) {
-  ::testing::internal::CaptureStderr();
+  Reports reports;
   {
     asyncio::EventLoop loop;
     loop.set_debug(true);
+    reports.install(loop);
     loop.create_task([]() -> Coro<void> { co_await asyncio::sleep(3600); }(), "forgotten");
     loop.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0); }());
   }
+  ASSERT_EQ(reports.seen.size(), 1u);
+  EXPECT_EQ(reports.seen[0].message, "Task was destroyed but it is pending!");
+  EXPECT_EQ(reports.seen[0].future, "Task forgotten");
+}
+
+// ---- the exception handler (asyncio's loop.set_exception_handler / call_exception_handler) ----
+
+// A callback that throws is reported with its exception, and the loop goes on with the next.
+TEST(ExceptionHandler, ACallbackThatThrowsIsReportedAndTheLoopGoesOn) {
+  Reports reports;
+  bool next_ran = false;
+  run_test([&]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    EXPECT_FALSE(loop.get_exception_handler()) << "a loop starts with the default";
+    reports.install(loop);
+    EXPECT_TRUE(loop.get_exception_handler());
+    loop.call_soon([] { throw std::runtime_error("boom"); });
+    loop.call_soon([&] { next_ran = true; });
+    co_await asyncio::sleep(0);
+  }());
+  EXPECT_TRUE(next_ran);
+  ASSERT_EQ(reports.seen.size(), 1u);
+  EXPECT_EQ(reports.seen[0].message, "Exception in callback");
+  EXPECT_EQ(what_of(reports.seen[0]), "boom");
+  EXPECT_EQ(reports.seen[0].handle, "callback");
+}
+
+// A task's exception that nobody retrieved is reported to its loop's handler when the task goes,
+// as asyncio's Task.__del__ does; one that was retrieved is not.
+TEST(ExceptionHandler, AnUnretrievedTaskExceptionGoesToTheLoopsHandler) {
+  Reports reports;
+  run_test([&]() -> Coro<void> {
+    reports.install(asyncio::get_running_loop());
+    {
+      auto dropped = asyncio::create_task(gilio::testing::fail_after(0, "nobody asked"), "lost");
+      auto awaited = asyncio::create_task(gilio::testing::fail_after(0, "caught"), "kept");
+      co_await asyncio::sleep(0.01);
+      EXPECT_TRUE(dropped.done());
+      EXPECT_THROW(co_await awaited, std::runtime_error);
+      EXPECT_TRUE(reports.seen.empty()) << "reported while the task was still held";
+    }
+  }());
+  ASSERT_EQ(reports.seen.size(), 1u);
+  EXPECT_EQ(reports.seen[0].message, "Task exception was never retrieved");
+  EXPECT_EQ(reports.seen[0].future, "Task lost");
+  EXPECT_EQ(what_of(reports.seen[0]), "nobody asked");
+}
+
+// A future that outlives its loop is reported through the default handler, not through a
+// handler that went with the loop: one line on stderr.
+TEST(ExceptionHandler, AFutureOutlivingItsLoopIsReportedOnStderr) {
+  std::optional<asyncio::Future<int>> orphan;
+  Reports reports;
+  {
+    asyncio::EventLoop loop;
+    reports.install(loop);
+    orphan.emplace(loop);
+    orphan->set_exception(std::make_exception_ptr(std::logic_error("left behind")));
+  }
+  ::testing::internal::CaptureStderr();
+  orphan.reset();
   const std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("Task was destroyed but it is pending! task: forgotten"), std::string::npos)
-      << err;
+  EXPECT_TRUE(reports.seen.empty());
+  EXPECT_EQ(err,
+            "gilio: Future exception was never retrieved (future: Future): std::logic_error: "
+            "left behind\n");
+}
+
+// The default handler writes one line: the message, then what the context names, then the
+// exception's type and what().
+TEST(ExceptionHandler, TheDefaultHandlerWritesOneLine) {
+  asyncio::EventLoop loop;
+  asyncio::ExceptionContext c("something failed",
+                              std::make_exception_ptr(std::out_of_range("index 7")));
+  c.future = "Task t";
+  c.handle = "callback";
+  c.socket = 5;
+  ::testing::internal::CaptureStderr();
+  loop.call_exception_handler(c);
+  loop.default_exception_handler(asyncio::ExceptionContext("just a message"));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "gilio: something failed (future: Task t, handle: callback, socket: 5): "
+            "std::out_of_range: index 7\n"
+            "gilio: just a message\n");
+}
+
+// A handler that throws is itself reported, with what it was given, by the default handler; and
+// set_exception_handler(nullptr) puts the default back.
+TEST(ExceptionHandler, AHandlerThatThrowsFallsBackToTheDefault) {
+  asyncio::EventLoop loop;
+  int calls = 0;
+  loop.set_exception_handler([&](asyncio::EventLoop& l, const asyncio::ExceptionContext&) {
+    EXPECT_EQ(&l, &loop);
+    ++calls;
+    throw std::runtime_error("handler broke");
+  });
+  ::testing::internal::CaptureStderr();
+  loop.call_exception_handler(asyncio::ExceptionContext("first"));
+  loop.set_exception_handler(nullptr);
+  loop.call_exception_handler(asyncio::ExceptionContext("second"));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "gilio: Unhandled error in exception handler: std::runtime_error: handler broke\n"
+            "gilio: first\n"
+            "gilio: second\n");
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(Loop, DebugModeRefusesNonThreadSafeCallsFromAnotherThread) {

@@ -24,9 +24,11 @@
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
 using gilio::testing::asleep;
+using gilio::testing::Reports;
 using gilio::testing::run_test;
 using gilio::testing::spin_until;
 using gilio::testing::this_tid;
+using gilio::testing::what_of;
 
 namespace {
 
@@ -177,23 +179,28 @@ TEST(FdEvents, ACallbackIsReplacedAndMayReplaceOrRemoveItself) {
   }());
 }
 
-// A callback that throws is reported; the watch goes on.
+// A callback that throws is reported through the loop's exception handler, as asyncio's
+// Handle._run does; the watch goes on.
 TEST(FdEvents, ACallbackThatThrowsIsReportedAndCalledAgain) {
   Pair p;
   run_test([&p]() -> Coro<void> {
     auto& loop = asyncio::get_running_loop();
+    Reports reports;
+    reports.install(loop);
     int calls = 0;
     loop.add_reader(p.fd[0], [&] {
       if (++calls == 1) throw std::runtime_error("the reader failed");
       read_all(p.fd[0]);
     });
     EXPECT_EQ(::write(p.fd[1], "x", 1), 1);
-    testing::internal::CaptureStderr();
     auto twice = [&] { return calls == 2; };
     const bool called_again = co_await until(twice);
-    const std::string report = testing::internal::GetCapturedStderr();
     EXPECT_TRUE(called_again);
-    EXPECT_NE(report.find("the reader failed"), std::string::npos) << report;
+    EXPECT_EQ(reports.seen.size(), 1u);
+    const asyncio::ExceptionContext& c = reports.seen.at(0);
+    EXPECT_EQ(c.message, "Exception in callback");
+    EXPECT_EQ(what_of(c), "the reader failed");
+    EXPECT_EQ(c.handle, "reader callback for fd " + std::to_string(p.fd[0]));
     loop.remove_reader(p.fd[0]);
   }());
 }
@@ -220,6 +227,8 @@ TEST(FdEvents, ADescriptorClosedWhileRegisteredIsDroppedAndReported) {
   Pair p;
   run_test([&p]() -> Coro<void> {
     auto& loop = asyncio::get_running_loop();
+    Reports reports;
+    reports.install(loop);
     const int fd = ::dup(p.fd[0]);
     int calls = 0;
     loop.add_reader(fd, [&] {
@@ -227,15 +236,20 @@ TEST(FdEvents, ADescriptorClosedWhileRegisteredIsDroppedAndReported) {
       read_all(fd);
       ::close(fd);  // without remove_reader first
     });
-    testing::internal::CaptureStderr();
     EXPECT_EQ(::write(p.fd[1], "x", 1), 1);
     auto called = [&] { return calls == 1; };
     EXPECT_TRUE(co_await until(called));
-    co_await iterations(3);  // the next poll fails as it is submitted, in the next iteration
-    const std::string report = testing::internal::GetCapturedStderr();
+    // The next poll fails as it is submitted, in the next iteration; the report follows.
+    auto reported = [&] { return !reports.seen.empty(); };
+    EXPECT_TRUE(co_await until(reported));
+    co_await iterations(3);  // nothing more is reported, and the callback is not called again
     EXPECT_FALSE(loop.remove_reader(fd)) << "still registered";
     EXPECT_EQ(calls, 1);
-    EXPECT_NE(report.find("cannot poll fd " + std::to_string(fd)), std::string::npos) << report;
+    EXPECT_EQ(reports.seen.size(), 1u);
+    const asyncio::ExceptionContext& c = reports.seen.at(0);
+    EXPECT_EQ(c.message,
+              "cannot poll fd " + std::to_string(fd) + " for its reader callback; removed it");
+    EXPECT_NE(what_of(c).find("Bad file descriptor"), std::string::npos) << what_of(c);
   }());
 }
 

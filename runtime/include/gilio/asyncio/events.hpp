@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -414,6 +415,24 @@ struct EagerTaskFactory {
 };
 inline constexpr EagerTaskFactory eager_task_factory{};
 
+// What went wrong, and where: the context of asyncio's loop.call_exception_handler, with the keys
+// gilio has. The runtime reports through the handler what no caller can be handed: an exception
+// from a callback, a task's exception that nobody retrieved, a client handler that failed, an
+// accept that failed. Each field but `message` may be empty.
+struct ExceptionContext {
+  ExceptionContext() = default;
+  explicit ExceptionContext(std::string message, std::exception_ptr exception = nullptr)
+      : message(std::move(message)), exception(std::move(exception)) {}
+  std::string message;           // what happened ("Exception in callback", ...)
+  std::exception_ptr exception;  // what was raised, if anything was
+  std::string future;            // the task or future concerned ("Task fetch-3"): asyncio's
+                                 // 'task' and 'future' keys, by description
+  std::string handle;            // the callback concerned ("reader callback for fd 7")
+  int socket = -1;               // the socket concerned (a server's listening socket)
+};
+// set_exception_handler's argument: called with the loop and the context.
+using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
 class EventLoop {
  public:
   EventLoop();
@@ -514,6 +533,15 @@ class EventLoop {
   bool get_debug() const noexcept { return debug_; }
   double slow_callback_duration = 0.1;
 
+  // The loop's exception handler (asyncio's, base_events.py). An empty handler — the one a loop
+  // starts with — means the default: default_exception_handler, which writes the context to
+  // stderr. call_exception_handler calls the handler; if the handler throws, the default reports
+  // both the original context and that exception ("Unhandled error in exception handler").
+  void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
+  const ExceptionHandler& get_exception_handler() const noexcept { return exception_handler_; }
+  void default_exception_handler(const ExceptionContext& context) const;
+  void call_exception_handler(const ExceptionContext& context) noexcept;
+
   // Runs fn(args...) in `executor` — anything with a submit(fn, args...) that returns a
   // concurrent::Future — or in the default ThreadPoolExecutor when it is nullptr. The work is
   // submitted at once; the returned Coro gives its result (threads.hpp).
@@ -575,6 +603,13 @@ class EventLoop {
   detail::TimerNode* arm_timer(std::int64_t when_ns, detail::TimerTarget* target);
   void disarm_timer(detail::TimerNode* node) noexcept;
   detail::Backend& backend() noexcept { return *backend_; }
+  // call_exception_handler from a callback of its own, for a report made while completions are
+  // reaped: no user code runs inside the backend.
+  void call_exception_handler_soon(ExceptionContext context) {
+    call_soon([this, c = std::move(context)] { call_exception_handler(c); });
+  }
+  // In a catch handler: "Exception in callback", with the exception being handled.
+  void report_callback_exception(std::string handle) noexcept;
   inline void add_task(detail::TaskCore* t) noexcept;  // futures.hpp
   inline void remove_task(detail::TaskCore* t) noexcept;
   // A new task's start: made ready, or its first step at once under the eager task factory.
@@ -643,6 +678,7 @@ class EventLoop {
   bool trace_ = false;                           // GILIO_TRACE is on (read once)
   std::shared_ptr<Token> token_;
   std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
+  ExceptionHandler exception_handler_;  // empty: default_exception_handler
   // add_reader / add_writer: (fd << 1 | writing) -> its watch (fd_events.cpp).
   std::unordered_map<std::uint64_t, detail::FdWatch*> watches_;
   // (signal, handler) for add_signal_handler; the loop looks at it on every iteration.
@@ -662,6 +698,10 @@ namespace detail {
 // code in other files reads it directly rather than through a TLS wrapper call — the streams
 // check it on every read and write.
 extern thread_local constinit EventLoop* tl_running_loop;
+// Reports `context` through the handler of `loop` if that loop still exists, and through the
+// default handler otherwise: for what is reported when an object of a loop dies (a future's
+// unretrieved exception), which may be after the loop has gone. Never throws.
+void report_to_loop(const EventLoop* loop, const ExceptionContext& context) noexcept;
 }  // namespace detail
 
 // The loop running on this thread; std::runtime_error("no running event loop") otherwise.

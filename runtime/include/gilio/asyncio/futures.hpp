@@ -149,7 +149,8 @@ class FutureCore : public Runnable {
   [[noreturn]] void raise_result();
   void add_waiter_cold(FutureWaiter* w);
   void complete_cold();
-  // "<describe()> exception was never retrieved: ..." on stderr, as asyncio logs it.
+  // "Task exception was never retrieved", through the exception handler of the loop (if it still
+  // exists), as asyncio's Future.__del__ reports it.
   [[gnu::cold]] void report_unretrieved() noexcept;
   // What is rarely there, out of line so that a task stays small: the exception it ended with
   // (a CancelledError if cancelled), waiters after the first, done callbacks, a task's name and
