@@ -455,12 +455,45 @@ detail::StreamState& on_its_loop(const detail::StreamRef& ref, const char* what)
 
 namespace detail {
 
+ReadWant::ReadWant(Kind k, std::vector<std::string> seps) noexcept
+    : kind(k), untils(std::move(seps)) {
+  std::stable_sort(untils.begin(), untils.end(),
+                   [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
+}
+
 std::size_t ReadWant::find_separator(std::string_view buffer) {
+  if (!untils.empty()) [[unlikely]]
+    return find_one_of(buffer);
   const std::string_view sep = separator();
   if (buffer.size() < searched + sep.size()) return std::string::npos;
   const std::size_t at = buffer.find(sep, searched);
-  if (at == std::string::npos) searched = buffer.size() + 1 - sep.size();
+  if (at == std::string::npos) {
+    searched = buffer.size() + 1 - sep.size();
+  } else {
+    matched = sep.size();
+  }
   return at;
+}
+
+std::size_t ReadWant::find_one_of(std::string_view buffer) {
+  // untils is sorted shortest first: a later match must end strictly sooner to win.
+  if (buffer.size() < searched + untils.front().size()) return std::string::npos;
+  std::size_t start = std::string::npos, end = std::string::npos;
+  for (const std::string& sep : untils) {
+    const std::size_t at = buffer.find(sep, searched);
+    if (at != std::string::npos && at + sep.size() < end) {
+      start = at;
+      end = at + sep.size();
+    }
+  }
+  if (start == std::string::npos) {
+    // No separator starts before the last (longest - 1) bytes: none can end in what is here.
+    const std::size_t longest = untils.back().size();
+    if (buffer.size() + 1 > longest) searched = std::max(searched, buffer.size() + 1 - longest);
+  } else {
+    matched = end - start;
+  }
+  return start;
 }
 
 [[gnu::always_inline]] inline bool ReadWant::settled(const StreamState& s) {
@@ -498,7 +531,7 @@ namespace {
     if (at == std::string::npos) {  // EOF first
       throw IncompleteReadError(s.buffer.take_all(), std::string::npos);
     }
-    return s.buffer.take_front(at + w.separator().size());
+    return s.buffer.take_front(at + w.matched);
   }
   // readline: at EOF the last line comes without its newline; a line over the limit is dropped
   // (up to its newline if that is in the buffer, else the whole buffer) and is asyncio's
@@ -515,6 +548,13 @@ namespace {
   return s.buffer.take_front(at + 1);
 }
 
+void check_separators(const ReadWant& w) {
+  if (w.until ? w.until->empty() : w.untils.empty() || w.untils.front().empty()) {
+    throw std::invalid_argument(w.until || !w.untils.empty() ? "readuntil: the separator is empty"
+                                                             : "readuntil: no separator given");
+  }
+}
+
 const char* method_name(ReadWant::Kind kind) {
   static constexpr const char* kNames[] = {"StreamReader.read", "StreamReader.read",
                                            "StreamReader.readexactly", "StreamReader.readuntil",
@@ -528,9 +568,7 @@ const char* method_name(ReadWant::Kind kind) {
 bool StreamReader::Read::await_ready() {
   detail::StreamState& s = on_its_loop(s_, detail::method_name(want_.kind));
   detail::first_await(awaited_, detail::method_name(want_.kind));
-  if (want_.kind == detail::ReadWant::Kind::until && want_.until->empty()) [[unlikely]] {
-    throw std::invalid_argument("readuntil: the separator is empty");
-  }
+  if (want_.kind == detail::ReadWant::Kind::until) detail::check_separators(want_);
   if (want_.kind == detail::ReadWant::Kind::exactly &&
       want_.n > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
     throw std::invalid_argument("readexactly: the size can not be less than zero");

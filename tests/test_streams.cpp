@@ -371,6 +371,74 @@ TEST(Streams, ASeparatorSplitAcrossChunksIsFound) {
   EXPECT_EQ(want.searched, 0u) << "shorter than the separator: nothing looked at yet";
 }
 
+// Several separators (3.13's tuple), step by step: the match that ends first wins, whatever its
+// place in the list or where it starts; of two that end at the same byte, the shorter; and the
+// search goes on from where the longest could still begin.
+TEST(Streams, OfSeveralSeparatorsTheMatchThatEndsFirstWins) {
+  using asyncio::detail::ReadWant;
+  ReadWant want(ReadWant::Kind::until, std::vector<std::string>{"12345", "34"});
+  EXPECT_EQ(want.find_separator("0123456"), 3u);  // "34" ends at 5, "12345" at 6
+  EXPECT_EQ(want.matched, 2u);
+  ReadWant tie(ReadWant::Kind::until, std::vector<std::string>{"\r\n", "\n"});
+  EXPECT_EQ(tie.find_separator("ab\r\n"), 3u);  // both end at 4: the shorter, as asyncio's sort
+  EXPECT_EQ(tie.matched, 1u);
+  ReadWant split(ReadWant::Kind::until, std::vector<std::string>{"XYZ", "QQ"});
+  std::string buffer = "aaaXY";
+  EXPECT_EQ(split.find_separator(buffer), std::string::npos);
+  EXPECT_EQ(split.searched, 3u) << "\"XY\" may begin the longest separator: look there again";
+  buffer += "Z";
+  EXPECT_EQ(split.find_separator(buffer), 3u);
+  EXPECT_EQ(split.matched, 3u);
+}
+
+// End to end: the bytes up to whichever separator ends first, across receives; the limit and
+// EOF rules are those of a single separator; an empty list or an empty separator is refused.
+TEST(Streams, ReaduntilWithSeveralSeparators) {
+  run_test([]() -> Coro<void> {
+    asyncio::ClientConnected handler = [](StreamReader r, StreamWriter w) -> Coro<void> {
+      co_await r.readline();  // the client's go-ahead, so that the pieces arrive one by one
+      const std::vector<std::string> pieces = {"GET /\r\nHost", ": x\n", "body|", "|", "tail"};
+      for (const std::string& piece : pieces) {
+        w.write(piece);
+        co_await w.drain();
+        co_await asyncio::sleep(0.005);
+      }
+      w.close();
+    };
+    auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write("go\n");
+    const std::vector<std::string> line_ends = {"\r\n", "\n"};
+    EXPECT_EQ(co_await r.readuntil(line_ends), "GET /\r\n");
+    EXPECT_EQ(co_await r.readuntil(line_ends), "Host: x\n");
+    auto bars = r.readuntil({"||", "|||"});  // g++ 12: no braced list inside co_await
+    EXPECT_EQ(co_await bars, "body||");
+    const std::vector<std::string> never = {"#", "@@"};
+    try {
+      co_await r.readuntil(never);
+      ADD_FAILURE() << "readuntil past EOF did not throw";
+    } catch (const asyncio::IncompleteReadError& e) {
+      EXPECT_EQ(e.partial, "tail");
+    }
+    const std::vector<std::string> none, with_empty = {"x", ""};
+    EXPECT_THROW(co_await r.readuntil(none), std::invalid_argument);
+    EXPECT_THROW(co_await r.readuntil(with_empty), std::invalid_argument);
+
+    asyncio::ClientConnected flood = [](StreamReader r2, StreamWriter w2) {
+      return send_then_close(r2, w2, std::string(100, 'x') + "\n");
+    };
+    auto server2 = co_await asyncio::start_server(flood, "127.0.0.1", 0);
+    auto [r3, w3] = co_await asyncio::open_connection("127.0.0.1", server2.port(), /*limit=*/16);
+    EXPECT_THROW(co_await r3.readuntil(line_ends), asyncio::LimitOverrunError);
+    w.close();
+    w3.close();
+    server.close();
+    server2.close();
+    co_await server.wait_closed();
+    co_await server2.wait_closed();
+  }());
+}
+
 TEST(Streams, ReadsSettleAcrossChunksAndACancelledReadKeepsItsBytes) {
   run_test([]() -> Coro<void> {
     asyncio::Event connected, done;

@@ -490,6 +490,24 @@ TEST(Subprocess, PassFdsKeepsTheGivenDescriptorsAndClosesTheRest) {
     ::close(fd);
 }
 
+// The gap under a passed descriptor is closed number by number without asking which are open
+// (which would race with other threads): numbers nobody holds must not fail the spawn.
+TEST(Subprocess, PassFdsAboveAGapOfUnusedNumbers) {
+  int kept[2];
+  ASSERT_EQ(::pipe2(kept, O_CLOEXEC), 0);
+  const int high = ::fcntl(kept[1], F_DUPFD_CLOEXEC, 300);  // the lowest free number from 300
+  ASSERT_GE(high, 300);
+  sp::Options o = piped(false, true);
+  o.pass_fds = {high};
+  EXPECT_EQ(run_test(run_script(fmt::format("echo passed > /proc/self/fd/{}; echo ran", high), o)),
+            "ran\n");
+  char buf[64];
+  const ssize_t n = ::read(kept[0], buf, sizeof buf);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0))), "passed\n");
+  for (int fd : {kept[0], kept[1], high})
+    ::close(fd);
+}
+
 TEST(Subprocess, PassFdsRefusesADescriptorThatIsNotOpen) {
   run_test([]() -> Coro<void> {
     sp::Options o;

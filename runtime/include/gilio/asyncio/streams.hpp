@@ -20,9 +20,10 @@
 // Reader edge cases, as asyncio: read(-1) reads to EOF; read(n) returns up to n bytes (fewer
 // only at EOF); readexactly(n) throws IncompleteReadError (partial, expected) at EOF;
 // readuntil(sep) throws IncompleteReadError at EOF and LimitOverrunError when the separator is
-// not within the limit (64 KiB by default); readline() returns what is left at EOF and turns
-// LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two tasks reading at once
-// is an error (std::runtime_error), as in asyncio.
+// not within the limit (64 KiB by default); readuntil({sep, ...}) takes several separators, as
+// 3.13's does with a tuple, and stops at the match that ends first; readline() returns what is
+// left at EOF and turns LimitOverrunError into std::invalid_argument (asyncio's ValueError). Two
+// tasks reading at once is an error (std::runtime_error), as in asyncio.
 //
 // A stream is the loop's that opened it: a read, write(), drain() or wait_closed() from a task of
 // another loop, or after that loop has ended, throws std::runtime_error (close(), is_closing()
@@ -42,11 +43,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "gilio/asyncio/coro.hpp"
 #include "gilio/asyncio/locks.hpp"
@@ -96,18 +99,25 @@ struct ReadWant {
   enum class Kind : unsigned char { some, all, exactly, until, line };
   ReadWant(Kind k, std::size_t count) noexcept : kind(k), n(count) {}
   ReadWant(Kind k, std::string sep) noexcept : kind(k), until(std::move(sep)) {}
+  // readuntil with several separators: sorted shortest first, for find_separator.
+  ReadWant(Kind k, std::vector<std::string> seps) noexcept;
   Kind kind;
   std::size_t n = 0;                 // some: at most n; exactly: n
   std::size_t searched = 0;          // until, line: no separator starts before this offset
+  std::size_t matched = 0;           // until, line: the length of the separator found
   std::optional<std::string> until;  // readuntil's separator (readline's is "\n")
+  std::vector<std::string> untils;   // readuntil's separators, when it was given several
   std::string_view separator() const {
     return kind == Kind::line ? std::string_view("\n") : std::string_view(*until);
   }
   // Whether the stream's buffer (or EOF) now settles the read. Also asked by the receive's
   // completion, which keeps receiving, without waking the task, until it does.
   bool settled(const StreamState& s);
-  // until, line: where the separator starts in `buffer`, or npos (then `searched` moves on).
+  // until, line: where the separator starts in `buffer` (its length goes to `matched`), or npos
+  // (then `searched` moves on). Of several separators, the match that ends first wins, and of
+  // two that end at the same byte the shorter, as in asyncio.
   std::size_t find_separator(std::string_view buffer);
+  std::size_t find_one_of(std::string_view buffer);
 };
 }  // namespace detail
 
@@ -147,6 +157,15 @@ class StreamReader {
   Read readexactly(std::size_t n) { return Read(s_, detail::ReadWant::Kind::exactly, n); }
   Read readuntil(std::string separator = "\n") {
     return Read(s_, detail::ReadWant::Kind::until, std::move(separator));
+  }
+  // Several separators (Python 3.13's tuple): the bytes up to and including whichever match ends
+  // first. With g++ 12 a braced list cannot appear inside co_await (a compiler bug), so there
+  // name the vector first.
+  Read readuntil(std::vector<std::string> separators) {
+    return Read(s_, detail::ReadWant::Kind::until, std::move(separators));
+  }
+  Read readuntil(std::initializer_list<std::string> separators) {
+    return readuntil(std::vector<std::string>(separators));
   }
   bool at_eof() const;
   std::size_t limit() const;
