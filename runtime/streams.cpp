@@ -15,6 +15,7 @@
 // accept that fails for want of descriptors waits a second before it accepts again, as
 // selector_events' _accept_connection does (ServerState). A child process's stdout and stderr
 // are streams too (subprocess.cpp): a pipe's read end, read with a pooled read instead of a recv.
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -716,6 +717,44 @@ void set_nodelay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+int int_option(int fd, int name) {
+  int value = 0;
+  socklen_t len = sizeof value;
+  return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
+}
+
+// A socket the caller made (open_connection's and start_server's Socket): checked to be a stream
+// socket, `listening` or not, while it is still the caller's. Returns its family.
+int check_callers_socket(Socket sock, bool listening, const char* who) {
+  const int fd = sock.fd;
+  if (fd < 0) throw std::invalid_argument(fmt::format("{}: {} is no descriptor", who, fd));
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)  // ENOTSOCK, EBADF
+    raise_os_error(errno, fmt::format("{}: fd {}", who, fd));
+  if (type != SOCK_STREAM)
+    throw std::invalid_argument(fmt::format("{}: fd {} is not a stream socket", who, fd));
+  if (!listening) {
+    if (int_option(fd, SO_ACCEPTCONN) == 1)
+      throw std::invalid_argument(fmt::format("{}: fd {} is a listening socket", who, fd));
+    sockaddr_storage peer{};
+    len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
+      throw std::invalid_argument(fmt::format("{}: fd {} is not connected", who, fd));
+  }
+  return int_option(fd, SO_DOMAIN);
+}
+
+// Taking over a caller's socket: it is made blocking, as the runtime's own sockets are (asyncio
+// does the reverse, for its readiness loop). On Linux 6.18 a recv or an accept on a non-blocking
+// socket still waits in io_uring, but a splice ends with EAGAIN (sock_sendfile polls for that),
+// and older kernels honoured the flag in more operations; blocking, the kernel always waits.
+void take_over(int fd, int family) {
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) != 0)
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (family == AF_INET || family == AF_INET6) set_nodelay(fd);
+}
+
 }  // namespace
 
 namespace detail {
@@ -766,6 +805,11 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
   }
   if (last) std::rethrow_exception(last);
   raise_os_error(EADDRNOTAVAIL, "open_connection to " + host + ":" + std::to_string(port));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, std::size_t limit) {
+  take_over(sock.fd, check_callers_socket(sock, false, "open_connection"));
+  co_return make_streams(sock.fd, limit);
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
@@ -830,6 +874,15 @@ void listen_on(int fd, const std::string& where) {
   if (::listen(fd, SOMAXCONN) != 0) raise_os_error(errno, "listen on " + where);
 }
 
+// The port a TCP socket is bound to.
+int bound_port(int fd) {
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  return ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+}
+
 // The listening sockets are bound: one multishot accept each, and the dispatcher.
 Server start_serving(const std::shared_ptr<detail::ServerState>& state) {
   state->serving = true;
@@ -862,16 +915,30 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
       raise_os_error(errno, "bind to " + where);
     }
     listen_on(fd, where);
-    if (state->port == 0) {
-      sockaddr_storage bound{};
-      socklen_t len = sizeof bound;
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-      state->port =
-          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    }
+    if (state->port == 0) state->port = bound_port(fd);
   }
   state->where = "port " + std::to_string(state->port);
+  co_return start_serving(state);
+}
+
+Coro<Server> start_server(ClientConnected handler, Socket sock, std::size_t limit) {
+  const int family = check_callers_socket(sock, true, "start_server");
+  auto state = new_server(std::move(handler), limit);
+  state->tcp = family == AF_INET || family == AF_INET6;
+  if (state->tcp) {
+    listen_on(sock.fd, "fd " + std::to_string(sock.fd));  // a bound socket not listening yet
+    state->port = bound_port(sock.fd);
+    state->where = "port " + std::to_string(state->port);
+  } else {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(sock.fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    state->where =
+        "unix socket " + detail::describe_address(reinterpret_cast<sockaddr*>(&bound), len);
+    listen_on(sock.fd, state->where);
+  }
+  take_over(sock.fd, family);
+  state->listeners.push_back(sock.fd);
   co_return start_serving(state);
 }
 

@@ -2009,3 +2009,134 @@ TEST(Server, AHandlerThatThrowsIsReportedAndItsConnectionClosed) {
   EXPECT_EQ(gilio::testing::what_of(reports.seen[0]), "cannot serve soup");
   EXPECT_EQ(gilio::testing::what_of(reports.seen[1]), "cannot serve tea");
 }
+
+// ---- sockets the caller made (asyncio's sock= argument) ----
+
+namespace {
+bool nonblocking(int fd) {
+  return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+}
+}  // namespace
+
+// Streams over both ends of a socketpair made non-blocking, as a Python caller's would be: they
+// talk both ways, each end is made blocking for io_uring, and closing a writer ends the other's
+// reading.
+TEST(Streams, OpenConnectionOverASocketTheCallerMade) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  run_test([&sv]() -> Coro<void> {
+    auto [ra, wa] = co_await asyncio::open_connection(asyncio::Socket{sv[0]});
+    auto [rb, wb] = co_await asyncio::open_connection(asyncio::Socket{sv[1]}, /*limit=*/1024);
+    EXPECT_FALSE(nonblocking(sv[0]));
+    EXPECT_FALSE(nonblocking(sv[1]));
+    EXPECT_EQ(rb.limit(), 1024u);
+    wa.write("ping\n");
+    EXPECT_EQ(co_await asyncio::wait_for(rb.readline(), 10.0), "ping\n");
+    wb.write("pong\n");
+    EXPECT_EQ(co_await asyncio::wait_for(ra.readline(), 10.0), "pong\n");
+    wa.close();
+    co_await wa.wait_closed();
+    EXPECT_EQ(co_await asyncio::wait_for(rb.read(), 10.0), "");
+    wb.close();
+    co_await wb.wait_closed();
+  }());
+}
+
+// What is not a connected stream socket is refused with an error that says so, and the
+// descriptor is left as it was: open, still the caller's, still non-blocking.
+TEST(Streams, OpenConnectionRefusesWhatIsNotAConnectedStreamSocket) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const int unconnected = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int listening = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::listen(listening, 1), 0);
+  run_test([&]() -> Coro<void> {
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::open_connection(asyncio::Socket{-1}), "took fd -1", "-1 is no descriptor");
+    co_await expect_await_throws<asyncio::OSError>(asyncio::open_connection(asyncio::Socket{p[0]}),
+                                                   "took a pipe", "open_connection: fd");
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::open_connection(asyncio::Socket{udp}), "took a UDP socket",
+        "is not a stream socket");
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::open_connection(asyncio::Socket{unconnected}), "took an unconnected socket",
+        "is not connected");
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::open_connection(asyncio::Socket{listening}), "took a listening socket",
+        "is a listening socket");
+  }());
+  for (int fd : {p[0], p[1], udp, unconnected, listening})
+    EXPECT_NE(::fcntl(fd, F_GETFD), -1) << "fd " << fd << " was closed";
+  EXPECT_TRUE(nonblocking(unconnected));
+  EXPECT_TRUE(nonblocking(listening));
+  for (int fd : {p[0], p[1], udp, unconnected, listening})
+    ::close(fd);
+}
+
+// A server on a TCP socket the caller bound but did not listen on, and one on a Unix socket in
+// the abstract namespace: each serves, reports its port (0 for Unix), and closes the socket at
+// close(), so a later connect is refused.
+TEST(Server, StartServerOnASocketTheCallerBound) {
+  const int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(tcp, reinterpret_cast<sockaddr*>(&in), sizeof in), 0);
+  socklen_t len = sizeof in;
+  ASSERT_EQ(::getsockname(tcp, reinterpret_cast<sockaddr*>(&in), &len), 0);
+  const int port = ntohs(in.sin_port);
+  const std::string abstract =
+      std::string(1, '\0') + "gilio-test-callers-socket-" + std::to_string(::getpid());
+  const int unix_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::memcpy(un.sun_path, abstract.data(), abstract.size());
+  ASSERT_EQ(::bind(unix_fd, reinterpret_cast<sockaddr*>(&un),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + abstract.size())),
+            0);
+  run_test([&]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, asyncio::Socket{tcp});
+    EXPECT_EQ(server.port(), port);
+    EXPECT_FALSE(nonblocking(tcp));
+    auto unix_server = co_await asyncio::start_server(echo_lines, asyncio::Socket{unix_fd});
+    EXPECT_EQ(unix_server.port(), 0);
+    {
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", port);
+      w.write("over tcp\n");
+      EXPECT_EQ(co_await asyncio::wait_for(r.readline(), 10.0), "over tcp\n");
+      w.close();
+      auto [ur, uw] = co_await asyncio::open_unix_connection(abstract);
+      uw.write("over unix\n");
+      EXPECT_EQ(co_await asyncio::wait_for(ur.readline(), 10.0), "over unix\n");
+      uw.close();
+    }
+    server.close();
+    unix_server.close();
+    co_await server.wait_closed();
+    co_await unix_server.wait_closed();
+    co_await expect_await_throws<asyncio::ConnectionRefusedError>(
+        asyncio::open_connection("127.0.0.1", port), "the TCP socket was not closed");
+    co_await expect_await_throws<asyncio::ConnectionRefusedError>(
+        asyncio::open_unix_connection(abstract), "the Unix socket was not closed");
+  }());
+}
+
+// A datagram socket cannot serve streams; a connected one cannot listen. Neither is taken.
+TEST(Server, StartServerRefusesWhatCannotListen) {
+  const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  run_test([&]() -> Coro<void> {
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_server(echo_lines, asyncio::Socket{udp}), "served on UDP",
+        "is not a stream socket");
+    co_await expect_await_throws<asyncio::OSError>(
+        asyncio::start_server(echo_lines, asyncio::Socket{sv[0]}), "listened on a connected one",
+        "listen on");
+  }());
+  for (int fd : {udp, sv[0], sv[1]}) {
+    EXPECT_NE(::fcntl(fd, F_GETFD), -1) << "fd " << fd << " was closed";
+    ::close(fd);
+  }
+}

@@ -230,6 +230,19 @@ class StreamWriter {
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, int port, std::size_t limit = kDefaultStreamLimit);
 
+// A socket the caller made, for open_connection and start_server: asyncio's sock= argument. A
+// socketpair's end, a socket a parent process passed down, one systemd opened. On success the
+// streams (or the server) own it and close it; it is put in blocking mode, which io_uring's
+// operations want, and TCP's gets TCP_NODELAY. On an error it is left as it was, the caller's.
+struct Socket {
+  int fd = -1;
+};
+
+// Streams over a connected stream socket (TCP or Unix). std::invalid_argument if it is not a
+// stream socket, is a listening one or is not connected; OSError if it is no socket at all.
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(
+    Socket sock, std::size_t limit = kDefaultStreamLimit);
+
 // Connects to the Unix domain socket at `path` (asyncio.open_unix_connection); a path that
 // starts with '\0' names a socket in Linux's abstract namespace. FileNotFoundError if there is
 // no socket there, ConnectionRefusedError if nothing listens on it.
@@ -264,11 +277,15 @@ class Server {
 };
 
 // Listens on host:port ("" or "0.0.0.0": every IPv4 interface; "::": IPv6) and runs
-// handler(reader, writer) as a task for each connection. An exception from a handler is
-// reported on stderr and closes that connection only. (With g++ 12, pass a capturing lambda as
-// a named variable, not as a temporary inside the co_await expression: g++ 12 destroys such a
+// handler(reader, writer) as a task for each connection. An exception from a handler goes to the
+// loop's exception handler and closes that connection only. (With g++ 12, pass a capturing lambda
+// as a named variable, not as a temporary inside the co_await expression: g++ 12 destroys such a
 // temporary twice.)
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
+                          std::size_t limit = kDefaultStreamLimit);
+// Serves on a stream socket the caller bound (TCP or Unix), listening or not yet: the server
+// listens on it and closes it at close(). A Unix socket's file is left where it is.
+Coro<Server> start_server(ClientConnected handler, Socket sock,
                           std::size_t limit = kDefaultStreamLimit);
 
 // Listens on a Unix domain socket at `path` ('\0' first: the abstract namespace), as
