@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +33,11 @@ socklen_t address_length(const sockaddr_storage& ss);
 sockaddr_storage unix_address(const std::string& path, const char* who);
 // One connect attempt to one address: 0, or the errno.
 Coro<int> connect_to(int fd, const sockaddr_storage& ss);
+// What sock_sendfile refuses, as asyncio's _check_sendfile_params: a socket that is not
+// SOCK_STREAM, a file that is not regular, a count of 0, an offset past INT64_MAX. `who` begins
+// each message.
+void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
+                    const std::string& who);
 // raise_os_error's exception, caught: for an error to store rather than throw.
 std::exception_ptr os_error_ptr(int err, const std::string& what);
 

@@ -383,25 +383,31 @@ struct SendfileScope {
 };
 }  // namespace
 
-Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t offset,
-                                           std::optional<std::size_t> count) {
+namespace detail {
+void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
+                    const std::string& who) {
   // The checks asyncio's _check_sendfile_params and _sock_sendfile_native make.
   int type = 0;
   socklen_t tlen = sizeof type;
   if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0)
-    raise_os_error(errno, "sock_sendfile: socket " + std::to_string(sock));
+    raise_os_error(errno, who + ": socket " + std::to_string(sock));
   if (type != SOCK_STREAM)
-    throw std::invalid_argument("sock_sendfile: only SOCK_STREAM type sockets are supported");
+    throw std::invalid_argument(who + ": only SOCK_STREAM type sockets are supported");
   struct stat st {};
-  if (::fstat(file_fd, &st) != 0)
-    raise_os_error(errno, "sock_sendfile: file " + std::to_string(file_fd));
+  if (::fstat(file_fd, &st) != 0) raise_os_error(errno, who + ": file " + std::to_string(file_fd));
   if (!S_ISREG(st.st_mode))
-    throw std::invalid_argument("sock_sendfile: descriptor " + std::to_string(file_fd) +
+    throw std::invalid_argument(who + ": descriptor " + std::to_string(file_fd) +
                                 " is not a regular file");
   if (count && *count == 0)
-    throw std::invalid_argument("sock_sendfile: count must be a positive integer (got 0)");
+    throw std::invalid_argument(who + ": count must be a positive integer (got 0)");
   if (offset > static_cast<std::uint64_t>(INT64_MAX))
-    throw std::invalid_argument("sock_sendfile: offset out of range");
+    throw std::invalid_argument(who + ": offset out of range");
+}
+}  // namespace detail
+
+Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t offset,
+                                           std::optional<std::size_t> count) {
+  detail::check_sendfile(sock, file_fd, offset, count, "sock_sendfile");
 
   SendfileScope scope{.file = file_fd, .position = offset};
   if (::pipe2(scope.pipe, O_CLOEXEC) != 0) raise_os_error(errno, "sock_sendfile: pipe");

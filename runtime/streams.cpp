@@ -142,7 +142,9 @@ struct StreamState : StreamCount, ListNode {
   std::string pending;   // written, not yet handed to the kernel
   std::string inflight;  // being sent now (stable memory)
   std::size_t inflight_sent = 0;
-  bool sending = false;
+  bool sending = false;        // a send in flight, or a sendfile
+  bool sendfile_busy = false;  // StreamWriter::sendfile has begun and not ended: write() refuses
+  Event* on_idle = nullptr;    // a sendfile waiting for the sends before it: set when they end
   bool closing = false;
   bool eof_requested = false;
   bool eof_sent = false;
@@ -231,14 +233,19 @@ struct StreamState : StreamCount, ListNode {
         wake_drainers();
         return;
       }
-      sending = false;
     }
+    auto last = std::move(self);  // perhaps the last reference: we may die on return
+    sent_all();
+  }
+  // The last send (or a sendfile) has ended: what waited for that goes on — a sendfile first,
+  // if one waits for its turn; then a write_eof() or a close() that came meanwhile.
+  void sent_all() {
+    sending = false;
+    if (on_idle != nullptr) on_idle->set();
     wake_drainers();
-    if (!sending) {
-      if (eof_requested && !eof_sent) shutdown_write();
-      if (closing) finish_close();
-      auto last = std::move(self);  // perhaps the last reference: we may die on return
-    }
+    if (sendfile_busy) return;
+    if (eof_requested && !eof_sent) shutdown_write();
+    if (closing) finish_close();
   }
   void wake_drainers() {
     if (write_error || unsent() <= kLowWater) {
@@ -250,7 +257,7 @@ struct StreamState : StreamCount, ListNode {
   void close() {
     if (closing) return;
     closing = true;
-    if (!sending) finish_close();
+    if (!sending && !sendfile_busy) finish_close();
   }
   // abort(): at once. A send the kernel holds keeps `inflight` until it completes; the shutdown
   // makes it fail now, and its completion finishes the close (on_sent).
@@ -621,17 +628,20 @@ std::size_t StreamReader::limit() const {
 // ---- StreamWriter ----
 
 namespace {
-detail::StreamState& writable(const detail::StreamRef& ref) {
-  detail::StreamState& s = on_its_loop(ref, "StreamWriter.write");
-  if (s.closing || s.fd < 0) throw std::runtime_error("StreamWriter.write: the writer is closed");
-  if (s.eof_requested) throw std::runtime_error("StreamWriter.write: write after write_eof()");
+detail::StreamState& writable(const detail::StreamRef& ref, const char* who) {
+  detail::StreamState& s = on_its_loop(ref, who);
+  if (s.closing || s.fd < 0) throw std::runtime_error(std::string(who) + ": the writer is closed");
+  if (s.eof_requested) throw std::runtime_error(std::string(who) + ": write after write_eof()");
   if (s.write_error) std::rethrow_exception(s.write_error);
+  if (s.sendfile_busy) {  // asyncio's message
+    throw std::runtime_error(std::string(who) + ": unable to write; sendfile is in progress");
+  }
   return s;
 }
 }  // namespace
 
 void StreamWriter::write(std::string_view data) {
-  detail::StreamState& s = writable(s_);
+  detail::StreamState& s = writable(s_, "StreamWriter.write");
   if (data.empty()) return;
   detail::reserve_more(s.pending, data.size());
   s.pending.append(data);
@@ -639,7 +649,7 @@ void StreamWriter::write(std::string_view data) {
 }
 
 void StreamWriter::write_owned(std::string data) {
-  detail::StreamState& s = writable(s_);
+  detail::StreamState& s = writable(s_, "StreamWriter.write");
   if (data.empty()) return;
   if (s.pending.empty()) {
     s.pending = std::move(data);  // the common case: sent from the caller's own memory
@@ -676,7 +686,7 @@ void StreamWriter::write_eof() {
   detail::StreamState& s = connected(s_, "StreamWriter.write_eof");
   if (s.eof_requested) return;
   s.eof_requested = true;
-  if (!s.sending) s.shutdown_write();
+  if (!s.sending && !s.sendfile_busy) s.shutdown_write();
 }
 
 void StreamWriter::close() {
@@ -685,6 +695,49 @@ void StreamWriter::close() {
 
 void StreamWriter::abort() {
   connected(s_, "StreamWriter.abort").abort();
+}
+
+namespace {
+// A sendfile's hold on its stream: it marks the stream busy while it lives, and however the
+// sendfile ends — done, failed, cancelled, or its frame destroyed at the loop's close — lets go
+// of what it set.
+class SendfileHold {
+ public:
+  explicit SendfileHold(detail::StreamState& s) : s_(s) { s_.sendfile_busy = true; }
+  SendfileHold(const SendfileHold&) = delete;
+  SendfileHold& operator=(const SendfileHold&) = delete;
+  ~SendfileHold() {
+    s_.on_idle = nullptr;
+    s_.sendfile_busy = false;
+    // A close() or write_eof() that came meanwhile happens now — or, if the sendfile never got
+    // its turn, when the send it waited for ends.
+    if (sending_ || !s_.sending) s_.sent_all();
+  }
+  // The sends before it are done: from now on the sendfile is the stream's send.
+  void start() { s_.sending = sending_ = true; }
+
+ private:
+  detail::StreamState& s_;
+  bool sending_ = false;
+};
+}  // namespace
+
+Coro<std::size_t> StreamWriter::sendfile(int file_fd, std::uint64_t offset,
+                                         std::optional<std::size_t> count) {
+  const detail::StreamRef keep = s_;
+  detail::StreamState& s = writable(keep, "StreamWriter.sendfile");
+  detail::check_sendfile(s.fd, file_fd, offset, count, "StreamWriter.sendfile");  // before waiting
+  SendfileHold hold(s);
+  if (s.sending) {  // what was written before goes first
+    Event idle;
+    s.on_idle = &idle;
+    co_await idle.wait();
+    s.on_idle = nullptr;
+    if (s.write_error) std::rethrow_exception(s.write_error);
+    if (s.fd < 0) throw std::runtime_error("StreamWriter.sendfile: the writer is closed");
+  }
+  hold.start();
+  co_return co_await s.loop->sock_sendfile(s.fd, file_fd, offset, count);
 }
 
 Coro<void> StreamWriter::wait_closed() {

@@ -2140,3 +2140,117 @@ TEST(Server, StartServerRefusesWhatCannotListen) {
     ::close(fd);
   }
 }
+
+// ---- StreamWriter::sendfile (asyncio's loop.sendfile on a stream's transport) ----
+
+// What was written before goes first, the file next, what is written after last: in order,
+// over TCP, with a megabyte still buffered when the sendfile begins.
+TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
+  run_test([]() -> Coro<void> {
+    const std::string data = pattern((3 << 20) + 77);
+    const int file = file_holding(data);
+    const auto [from, to] = co_await stream_pair(true);
+    auto receiving = asyncio::create_task(recv_to_eof(to));
+    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+    const std::string before = "header\n" + std::string(1 << 20, 'b');
+    w.write(before);
+    EXPECT_EQ(co_await w.sendfile(file), data.size());
+    EXPECT_EQ(::lseek(file, 0, SEEK_CUR), static_cast<off_t>(data.size()));
+    EXPECT_EQ(co_await w.sendfile(file, 5, 10), 10u);  // a slice, as sock_sendfile's
+    w.write("trailer\n");
+    w.close();
+    co_await w.wait_closed();
+    const std::string got = co_await receiving;
+    EXPECT_EQ(got.size(), before.size() + data.size() + 10 + 8);
+    EXPECT_TRUE(got == before + data + data.substr(5, 10) + "trailer\n");
+    ::close(to);
+    ::close(file);
+  }());
+}
+
+// While a sendfile is in progress write() refuses (asyncio's "unable to write; sendfile is in
+// progress"), and a close() waits for it: the peer gets the whole file, then the end.
+TEST(Streams, DuringASendfileWriteRefusesAndCloseWaits) {
+  run_test([]() -> Coro<void> {
+    const std::string data = pattern(16 << 20);  // more than the socket buffers hold
+    const int file = file_holding(data);
+    const auto [from, to] = co_await stream_pair(false);
+    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+    auto sending = asyncio::create_task(w.sendfile(file));
+    co_await asyncio::sleep(0.01);  // the peer does not read: the splice waits on a full socket
+    EXPECT_FALSE(sending.done());
+    try {
+      w.write("x");
+      ADD_FAILURE() << "write() during a sendfile did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("sendfile is in progress"), std::string::npos);
+    }
+    auto second = asyncio::create_task(w.sendfile(file, 0, 1));
+    co_await expect_await_throws<std::runtime_error>(second, "a second sendfile did not wait",
+                                                     "sendfile is in progress");
+    w.close();
+    EXPECT_TRUE(w.is_closing());
+    const std::string got = co_await recv_to_eof(to);  // reads: the splice goes on, then EOF
+    EXPECT_EQ(co_await sending, data.size());
+    EXPECT_TRUE(got == data) << got.size() << " bytes of " << data.size();
+    co_await w.wait_closed();
+    ::close(to);
+    ::close(file);
+  }());
+}
+
+// A sendfile cancelled while it waits for the bytes written before it, or refused for its
+// arguments, leaves the writer as it was: writing works again, and nothing is lost.
+TEST(Streams, ASendfileCancelledOrRefusedLeavesTheWriterUsable) {
+  run_test([]() -> Coro<void> {
+    const int file = file_holding("file bytes");
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    const auto [from, to] = co_await stream_pair(false);
+    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+    const std::string big(8 << 20, 'q');  // the peer does not read yet: the send waits
+    w.write(big);
+    auto waiting = asyncio::create_task(w.sendfile(file));
+    co_await asyncio::sleep(0.01);
+    EXPECT_FALSE(waiting.done());
+    waiting.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(waiting,
+                                                          "the sendfile was not cancelled");
+    EXPECT_EQ(::lseek(file, 0, SEEK_CUR), 0) << "nothing of the file was sent";
+    co_await expect_await_throws<std::invalid_argument>(w.sendfile(p[0]), "sent from a pipe");
+    w.write("after\n");  // does not throw: no sendfile holds the writer
+    w.close();
+    const std::string got = co_await recv_to_eof(to);
+    EXPECT_TRUE(got == big + "after\n") << got.size();
+    co_await w.wait_closed();
+    for (int fd : {to, file, p[0], p[1]})
+      ::close(fd);
+  }());
+}
+
+// A stream's socket is blocking, so a splice into a full one waits inside an io-wq worker, not
+// in a poll: cancelled there, it is interrupted all the same, and the file position tells how
+// much the peer got.
+TEST(Streams, ASendfileCancelledMidSpliceStopsWhereThePositionSays) {
+  run_test([]() -> Coro<void> {
+    const std::string data = pattern(16 << 20);
+    const int file = file_holding(data);
+    const auto [from, to] = co_await stream_pair(false);
+    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+    auto sending = asyncio::create_task(w.sendfile(file));
+    co_await asyncio::sleep(0.01);  // the peer does not read: the splice waits on a full socket
+    EXPECT_FALSE(sending.done());
+    sending.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(sending,
+                                                          "the sendfile was not cancelled");
+    const off_t position = ::lseek(file, 0, SEEK_CUR);
+    EXPECT_GT(position, 0);
+    EXPECT_LT(position, static_cast<off_t>(data.size()));
+    w.close();
+    const std::string got = co_await recv_to_eof(to);
+    EXPECT_TRUE(got == data.substr(0, static_cast<std::size_t>(position)))
+        << got.size() << " bytes arrived, the position says " << position;
+    ::close(to);
+    ::close(file);
+  }());
+}

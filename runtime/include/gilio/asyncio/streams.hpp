@@ -207,6 +207,13 @@ class StreamWriter {
   };
 
   Drain drain() { return Drain(s_); }
+  // asyncio's loop.sendfile(writer.transport, file, offset, count): after what is buffered has
+  // been sent, sends `count` bytes of the regular file `file_fd` from `offset` (std::nullopt: to
+  // its end) by splice, as loop.sock_sendfile does, and returns how many. write() meanwhile
+  // throws, as asyncio's does; close() waits for it. The file's position is left after the last
+  // byte sent. Errors are sock_sendfile's.
+  Coro<std::size_t> sendfile(int file_fd, std::uint64_t offset = 0,
+                             std::optional<std::size_t> count = std::nullopt);
   // Sends FIN after the buffered data (half-close); reading goes on.
   void write_eof();
   // Sends what is buffered, then closes (asyncio's close()); wait_closed() waits for that.
