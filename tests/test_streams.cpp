@@ -2143,6 +2143,31 @@ TEST(Server, StartServerRefusesWhatCannotListen) {
 
 // ---- StreamWriter::sendfile (asyncio's loop.sendfile on a stream's transport) ----
 
+namespace {
+// A stream's sendfile of 16 MiB into a socketpair whose peer (`to`) does not read yet: once
+// started, its splice waits on the full socket.
+struct StuckSendfile {
+  std::string data;
+  int file = -1;
+  int to = -1;
+  StreamWriter writer;
+  asyncio::Task<std::size_t> sending;
+};
+Coro<StuckSendfile> start_stuck_sendfile() {
+  StuckSendfile s;
+  s.data = pattern(16 << 20);  // more than the socket buffers hold
+  s.file = file_holding(s.data);
+  const auto [from, to] = co_await stream_pair(false);
+  s.to = to;
+  auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+  s.writer = w;
+  s.sending = asyncio::create_task(w.sendfile(s.file));
+  co_await asyncio::sleep(0.01);
+  EXPECT_FALSE(s.sending.done());
+  co_return s;
+}
+}  // namespace
+
 // What was written before goes first, the file next, what is written after last: in order,
 // over TCP, with a megabyte still buffered when the sendfile begins.
 TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
@@ -2172,13 +2197,7 @@ TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
 // progress"), and a close() waits for it: the peer gets the whole file, then the end.
 TEST(Streams, DuringASendfileWriteRefusesAndCloseWaits) {
   run_test([]() -> Coro<void> {
-    const std::string data = pattern(16 << 20);  // more than the socket buffers hold
-    const int file = file_holding(data);
-    const auto [from, to] = co_await stream_pair(false);
-    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
-    auto sending = asyncio::create_task(w.sendfile(file));
-    co_await asyncio::sleep(0.01);  // the peer does not read: the splice waits on a full socket
-    EXPECT_FALSE(sending.done());
+    auto [data, file, to, w, sending] = co_await start_stuck_sendfile();
     try {
       w.write("x");
       ADD_FAILURE() << "write() during a sendfile did not throw";
@@ -2233,13 +2252,7 @@ TEST(Streams, ASendfileCancelledOrRefusedLeavesTheWriterUsable) {
 // much the peer got.
 TEST(Streams, ASendfileCancelledMidSpliceStopsWhereThePositionSays) {
   run_test([]() -> Coro<void> {
-    const std::string data = pattern(16 << 20);
-    const int file = file_holding(data);
-    const auto [from, to] = co_await stream_pair(false);
-    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
-    auto sending = asyncio::create_task(w.sendfile(file));
-    co_await asyncio::sleep(0.01);  // the peer does not read: the splice waits on a full socket
-    EXPECT_FALSE(sending.done());
+    auto [data, file, to, w, sending] = co_await start_stuck_sendfile();
     sending.cancel();
     co_await expect_await_throws<asyncio::CancelledError>(sending,
                                                           "the sendfile was not cancelled");
