@@ -338,6 +338,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   EventLoop* loop = nullptr;
   ClientConnected handler;
   std::size_t limit = kDefaultStreamLimit;
+  int backlog = SOMAXCONN;
   std::vector<int> listeners;
   std::vector<std::unique_ptr<MultishotAccept>> accepts;
   std::shared_ptr<ServerState> self;  // while an accept is armed
@@ -915,16 +916,30 @@ Coro<void> dispatch(std::shared_ptr<detail::ServerState> state) {
 
 namespace {
 
-std::shared_ptr<detail::ServerState> new_server(ClientConnected handler, std::size_t limit) {
+std::shared_ptr<detail::ServerState> new_server(ClientConnected handler,
+                                                const ServerOptions& options, const char* who) {
+  if (options.backlog <= 0) {
+    throw std::invalid_argument(
+        fmt::format("{}: the backlog must be positive (got {})", who, options.backlog));
+  }
   auto state = std::make_shared<detail::ServerState>();
   state->loop = &get_running_loop();
   state->handler = std::move(handler);
-  state->limit = limit;
+  state->limit = options.limit;
+  state->backlog = options.backlog;
   return state;
 }
 
-void listen_on(int fd, const std::string& where) {
-  if (::listen(fd, SOMAXCONN) != 0) raise_os_error(errno, "listen on " + where);
+ServerOptions with_limit(std::size_t limit) {
+  ServerOptions options;
+  options.limit = limit;
+  return options;
+}
+
+// reuse_port needs a TCP socket that the server itself binds.
+void refuse_reuse_port(const ServerOptions& options, const char* who) {
+  if (options.reuse_port)
+    throw std::invalid_argument(std::string(who) + ": reuse_port is for TCP servers that bind");
 }
 
 // The port a TCP socket is bound to.
@@ -936,8 +951,15 @@ int bound_port(int fd) {
                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 }
 
-// The listening sockets are bound: one multishot accept each, and the dispatcher.
-Server start_serving(const std::shared_ptr<detail::ServerState>& state) {
+// The listening sockets are bound: listen on each (all first, so that a failure arms nothing),
+// then one multishot accept each, and the dispatcher. asyncio's Server._start_serving.
+void begin_serving(const std::shared_ptr<detail::ServerState>& state) {
+  if (state->serving) return;
+  if (state->closed.is_set())
+    throw std::runtime_error("Server.start_serving: the server is closed");
+  for (int fd : state->listeners) {
+    if (::listen(fd, state->backlog) != 0) raise_os_error(errno, "listen on " + state->where);
+  }
   state->serving = true;
   for (int fd : state->listeners) {
     auto a = std::make_unique<detail::ServerState::MultishotAccept>();
@@ -947,13 +969,22 @@ Server start_serving(const std::shared_ptr<detail::ServerState>& state) {
     state->accepts.push_back(std::move(a));
   }
   state->dispatcher = create_task(dispatch(state));
+}
+
+Server started(const std::shared_ptr<detail::ServerState>& state, const ServerOptions& options) {
+  if (options.start_serving) begin_serving(state);
   return Server(state);
 }
 
 }  // namespace
 
 Coro<Server> start_server(ClientConnected handler, std::string host, int port, std::size_t limit) {
-  auto state = new_server(std::move(handler), limit);
+  return start_server(std::move(handler), std::move(host), port, with_limit(limit));
+}
+
+Coro<Server> start_server(ClientConnected handler, std::string host, int port,
+                          ServerOptions options) {
+  auto state = new_server(std::move(handler), options, "start_server");
   // g++ 12 bug: a temporary made by ?: inside a co_await expression is freed twice; name it.
   std::string bind_host = host.empty() ? std::string("0.0.0.0") : host;
   const auto addresses = co_await detail::resolve(std::move(bind_host), port, SOCK_STREAM);
@@ -963,23 +994,29 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
     state->listeners.push_back(fd);
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      raise_os_error(errno, "start_server: SO_REUSEPORT on " + where);
+    }
     if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
       raise_os_error(errno, "bind to " + where);
     }
-    listen_on(fd, where);
     if (state->port == 0) state->port = bound_port(fd);
   }
   state->where = "port " + std::to_string(state->port);
-  co_return start_serving(state);
+  co_return started(state, options);
 }
 
 Coro<Server> start_server(ClientConnected handler, Socket sock, std::size_t limit) {
+  return start_server(std::move(handler), sock, with_limit(limit));
+}
+
+Coro<Server> start_server(ClientConnected handler, Socket sock, ServerOptions options) {
+  refuse_reuse_port(options, "start_server(Socket)");
   const int family = check_callers_socket(sock, true, "start_server");
-  auto state = new_server(std::move(handler), limit);
+  auto state = new_server(std::move(handler), options, "start_server");
   state->tcp = family == AF_INET || family == AF_INET6;
   if (state->tcp) {
-    listen_on(sock.fd, "fd " + std::to_string(sock.fd));  // a bound socket not listening yet
     state->port = bound_port(sock.fd);
     state->where = "port " + std::to_string(state->port);
   } else {
@@ -988,15 +1025,26 @@ Coro<Server> start_server(ClientConnected handler, Socket sock, std::size_t limi
     ::getsockname(sock.fd, reinterpret_cast<sockaddr*>(&bound), &len);
     state->where =
         "unix socket " + detail::describe_address(reinterpret_cast<sockaddr*>(&bound), len);
-    listen_on(sock.fd, state->where);
+  }
+  state->listeners.push_back(sock.fd);
+  Server server;
+  try {
+    server = started(state, options);
+  } catch (...) {
+    state->listeners.clear();  // it could not listen: the socket is left to the caller
+    throw;
   }
   take_over(sock.fd, family);
-  state->listeners.push_back(sock.fd);
-  co_return start_serving(state);
+  co_return server;
 }
 
 Coro<Server> start_unix_server(ClientConnected handler, std::string path, std::size_t limit) {
-  auto state = new_server(std::move(handler), limit);
+  return start_unix_server(std::move(handler), std::move(path), with_limit(limit));
+}
+
+Coro<Server> start_unix_server(ClientConnected handler, std::string path, ServerOptions options) {
+  refuse_reuse_port(options, "start_unix_server");
+  auto state = new_server(std::move(handler), options, "start_unix_server");
   state->tcp = false;
   const sockaddr_storage ss = detail::unix_address(path, "start_unix_server");
   const bool abstract = path[0] == '\0';
@@ -1016,8 +1064,7 @@ Coro<Server> start_unix_server(ClientConnected handler, std::string path, std::s
     state->unix_dev = st.st_dev;
     state->unix_ino = st.st_ino;
   }
-  listen_on(fd, state->where);
-  co_return start_serving(state);
+  co_return started(state, options);
 }
 
 int Server::port() const {
@@ -1027,8 +1074,13 @@ bool Server::is_serving() const {
   return connected(s_, "Server.is_serving").serving;
 }
 
+void Server::start_serving() {
+  connected(s_, "Server.start_serving");
+  begin_serving(s_);
+}
+
 void Server::close() {
-  if (!connected(s_, "Server.close").serving) return;
+  if (connected(s_, "Server.close").closed.is_set()) return;
   s_->serving = false;
   s_->remove_socket_file();
   for (auto& a : s_->accepts) {
@@ -1036,7 +1088,7 @@ void Server::close() {
     if (a->retry.valid()) a->retry.cancel();
   }
   if (!s_->any_armed()) s_->accepts_ended.set();
-  s_->dispatcher.cancel();
+  if (s_->dispatcher.valid()) s_->dispatcher.cancel();
   s_->closed.set();
 }
 
@@ -1055,6 +1107,7 @@ void Server::abort_clients() {
 Coro<void> Server::serve_forever() {
   auto state = s_;
   connected(state, "Server.serve_forever");
+  if (!state->closed.is_set()) begin_serving(state);  // asyncio's serve_forever starts it too
   bool cancelled = false;
   try {
     co_await state->closed.wait();
@@ -1071,7 +1124,8 @@ Coro<void> Server::wait_closed() {
   auto state = s_;
   connected(state, "Server.wait_closed");
   co_await state->closed.wait();
-  std::vector<Task<void>> serving_tasks{state->dispatcher};
+  std::vector<Task<void>> serving_tasks;
+  if (state->dispatcher.valid()) serving_tasks.push_back(state->dispatcher);
   for (const auto& a : state->accepts) {
     if (a->retry.valid()) serving_tasks.push_back(a->retry);
   }

@@ -2267,3 +2267,106 @@ TEST(Streams, ASendfileCancelledMidSpliceStopsWhereThePositionSays) {
     ::close(file);
   }());
 }
+
+// ---- ServerOptions: start_serving, reuse_port, backlog ----
+
+// start_serving = false: bound (so the port is known) but not listening, so a connect is
+// refused, until start_serving(); a second start_serving() changes nothing.
+TEST(Server, AServerNotStartedRefusesConnectionsUntilStartServing) {
+  run_test([]() -> Coro<void> {
+    asyncio::ServerOptions options;
+    options.start_serving = false;
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, options);
+    EXPECT_FALSE(server.is_serving());
+    EXPECT_GT(server.port(), 0);
+    co_await expect_await_throws<asyncio::ConnectionRefusedError>(
+        asyncio::open_connection("127.0.0.1", server.port()), "connected before start_serving");
+    server.start_serving();
+    server.start_serving();
+    EXPECT_TRUE(server.is_serving());
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write("now\n");
+    EXPECT_EQ(co_await asyncio::wait_for(r.readline(), 10.0), "now\n");
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+    EXPECT_THROW(server.start_serving(), std::runtime_error);
+  }());
+}
+
+// serve_forever() starts a server that is not serving yet, as asyncio's does; a server never
+// started closes and is waited for like any other.
+TEST(Server, ServeForeverStartsAServerNotYetServing) {
+  run_test([]() -> Coro<void> {
+    asyncio::ServerOptions options;
+    options.start_serving = false;
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, options);
+    auto serving = asyncio::create_task(server.serve_forever());
+    co_await asyncio::sleep(0);
+    EXPECT_TRUE(server.is_serving());
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    w.write("served\n");
+    EXPECT_EQ(co_await asyncio::wait_for(r.readline(), 10.0), "served\n");
+    w.close();
+    serving.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(serving, "serve_forever went on");
+    EXPECT_FALSE(server.is_serving());
+    co_await asyncio::wait_for(server.wait_closed(), 10.0);
+
+    auto never = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, options);
+    never.close();
+    co_await asyncio::wait_for(never.wait_closed(), 10.0);
+  }());
+}
+
+// reuse_port: two servers bind one port and the kernel spreads connections over both; without
+// it the second bind fails with EADDRINUSE.
+TEST(Server, ReusePortLetsTwoServersShareAPort) {
+  run_test([]() -> Coro<void> {
+    int served[2] = {0, 0};
+    auto counting = [&served](int which) -> asyncio::ClientConnected {
+      return [&served, which](StreamReader r, StreamWriter w) -> Coro<void> {
+        ++served[which];
+        co_await echo_lines(std::move(r), std::move(w));
+      };
+    };
+    asyncio::ServerOptions options;
+    options.reuse_port = true;
+    auto first = co_await asyncio::start_server(counting(0), "127.0.0.1", 0, options);
+    auto second = co_await asyncio::start_server(counting(1), "127.0.0.1", first.port(), options);
+    EXPECT_EQ(second.port(), first.port());
+    co_await expect_await_throws<asyncio::OSError>(
+        asyncio::start_server(echo_lines, "127.0.0.1", first.port()),
+        "bound a used port without reuse_port", "bind to");
+    // Connections from 64 source ports: the chance that the hash puts all on one is 2^-63.
+    for (int i = 0; i < 64; ++i) {
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", first.port());
+      w.write("hi\n");
+      EXPECT_EQ(co_await asyncio::wait_for(r.readline(), 10.0), "hi\n");
+      w.close();
+    }
+    EXPECT_EQ(served[0] + served[1], 64);
+    EXPECT_GT(served[0], 0);
+    EXPECT_GT(served[1], 0);
+    first.close();
+    second.close();
+    co_await first.wait_closed();
+    co_await second.wait_closed();
+  }());
+}
+
+// What the options cannot mean is refused before anything is bound.
+TEST(Server, ServerOptionsThatCannotApplyAreRefused) {
+  run_test([]() -> Coro<void> {
+    asyncio::ServerOptions no_backlog;
+    no_backlog.backlog = 0;
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_server(echo_lines, "127.0.0.1", 0, no_backlog), "took backlog 0",
+        "the backlog must be positive");
+    asyncio::ServerOptions reuse;
+    reuse.reuse_port = true;
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_unix_server(echo_lines, std::string(1, '\0') + "gilio-reuse-port", reuse),
+        "took reuse_port for a Unix server", "reuse_port is for TCP servers");
+  }());
+}

@@ -39,6 +39,8 @@
 // that arrives in five pieces wakes its reader once.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -258,6 +260,21 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(
 
 using ClientConnected = std::function<Coro<void>(StreamReader, StreamWriter)>;
 
+// start_server's and start_unix_server's keyword arguments, as asyncio has them. With g++ 12,
+// name the options before the co_await: a braced list inside one does not compile.
+struct ServerOptions {
+  std::size_t limit = kDefaultStreamLimit;  // each connection's StreamReader limit
+  // listen(2)'s backlog. asyncio's default is 100; gilio's is the kernel's most (SOMAXCONN,
+  // 4096), so that a burst of connections waits in the queue rather than retrying its SYN.
+  int backlog = SOMAXCONN;
+  // SO_REUSEPORT (TCP only): several servers — in several processes, or on several loops — bind
+  // the same port, and the kernel spreads the connections among them.
+  bool reuse_port = false;
+  // false: the socket is bound but neither listens nor accepts until start_serving() or
+  // serve_forever(); connecting meanwhile is refused.
+  bool start_serving = true;
+};
+
 // asyncio.Server: a copyable handle.
 class Server {
  public:
@@ -266,7 +283,10 @@ class Server {
   // The port it listens on (useful with port 0, which picks a free one); 0 for a Unix server.
   int port() const;
   bool is_serving() const;
-  // Serves until cancelled (then closes) or until close().
+  // Listens and accepts, for a server made with start_serving = false; nothing if it already
+  // serves; std::runtime_error once closed. (asyncio's is a coroutine; nothing here waits.)
+  void start_serving();
+  // Serves — starting to, if it has not — until cancelled (then closes) or until close().
   Coro<void> serve_forever();
   // Stops accepting and closes the listening sockets; connections go on.
   void close();
@@ -290,10 +310,13 @@ class Server {
 // temporary twice.)
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
                           std::size_t limit = kDefaultStreamLimit);
+Coro<Server> start_server(ClientConnected handler, std::string host, int port,
+                          ServerOptions options);
 // Serves on a stream socket the caller bound (TCP or Unix), listening or not yet: the server
 // listens on it and closes it at close(). A Unix socket's file is left where it is.
 Coro<Server> start_server(ClientConnected handler, Socket sock,
                           std::size_t limit = kDefaultStreamLimit);
+Coro<Server> start_server(ClientConnected handler, Socket sock, ServerOptions options);
 
 // Listens on a Unix domain socket at `path` ('\0' first: the abstract namespace), as
 // asyncio.start_unix_server: a socket file already there (left by an earlier server) is
@@ -301,5 +324,6 @@ Coro<Server> start_server(ClientConnected handler, Socket sock,
 // file (asyncio 3.13's cleanup_socket) unless another server has replaced it meanwhile.
 Coro<Server> start_unix_server(ClientConnected handler, std::string path,
                                std::size_t limit = kDefaultStreamLimit);
+Coro<Server> start_unix_server(ClientConnected handler, std::string path, ServerOptions options);
 
 }  // namespace gilio::asyncio
