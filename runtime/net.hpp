@@ -24,6 +24,8 @@ std::pair<std::string, int> host_and_port(const sockaddr* sa);
 // `len`: the address's length, as the kernel gave it (a Unix socket's name depends on it).
 std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
 std::string peer_of(int fd);
+// The socket's own address, the same way ("(closed)" if it has none to give).
+std::string name_of(int fd);
 // Numeric addresses directly; names through getaddrinfo in the default executor.
 Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype);
 socklen_t address_length(const sockaddr_storage& ss);

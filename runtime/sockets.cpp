@@ -120,6 +120,13 @@ std::string peer_of(int fd) {
   return describe_address(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+std::string name_of(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "(closed)";
+  return describe_address(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
 std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port, int socktype) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

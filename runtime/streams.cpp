@@ -142,7 +142,9 @@ struct StreamState : StreamCount, ListNode {
   std::string pending;   // written, not yet handed to the kernel
   std::string inflight;  // being sent now (stable memory)
   std::size_t inflight_sent = 0;
-  bool sending = false;        // a send in flight, or a sendfile
+  std::size_t high_water = kHighWater;  // drain() waits above this (set_write_buffer_limits)
+  std::size_t low_water = kLowWater;    // until the unsent bytes fall to this
+  bool sending = false;                 // a send in flight, or a sendfile
   bool sendfile_busy = false;  // StreamWriter::sendfile has begun and not ended: write() refuses
   Event* on_idle = nullptr;    // a sendfile waiting for the sends before it: set when they end
   bool closing = false;
@@ -248,7 +250,7 @@ struct StreamState : StreamCount, ListNode {
     if (closing) finish_close();
   }
   void wake_drainers() {
-    if (write_error || unsent() <= kLowWater) {
+    if (write_error || unsent() <= low_water) {
       while (wake_first(drainers)) {
       }
     }
@@ -670,7 +672,7 @@ bool StreamWriter::Drain::await_ready() {
     raise_os_error(ECONNRESET,
                    "StreamWriter.drain after close() (connection to " + s.peer + " lost)");
   }
-  return s.unsent() <= detail::kHighWater;
+  return s.unsent() <= s.high_water;
 }
 
 detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {
@@ -751,6 +753,31 @@ bool StreamWriter::is_closing() const {
 }
 std::string StreamWriter::peername() const {
   return connected(s_, "StreamWriter.peername").peer;
+}
+std::string StreamWriter::sockname() const {
+  const detail::StreamState& s = connected(s_, "StreamWriter.sockname");
+  if (s.fd < 0) throw std::runtime_error("StreamWriter.sockname: the writer is closed");
+  return detail::name_of(s.fd);
+}
+
+void StreamWriter::set_write_buffer_limits(std::optional<std::size_t> high,
+                                           std::optional<std::size_t> low) {
+  detail::StreamState& s = connected(s_, "StreamWriter.set_write_buffer_limits");
+  // asyncio's _FlowControlMixin._set_write_buffer_limits: either one follows from the other.
+  const std::size_t h = high ? *high : low ? 4 * *low : detail::kHighWater;
+  const std::size_t l = low ? *low : h / 4;
+  if (l > h) {
+    throw std::invalid_argument(fmt::format(
+        "StreamWriter.set_write_buffer_limits: high ({}) must be >= low ({}) must be >= 0", h, l));
+  }
+  s.high_water = h;
+  s.low_water = l;
+  s.wake_drainers();  // a drain() waiting may be done under the new limits
+}
+
+std::pair<std::size_t, std::size_t> StreamWriter::get_write_buffer_limits() const {
+  const detail::StreamState& s = connected(s_, "StreamWriter.get_write_buffer_limits");
+  return {s.low_water, s.high_water};
 }
 std::size_t StreamWriter::buffered() const {
   return connected(s_, "StreamWriter.buffered").unsent();

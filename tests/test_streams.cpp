@@ -2370,3 +2370,61 @@ TEST(Server, ServerOptionsThatCannotApplyAreRefused) {
         "took reuse_port for a Unix server", "reuse_port is for TCP servers");
   }());
 }
+
+// ---- the writer's buffer limits and its own address ----
+
+// asyncio's set_write_buffer_limits: drain() waits only above `high`; each limit follows from
+// the other as in asyncio; low above high is refused.
+TEST(Streams, WriteBufferLimitsDecideWhenDrainWaits) {
+  run_test([]() -> Coro<void> {
+    const auto [from, to] = co_await stream_pair(false);
+    auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
+    using Limits = std::pair<std::size_t, std::size_t>;  // (low, high), asyncio's order
+    EXPECT_EQ(w.get_write_buffer_limits(), Limits(16384, 65536));
+    w.set_write_buffer_limits(1000);
+    EXPECT_EQ(w.get_write_buffer_limits(), Limits(250, 1000));
+    w.set_write_buffer_limits(std::nullopt, 100);
+    EXPECT_EQ(w.get_write_buffer_limits(), Limits(100, 400));
+    EXPECT_THROW(w.set_write_buffer_limits(10, 20), std::invalid_argument);
+    EXPECT_EQ(w.get_write_buffer_limits(), Limits(100, 400)) << "a refused call changed them";
+
+    const std::size_t total = 32 << 20;  // more than the kernel's socket buffers hold
+    w.set_write_buffer_limits(64 << 20);
+    w.write(std::string(total, 'z'));
+    co_await asyncio::sleep(0.01);
+    EXPECT_GT(w.buffered(), std::size_t{1} << 20);
+    co_await asyncio::wait_for(w.drain(), 5.0);  // under 64 MiB: no wait
+    w.set_write_buffer_limits(1 << 20);
+    auto draining = asyncio::create_task(w.drain());
+    co_await asyncio::sleep(0.01);
+    EXPECT_FALSE(draining.done()) << "drain() did not wait above the new high-water mark";
+    auto reading = asyncio::create_task(recv_to_eof(to));
+    co_await asyncio::wait_for(draining, 10.0);
+    EXPECT_LE(w.buffered(), std::size_t{1} << 18);  // it woke at or under low (high / 4)
+    w.close();
+    EXPECT_EQ((co_await reading).size(), total);
+    ::close(to);
+  }());
+}
+
+// sockname() is the connection's own address: the one the server sees as its peer.
+TEST(Streams, SocknameIsTheAddressThePeerSees) {
+  run_test([]() -> Coro<void> {
+    std::string seen_by_server;
+    asyncio::ClientConnected handler = [&](StreamReader, StreamWriter w) -> Coro<void> {
+      seen_by_server = w.peername();
+      w.close();
+      co_return;
+    };
+    auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    EXPECT_EQ(co_await r.read(), "");  // the handler has run
+    EXPECT_EQ(w.sockname(), seen_by_server);
+    EXPECT_EQ(w.sockname().rfind("127.0.0.1:", 0), 0u) << w.sockname();
+    w.close();
+    co_await w.wait_closed();
+    EXPECT_THROW(w.sockname(), std::runtime_error);
+    server.close();
+    co_await server.wait_closed();
+  }());
+}

@@ -227,6 +227,15 @@ class StreamWriter {
   Coro<void> wait_closed();
   bool is_closing() const;
   std::string peername() const;
+  // The socket's own address, as peername() gives the peer's (get_extra_info('sockname')).
+  std::string sockname() const;
+  // asyncio's transport.set_write_buffer_limits(high, low): drain() waits while more than `high`
+  // bytes are unsent, until no more than `low` are (64 KiB and 16 KiB at first). Given one, the
+  // other follows as in asyncio (low = high / 4, high = 4 * low); low > high is
+  // std::invalid_argument. get_write_buffer_limits() returns (low, high), asyncio's order.
+  void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                               std::optional<std::size_t> low = std::nullopt);
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const;
   // Bytes written but not yet handed to the kernel.
   std::size_t buffered() const;
 
