@@ -15,11 +15,13 @@
 //   asyncio/queues.hpp      Queue, PriorityQueue, LifoQueue           (queues.py)
 //   asyncio/runners.hpp     run                                       (runners.py)
 //   asyncio/sockets.hpp     the loop's sock_recv and sock_sendall awaitables (selector_events.py)
+//   asyncio/datagrams.hpp   create_datagram_endpoint, DatagramProtocol  (selector_events.py)
 //   asyncio/threads.hpp     to_thread, run_in_executor                (threads.py)
 //   asyncio/exceptions.hpp  CancelledError, TimeoutError, ...         (exceptions.py)
 #pragma once
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/datagrams.hpp"
 #include "gilio/asyncio/events.hpp"
 #include "gilio/asyncio/exceptions.hpp"
 #include "gilio/asyncio/files.hpp"
