@@ -64,13 +64,13 @@ struct DatagramState {
   bool closing = false;
   bool lost = false;  // connection_lost has been scheduled
 
-  ~DatagramState() {
-    if (fd >= 0) ::close(fd);
-  }
+  ~DatagramState() { close_socket(); }
 
-  // A protocol method, called so that what it throws goes to the loop's exception handler.
+  // A protocol method, called so that what it throws goes to the loop's exception handler —
+  // unless connection_lost has let go of the protocol already.
   template <class F>
   void call_protocol(const char* method, F&& fn) {
+    if (!protocol) return;
     try {
       fn(*protocol);
     } catch (...) {
@@ -81,14 +81,14 @@ struct DatagramState {
     call_protocol("error_received",
                   [&](DatagramProtocol& p) { p.error_received(os_error_ptr(err, what)); });
   }
+  void close_socket() noexcept {
+    if (fd >= 0) ::close(std::exchange(fd, -1));
+  }
   // The end: the socket closes now, connection_lost follows from the loop, once.
   void finish(const std::shared_ptr<DatagramState>& self) {
     if (lost) return;
     lost = true;
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
-    }
+    close_socket();
     loop->call_soon([self] {
       self->call_protocol("connection_lost",
                           [](DatagramProtocol& p) { p.connection_lost(nullptr); });
@@ -115,7 +115,7 @@ Coro<void> receive(std::shared_ptr<DatagramState> s) {
   } catch (const CancelledError&) {
     if (!s->closing) {
       s->closing = s->lost = true;
-      if (s->fd >= 0) ::close(std::exchange(s->fd, -1));
+      s->close_socket();
       s->protocol.reset();
     }
     throw;
@@ -135,6 +135,9 @@ Coro<void> receive_each(std::shared_ptr<DatagramState> s) {
     const int fd = s->fd;
     const int n =
         co_await IoOp([fd, &msg](Backend& b, Completion* op) { b.recvmsg(op, fd, &msg); });
+    // A receive that beat close()'s cancel: a closed transport reads no more (asyncio's removes
+    // its reader), so the datagram goes with the socket.
+    if (s->closing) co_return;
     if (n < 0) {
       s->report_error(-n, "recvfrom on fd " + std::to_string(fd));
       if (n == -EBADF || n == -ENOTSOCK) co_return;  // no socket left to receive on

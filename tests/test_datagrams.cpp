@@ -241,3 +241,27 @@ TEST(DatagramEndpoint, AnEndpointLeftOpenIsCleanedUpWhenItsLoopCloses) {
   }());
   EXPECT_TRUE(left.expired()) << "the protocol outlived its loop";
 }
+
+// After close() the protocol hears nothing but connection_lost, also from a datagram that had
+// already arrived when close() was called: its receive may beat the cancel.
+TEST(DatagramEndpoint, NothingReachesTheProtocolAfterClose) {
+  run_test([]() -> Coro<void> {
+    const int raw = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    auto make = [] { return std::make_shared<Recorder>(); };
+    for (int round = 0; round < 20; ++round) {
+      auto [t, p] = co_await asyncio::create_datagram_endpoint(make, local());
+      co_await asyncio::sleep(0);  // connection_made, and the receive is in flight
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      to.sin_port = htons(static_cast<std::uint16_t>(port_of(t)));
+      EXPECT_EQ(::sendto(raw, "late", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to), 4);
+      t.close();  // the datagram is in the socket already
+      co_await asyncio::wait_for(p->lost.wait(), 10.0);
+      co_await asyncio::sleep(0);
+      co_await asyncio::sleep(0);
+      EXPECT_EQ(p->events, (std::vector<std::string>{"made", "lost"})) << "round " << round;
+    }
+    ::close(raw);
+  }());
+}
