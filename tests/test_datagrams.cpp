@@ -265,3 +265,38 @@ TEST(DatagramEndpoint, NothingReachesTheProtocolAfterClose) {
     ::close(raw);
   }());
 }
+
+// reuse_port lets two endpoints bind one port; without it the second bind is EADDRINUSE.
+// allow_broadcast sets SO_BROADCAST, without which a send to a broadcast address is EACCES
+// (loopback's, 127.255.255.255, which the kernel always routes on lo).
+TEST(DatagramEndpoint, ReusePortAndAllowBroadcastSetTheirSocketOptions) {
+  run_test([]() -> Coro<void> {
+    auto make = [] { return std::make_shared<Recorder>(); };
+    asyncio::DatagramEndpoint shared = local();
+    shared.reuse_port = true;
+    auto [first, f] = co_await asyncio::create_datagram_endpoint(make, shared);
+    shared.local_addr->second = port_of(first);
+    auto [second, s] = co_await asyncio::create_datagram_endpoint(make, shared);
+    EXPECT_EQ(port_of(second), port_of(first));
+    co_await expect_await_throws<asyncio::OSError>(
+        asyncio::create_datagram_endpoint(make, local(port_of(first))),
+        "bound a used port without reuse_port", "bind to");
+
+    auto [plain, p] = co_await asyncio::create_datagram_endpoint(make, local());
+    plain.sendto("to all", "127.255.255.255", 9);
+    co_await asyncio::wait_for(p->failed.wait(), 10.0);
+    EXPECT_THROW(std::rethrow_exception(p->errors.at(0)), asyncio::PermissionError);
+    asyncio::DatagramEndpoint broadcasting = local();
+    broadcasting.allow_broadcast = true;
+    auto [loud, l] = co_await asyncio::create_datagram_endpoint(make, broadcasting);
+    loud.sendto("to all", "127.255.255.255", 9);
+    loud.sendto("marker", "127.0.0.1", port_of(first));  // sent after it, on the same socket
+    while (f->received.empty() && s->received.empty()) {
+      co_await asyncio::sleep(0.001);
+    }
+    EXPECT_TRUE(l->errors.empty()) << "the broadcast was refused despite SO_BROADCAST";
+    for (auto* t : {&first, &second, &plain, &loud})
+      t->close();
+    co_await asyncio::wait_for(l->lost.wait(), 10.0);
+  }());
+}
