@@ -24,6 +24,8 @@ std::pair<std::string, int> host_and_port(const sockaddr* sa);
 // `len`: the address's length, as the kernel gave it (a Unix socket's name depends on it).
 std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
 std::string peer_of(int fd);
+// An int option of level SOL_SOCKET (SO_TYPE, SO_DOMAIN, SO_ACCEPTCONN), or -1 with errno set.
+int socket_option(int fd, int name);
 // The socket's own address, the same way ("(closed)" if it has none to give).
 std::string name_of(int fd);
 // Numeric addresses directly; names through getaddrinfo in the default executor.

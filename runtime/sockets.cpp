@@ -120,6 +120,12 @@ std::string peer_of(int fd) {
   return describe_address(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+int socket_option(int fd, int name) {
+  int value = 0;
+  socklen_t len = sizeof value;
+  return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
+}
+
 std::string name_of(int fd) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -349,9 +355,8 @@ Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
 
 Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string host, int port) {
   // As Python's sendto: the first address of the socket's own family.
-  int family = AF_UNSPEC;
-  socklen_t flen = sizeof family;
-  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) != 0) {
+  const int family = detail::socket_option(fd, SO_DOMAIN);
+  if (family < 0) {
     raise_os_error(errno,
                    "sendto " + host + ":" + std::to_string(port) + " on fd " + std::to_string(fd));
   }
@@ -394,10 +399,8 @@ namespace detail {
 void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
                     const std::string& who) {
   // The checks asyncio's _check_sendfile_params and _sock_sendfile_native make.
-  int type = 0;
-  socklen_t tlen = sizeof type;
-  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0)
-    raise_os_error(errno, who + ": socket " + std::to_string(sock));
+  const int type = socket_option(sock, SO_TYPE);
+  if (type < 0) raise_os_error(errno, who + ": socket " + std::to_string(sock));
   if (type != SOCK_STREAM)
     throw std::invalid_argument(who + ": only SOCK_STREAM type sockets are supported");
   struct stat st {};

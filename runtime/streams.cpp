@@ -798,32 +798,24 @@ void set_nodelay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int int_option(int fd, int name) {
-  int value = 0;
-  socklen_t len = sizeof value;
-  return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
-}
-
 // A socket the caller made (open_connection's and start_server's Socket): checked to be a stream
 // socket, `listening` or not, while it is still the caller's. Returns its family.
 int check_callers_socket(Socket sock, bool listening, const char* who) {
   const int fd = sock.fd;
   if (fd < 0) throw std::invalid_argument(fmt::format("{}: {} is no descriptor", who, fd));
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)  // ENOTSOCK, EBADF
-    raise_os_error(errno, fmt::format("{}: fd {}", who, fd));
+  const int type = detail::socket_option(fd, SO_TYPE);
+  if (type < 0) raise_os_error(errno, fmt::format("{}: fd {}", who, fd));  // ENOTSOCK, EBADF
   if (type != SOCK_STREAM)
     throw std::invalid_argument(fmt::format("{}: fd {} is not a stream socket", who, fd));
   if (!listening) {
-    if (int_option(fd, SO_ACCEPTCONN) == 1)
+    if (detail::socket_option(fd, SO_ACCEPTCONN) == 1)
       throw std::invalid_argument(fmt::format("{}: fd {} is a listening socket", who, fd));
     sockaddr_storage peer{};
-    len = sizeof peer;
+    socklen_t len = sizeof peer;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
       throw std::invalid_argument(fmt::format("{}: fd {} is not connected", who, fd));
   }
-  return int_option(fd, SO_DOMAIN);
+  return detail::socket_option(fd, SO_DOMAIN);
 }
 
 // Taking over a caller's socket: it is made blocking, as the runtime's own sockets are (asyncio
@@ -1047,11 +1039,7 @@ Coro<Server> start_server(ClientConnected handler, Socket sock, ServerOptions op
     state->port = bound_port(sock.fd);
     state->where = "port " + std::to_string(state->port);
   } else {
-    sockaddr_storage bound{};
-    socklen_t len = sizeof bound;
-    ::getsockname(sock.fd, reinterpret_cast<sockaddr*>(&bound), &len);
-    state->where =
-        "unix socket " + detail::describe_address(reinterpret_cast<sockaddr*>(&bound), len);
+    state->where = "unix socket " + detail::name_of(sock.fd);
   }
   state->listeners.push_back(sock.fd);
   Server server;
