@@ -259,6 +259,7 @@ def echo(args):
     uring_echo = os.path.join(args.build, "bench", "uring_echo")
     servers = {
         "gilio streams": [os.path.join(args.build, "examples", "echo_server"), "0"],
+        "gilio protocol": [os.path.join(args.build, "examples", "echo_protocol_server"), "0"],
         "gilio sock_*": [os.path.join(args.build, "bench", "sock_echo"), "0"],
         "liburing floor": [uring_echo, "0"],
         "asyncio streams": [PYTHON, os.path.join(HERE, "python", "echo_server.py"), "0", "streams"],

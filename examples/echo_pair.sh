@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# examples/echo_pair.sh — runs examples/echo_server on a free port, then examples/echo_client
-# against it, then stops the server. Usage: echo_pair.sh ECHO_SERVER ECHO_CLIENT
+# examples/echo_pair.sh — runs an echo server (examples/echo_server or echo_protocol_server) on a
+# free port, then examples/echo_client against it, then stops the server.
+# Usage: echo_pair.sh ECHO_SERVER ECHO_CLIENT
 set -euo pipefail
 server=$1 client=$2
 out=$(mktemp)

@@ -1,6 +1,7 @@
 // runtime/net.hpp — what sockets.cpp lends to streams.cpp (internal, not installed): address
 // formatting, name resolution, Unix socket addresses, one connect attempt, an errno as an
-// exception_ptr, the largest single send or recv, and the once-only rule of their awaitables.
+// exception_ptr, the largest single send or recv, and the once-only rule of their awaitables;
+// and what streams.cpp lends to subprocess.cpp and protocols.cpp.
 #pragma once
 
 #include <sys/socket.h>
@@ -16,6 +17,11 @@
 
 #include "gilio/asyncio/coro.hpp"
 #include "gilio/asyncio/exceptions.hpp"
+
+namespace gilio::asyncio {
+class Event;
+class StreamWriter;
+}  // namespace gilio::asyncio
 
 namespace gilio::asyncio::detail {
 
@@ -49,6 +55,15 @@ std::exception_ptr os_error_ptr(int err, const std::string& what);
 // socket, named `name` in its errors.
 class StreamRef;
 StreamRef stream_of(int fd, std::size_t limit, std::string name, bool pipe);
+
+// ...and protocols.cpp this: a transport's hold on its stream. Bound (`wake` not null), a failed
+// send closes the stream, since a transport's send error is fatal, and the stream's close sets
+// `wake`; nullptr lets go. write_error_of: the error of a send that failed, if one has.
+void bind_transport(const StreamWriter& writer, Event* wake);
+std::exception_ptr write_error_of(const StreamWriter& writer);
+// drain() with asyncio's rule for resume_writing(): waits while the unsent bytes are above the
+// low-water mark (drain() itself waits only once they are above the high one).
+Coro<void> drain_to_low_water(const StreamWriter& writer);
 
 // No single send or recv asks for more than 1 GiB (the kernel's result is an int).
 inline unsigned clamp_io_len(std::size_t n) {

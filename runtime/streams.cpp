@@ -147,6 +147,7 @@ struct StreamState : StreamCount, ListNode {
   bool sending = false;                 // a send in flight, or a sendfile
   bool sendfile_busy = false;  // StreamWriter::sendfile has begun and not ended: write() refuses
   Event* on_idle = nullptr;    // a sendfile waiting for the sends before it: set when they end
+  Event* transport_wake = nullptr;  // a Transport's (protocols.cpp): set at the close
   bool closing = false;
   bool eof_requested = false;
   bool eof_sent = false;
@@ -222,6 +223,7 @@ struct StreamState : StreamCount, ListNode {
       inflight.clear();
       inflight_sent = 0;
       sending = false;
+      if (transport_wake != nullptr) closing = true;  // fatal for a transport: closed below
     } else {
       inflight_sent += static_cast<std::size_t>(result);
       if (inflight_sent < inflight.size()) {
@@ -284,6 +286,7 @@ struct StreamState : StreamCount, ListNode {
     }
     eof = true;
     closed.set();
+    if (transport_wake != nullptr) transport_wake->set();
   }
 };
 
@@ -672,7 +675,7 @@ bool StreamWriter::Drain::await_ready() {
     raise_os_error(ECONNRESET,
                    "StreamWriter.drain after close() (connection to " + s.peer + " lost)");
   }
-  return s.unsent() <= s.high_water;
+  return s.unsent() <= (to_low_water_ ? s.low_water : s.high_water);
 }
 
 detail::List<detail::SyncWaiter>& StreamWriter::Drain::waiters() {
@@ -782,6 +785,24 @@ std::pair<std::size_t, std::size_t> StreamWriter::get_write_buffer_limits() cons
 std::size_t StreamWriter::buffered() const {
   return connected(s_, "StreamWriter.buffered").unsent();
 }
+
+namespace detail {
+struct WriterAccess {
+  static StreamState& of(const StreamWriter& w) { return connected(w.s_, "Transport"); }
+  static StreamWriter::Drain to_low_water(const StreamWriter& w) {
+    return StreamWriter::Drain(w.s_, true);
+  }
+};
+Coro<void> drain_to_low_water(const StreamWriter& writer) {
+  co_await WriterAccess::to_low_water(writer);
+}
+void bind_transport(const StreamWriter& writer, Event* wake) {
+  WriterAccess::of(writer).transport_wake = wake;
+}
+std::exception_ptr write_error_of(const StreamWriter& writer) {
+  return WriterAccess::of(writer).write_error;
+}
+}  // namespace detail
 
 // ---- connections and servers ----
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -2162,7 +2163,12 @@ Coro<StuckSendfile> start_stuck_sendfile() {
   auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
   s.writer = w;
   s.sending = asyncio::create_task(w.sendfile(s.file));
-  co_await asyncio::sleep(0.01);
+  // Stuck mid-splice once file bytes reach the peer: waited for, not guessed with a sleep (a
+  // fixed 10 ms was too short for the io-wq worker on a loaded machine).
+  for (int queued = 0; queued == 0 && !s.sending.done();) {
+    co_await asyncio::sleep(0.001);
+    ::ioctl(to, FIONREAD, &queued);
+  }
   EXPECT_FALSE(s.sending.done());
   co_return s;
 }

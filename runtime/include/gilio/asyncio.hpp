@@ -27,6 +27,7 @@
 #include "gilio/asyncio/files.hpp"
 #include "gilio/asyncio/futures.hpp"
 #include "gilio/asyncio/locks.hpp"
+#include "gilio/asyncio/protocols.hpp"
 #include "gilio/asyncio/queues.hpp"
 #include "gilio/asyncio/runners.hpp"
 #include "gilio/asyncio/sockets.hpp"

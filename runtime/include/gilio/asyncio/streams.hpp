@@ -63,6 +63,7 @@ inline constexpr std::size_t kDefaultStreamLimit = 64 * 1024;
 namespace detail {
 struct StreamState;
 struct ServerState;
+struct WriterAccess;  // runtime/streams.cpp: what a protocol's transport needs of its writer
 
 // The reference count at the head of a StreamState (runtime/streams.cpp).
 struct StreamCount {
@@ -203,9 +204,13 @@ class StreamWriter {
     operator Coro<void>() && { return detail::as_coro(std::move(*this)); }
 
    private:
+    friend struct detail::WriterAccess;
+    Drain(detail::StreamRef s, bool to_low_water) noexcept
+        : s_(std::move(s)), to_low_water_(to_low_water) {}
     detail::List<detail::SyncWaiter>& waiters();
     detail::StreamRef s_;
     bool awaited_ = false;
+    bool to_low_water_ = false;  // a Transport's: waits whenever above the low-water mark
   };
 
   Drain drain() { return Drain(s_); }
@@ -240,6 +245,7 @@ class StreamWriter {
   std::size_t buffered() const;
 
  private:
+  friend struct detail::WriterAccess;
   void write_owned(std::string data);
   detail::StreamRef s_;
 };

@@ -1,0 +1,179 @@
+// gilio/asyncio/protocols.hpp — stream protocols and transports: create_connection,
+// create_server, create_unix_connection, create_unix_server, connect_accepted_socket, Protocol,
+// Transport; mirrors Lib/asyncio/protocols.py, the transport half of selector_events.py
+// (_SelectorSocketTransport) and loop.create_connection / loop.create_server in base_events.py.
+//
+// Streams are asyncio's high-level face; beneath them asyncio has the older callback style, and
+// much code is written against it: the caller supplies a protocol, an object whose methods the
+// transport calls — connection_made once, data_received with each piece of bytes as it arrives,
+// eof_received when the peer half-closes, connection_lost at the end — and writes through the
+// transport, whose write() buffers and returns at once. No coroutine is awaited per message;
+// the protocol is a state machine fed by the loop.
+//
+// Here a transport is a thin layer over a stream (StreamReader and StreamWriter share its state):
+// one task per connection reads — a read of up to 256 KiB, the most asyncio's transport reads at
+// once — and calls the protocol; write() is the stream writer's. Flow control is asyncio's: when
+// the unsent bytes pass the high-water mark (64 KiB), write() calls the protocol's
+// pause_writing(); once they fall to the low-water mark (16 KiB), resume_writing() follows.
+// pause_reading() stops the data_received calls until resume_reading(); the receive already in
+// flight may finish meanwhile, and its bytes wait in the transport, so the kernel's buffer fills
+// and the peer is slowed, as with the selector loop.
+//
+// How a connection ends, as asyncio: close() stops reading, sends what is buffered, closes the
+// socket, then connection_lost(nullptr); abort() drops the buffer first. At the peer's EOF,
+// eof_received() decides: false (the default) closes the transport; true keeps it open for
+// writing, until the protocol closes it. A receive or send that fails (a reset, a broken pipe)
+// is fatal: the socket is closed and connection_lost gets the OSError. An exception thrown by
+// data_received, eof_received or connection_made is fatal too, and is also reported through the
+// loop's exception handler ("Fatal error: protocol.data_received() call failed."); one thrown by
+// pause_writing, resume_writing or connection_lost is reported and the transport goes on.
+// After connection_lost the transport lets go of the protocol, which may hold the transport.
+//
+// A protocol method is always called on the loop's thread, from the connection's task or (for
+// pause_writing) from within the write() that crossed the mark — never from inside the backend.
+//
+// Read next: runtime/protocols.cpp; docs/05-io-uring.md, section "Protocols and transports".
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/streams.hpp"
+
+namespace gilio::asyncio {
+
+class Transport;
+
+// asyncio.Protocol: override what you need; each default does nothing.
+class Protocol {
+ public:
+  virtual ~Protocol() = default;
+  // The connection is up; `transport` is the protocol's to keep (a copyable handle).
+  virtual void connection_made(Transport& transport) { (void)transport; }
+  // Bytes from the peer, in order; how the stream was cut into pieces is the network's choice.
+  virtual void data_received(std::string data) { (void)data; }
+  // The peer sent EOF (it will send nothing more). false closes the transport; true keeps it
+  // open, so that the protocol may still write and close it later.
+  virtual bool eof_received() { return false; }
+  // The end: nullptr after a close() or abort() or an EOF, the OSError after a failure.
+  virtual void connection_lost(std::exception_ptr error) { (void)error; }
+  // The transport's buffer went above its high-water mark: stop writing until resume_writing().
+  virtual void pause_writing() {}
+  virtual void resume_writing() {}
+};
+
+namespace detail {
+struct TransportState;
+}
+
+// asyncio's stream transport (_SelectorSocketTransport): a copyable handle.
+class Transport {
+ public:
+  Transport() = default;
+  explicit Transport(std::shared_ptr<detail::TransportState> s) : s_(std::move(s)) {}
+
+  // Buffers `data` and starts sending it; never waits. std::runtime_error after close() or
+  // write_eof(). Once the connection is lost (abort(), a failed send or receive), a write is
+  // dropped quietly, as asyncio's is: connection_lost is on its way.
+  void write(std::string_view data);
+  // A string passed with std::move is sent from its own memory when nothing else waits.
+  template <class S>
+  requires std::same_as<S, std::string>
+  void write(S&& data) { write_owned(std::move(data)); }
+  void writelines(const std::vector<std::string>& pieces);
+  // Half-closes: FIN after what is buffered; data_received goes on.
+  void write_eof();
+  bool can_write_eof() const { return true; }
+  // Stops reading; sends what is buffered; closes; then connection_lost(nullptr).
+  void close();
+  // The same at once, dropping the buffer.
+  void abort();
+  bool is_closing() const;
+  // No data_received until resume_reading(). Either one twice does nothing.
+  void pause_reading();
+  void resume_reading();
+  bool is_reading() const;
+  // Bytes written and not yet sent.
+  std::size_t get_write_buffer_size() const;
+  // As StreamWriter's: pause_writing() above `high`, resume_writing() at `low` or below.
+  void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                               std::optional<std::size_t> low = std::nullopt);
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const;
+  // get_extra_info('peername') and ('sockname'), as "host:port" (a Unix socket: its path).
+  std::string peername() const;
+  std::string sockname() const;
+
+ private:
+  void write_owned(std::string data);
+  detail::TransportState& state(const char* who) const;
+  std::shared_ptr<detail::TransportState> s_;
+};
+
+// What create_server and create_unix_server call for each connection: a new protocol.
+using ProtocolFactory = std::function<std::shared_ptr<Protocol>()>;
+
+namespace detail {
+// Runs `protocol` over the connection in a task of its own; returns the transport once
+// connection_made has been called.
+Transport start_transport(std::shared_ptr<Protocol> protocol, StreamReader reader,
+                          StreamWriter writer);
+// A server's handler that runs a protocol from `factory` over each connection.
+ClientConnected serve_protocol(ProtocolFactory factory);
+
+// The (transport, protocol) pair of the create_* functions, over streams just opened.
+template <class P>
+std::pair<Transport, P> connected_pair(P protocol, std::pair<StreamReader, StreamWriter> streams) {
+  Transport transport =
+      start_transport(protocol, std::move(streams.first), std::move(streams.second));
+  return std::pair<Transport, P>(std::move(transport), std::move(protocol));
+}
+}  // namespace detail
+
+// loop.create_connection(protocol_factory, host, port): connects (a name is resolved without
+// blocking the loop), makes the protocol with `factory()` — a std::shared_ptr to a Protocol —
+// and returns the transport and the protocol once connection_made has been called. Errors are
+// open_connection's.
+template <class Factory>
+auto create_connection(Factory factory, std::string host, int port)
+    -> Coro<std::pair<Transport, decltype(factory())>> {
+  auto streams = co_await open_connection(std::move(host), port);
+  co_return detail::connected_pair(factory(), std::move(streams));
+}
+
+// loop.create_unix_connection(protocol_factory, path).
+template <class Factory>
+auto create_unix_connection(Factory factory, std::string path)
+    -> Coro<std::pair<Transport, decltype(factory())>> {
+  auto streams = co_await open_unix_connection(std::move(path));
+  co_return detail::connected_pair(factory(), std::move(streams));
+}
+
+// loop.connect_accepted_socket(protocol_factory, sock): a connected stream socket made or
+// accepted elsewhere; checked and taken over as open_connection(Socket) does.
+template <class Factory>
+auto connect_accepted_socket(Factory factory, Socket sock)
+    -> Coro<std::pair<Transport, decltype(factory())>> {
+  auto streams = co_await open_connection(sock);
+  co_return detail::connected_pair(factory(), std::move(streams));
+}
+
+// loop.create_server(protocol_factory, host, port, ...) and loop.create_unix_server: a Server
+// as start_server's (the options' `limit` does not apply), whose connections each get a protocol
+// from `factory`. Server.wait_closed() waits for every connection's connection_lost. (With
+// g++ 12, name a capturing factory before the co_await: a temporary one is destroyed twice.)
+Coro<Server> create_server(ProtocolFactory factory, std::string host, int port,
+                           ServerOptions options = {});
+Coro<Server> create_server(ProtocolFactory factory, Socket sock, ServerOptions options = {});
+Coro<Server> create_unix_server(ProtocolFactory factory, std::string path,
+                                ServerOptions options = {});
+
+}  // namespace gilio::asyncio

@@ -1,0 +1,356 @@
+// runtime/protocols.cpp — Transport, and the protocol side of create_connection and
+// create_server; mirrors _SelectorSocketTransport in Lib/asyncio/selector_events.py (with
+// _FlowControlMixin from transports.py) and the connection half of loop.create_connection /
+// loop.create_server in base_events.py.
+//
+// asyncio's selector transport registers a reader: when the socket is readable the loop calls
+// _read_ready, which recv()s once and calls data_received. io_uring inverts that: the kernel
+// does the waiting, so each connection gets one task — `drive` below — that awaits a read of the
+// stream beneath and calls the protocol with what came, until the connection ends. On a server
+// that task is the connection's handler task, so Server.wait_closed() waits for it; a client's
+// is a task of its own. The writing side is the stream writer's unchanged (one send in flight,
+// the rest buffered); the transport only adds asyncio's protocol flow control around it:
+// pause_writing() from within the write() that crossed the high-water mark, and a small task
+// that waits in drain() until the buffer is down to the low-water mark, then calls
+// resume_writing().
+//
+// The end of a connection is always reached the same way: the stream is closed (by close(),
+// abort(), a fatal error, or a send that failed, which streams.cpp turns into a close for a
+// transport, bind_transport), which wakes the task; it waits until the socket is really closed
+// (close() sends what is buffered first), then calls connection_lost with the error, if one
+// ended it, and lets go of the protocol. A receive and a send that fail are both fatal, as in
+// asyncio (_fatal_error); so is an exception from data_received, eof_received or
+// connection_made, which is also reported to the loop's exception handler.
+#include <fmt/core.h>
+
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "gilio/asyncio.hpp"
+#include "gilio/asyncio/protocols.hpp"
+#include "net.hpp"
+
+namespace gilio::asyncio {
+namespace detail {
+
+// The most one data_received gets: asyncio's _SelectorSocketTransport.max_size.
+constexpr std::size_t kMaxRead = 256 * 1024;
+
+struct TransportState : std::enable_shared_from_this<TransportState> {
+  TransportState(std::shared_ptr<Protocol> p, StreamReader r, StreamWriter w)
+      : loop(&get_running_loop()),
+        protocol(std::move(p)),
+        reader(std::move(r)),
+        writer(std::move(w)),
+        peer(writer.peername()) {
+    bind_transport(writer, &wake);
+  }
+  ~TransportState() { bind_transport(writer, nullptr); }
+  TransportState(const TransportState&) = delete;
+  TransportState& operator=(const TransportState&) = delete;
+
+  EventLoop* loop;
+  std::shared_ptr<Protocol> protocol;  // until connection_lost has been called
+  StreamReader reader;
+  StreamWriter writer;
+  std::string peer;
+  Event wake;  // resume_reading(), and the stream's close: the task looks again
+  bool reading_paused = false;
+  bool writing_paused = false;
+  bool eof_written = false;
+  bool aborted = false;      // by abort() or a fatal error: later send errors are not news
+  std::exception_ptr error;  // what ended the connection, for connection_lost
+
+  // Closing or closed: nothing more is read or delivered.
+  bool ending() const { return writer.is_closing(); }
+  // The connection is lost (asyncio's _conn_lost): aborted, failed, or a send failed.
+  bool lost() const { return aborted || error != nullptr || write_error_of(writer) != nullptr; }
+
+  // Calls a protocol method, unless the protocol was let go of already. What it throws ends the
+  // connection (`fatal_if_thrown`) or is only reported; either way the caller goes on.
+  template <class F>
+  void call(const char* method, bool fatal_if_thrown, F&& fn) {
+    if (!protocol) return;
+    try {
+      fn(*protocol);
+    } catch (...) {
+      if (fatal_if_thrown) {
+        fail(std::current_exception(), method);
+      } else {
+        ExceptionContext report(fmt::format("protocol.{}() failed", method),
+                                std::current_exception());
+        report.handle = "Transport to " + peer;
+        loop->call_exception_handler(report);
+      }
+    }
+  }
+  // asyncio's _fatal_error: the connection ends at once, and connection_lost gets `e`. A
+  // protocol method's exception (`method`) is a bug worth reporting; an OSError is the network's.
+  void fail(std::exception_ptr e, const char* method = nullptr) {
+    if (method != nullptr) {
+      ExceptionContext report(fmt::format("Fatal error: protocol.{}() call failed.", method), e);
+      report.handle = "Transport to " + peer;
+      loop->call_exception_handler(report);
+    }
+    if (!error) error = std::move(e);
+    abort();
+  }
+  void abort() {
+    aborted = true;
+    writer.abort();
+    wake.set();
+  }
+  Coro<void> wait_wake() {
+    wake.clear();
+    co_await wake.wait();
+  }
+  void maybe_pause_writing();
+};
+
+namespace {
+
+// After pause_writing(): waits until the buffer is down to the low-water mark.
+Coro<void> resume_when_drained(std::shared_ptr<TransportState> t) {
+  try {
+    co_await drain_to_low_water(t->writer);
+  } catch (const CancelledError&) {
+    throw;
+  } catch (...) {  // the send failed or the stream closed: connection_lost will tell
+    co_return;
+  }
+  t->writing_paused = false;
+  if (!t->ending()) t->call("resume_writing", false, [](Protocol& p) { p.resume_writing(); });
+}
+
+// Reads and delivers until the connection is closing: closed by the protocol, at the peer's
+// EOF, or by a failure.
+Coro<void> deliver(TransportState& t) {
+  while (!t.ending()) {
+    if (t.reading_paused) {
+      co_await t.wait_wake();
+      continue;
+    }
+    std::string data;
+    try {
+      data = co_await t.reader.read(kMaxRead);
+    } catch (const CancelledError&) {
+      throw;
+    } catch (...) {  // a receive that failed (a reset): fatal, as asyncio's _read_ready
+      t.fail(std::current_exception());
+      co_return;
+    }
+    // pause_reading() while the receive was in flight: its bytes wait here for resume_reading().
+    while (t.reading_paused && !t.ending())
+      co_await t.wait_wake();
+    if (t.ending()) co_return;  // closed meanwhile: what came goes with the socket
+    if (data.empty()) {         // the peer's EOF
+      bool keep_open = false;
+      t.call("eof_received", true, [&](Protocol& p) { keep_open = p.eof_received(); });
+      if (!keep_open) t.writer.close();
+      co_return;
+    }
+    t.call("data_received", true, [&](Protocol& p) { p.data_received(std::move(data)); });
+  }
+}
+
+// A connection's task: delivers, waits until the socket is closed, reports the end.
+Coro<void> drive(std::shared_ptr<TransportState> t) {
+  try {
+    co_await deliver(*t);
+    co_await t->writer.wait_closed();
+  } catch (const CancelledError&) {
+    // The loop is closing with the connection open: the socket goes, and the protocol is let go
+    // of (it may hold the transport: a cycle otherwise) without connection_lost, as asyncio's
+    // loop leaves an open transport to its finalizer.
+    t->writer.abort();
+    t->protocol.reset();
+    throw;
+  }
+  // A send that failed while close() flushed is the connection's error too; after an abort,
+  // the sends it cut short are not.
+  if (!t->error && !t->aborted) t->error = write_error_of(t->writer);
+  t->call("connection_lost", false, [&](Protocol& p) { p.connection_lost(t->error); });
+  t->protocol.reset();
+}
+
+// The transport over a connection, with connection_made called.
+std::shared_ptr<TransportState> open_transport(std::shared_ptr<Protocol> protocol,
+                                               StreamReader reader, StreamWriter writer) {
+  if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+  auto t =
+      std::make_shared<TransportState>(std::move(protocol), std::move(reader), std::move(writer));
+  Transport handle(t);
+  t->call("connection_made", true, [&](Protocol& p) { p.connection_made(handle); });
+  return t;
+}
+
+}  // namespace
+
+void TransportState::maybe_pause_writing() {
+  if (writing_paused || writer.buffered() <= writer.get_write_buffer_limits().second) return;
+  writing_paused = true;
+  call("pause_writing", false, [](Protocol& p) { p.pause_writing(); });
+  create_task(resume_when_drained(shared_from_this()));
+}
+
+Transport start_transport(std::shared_ptr<Protocol> protocol, StreamReader reader,
+                          StreamWriter writer) {
+  auto t = open_transport(std::move(protocol), std::move(reader), std::move(writer));
+  create_task(drive(t));
+  return Transport(std::move(t));
+}
+
+namespace {
+// A server's connection: the protocol is made here, so that a factory that throws (or gives no
+// protocol) is reported as asyncio reports it, and only that connection is closed.
+Coro<void> serve_one(const ProtocolFactory& factory, StreamReader reader, StreamWriter writer) {
+  std::shared_ptr<TransportState> t;
+  try {
+    t = open_transport(factory(), std::move(reader), std::move(writer));
+  } catch (...) {
+    get_running_loop().call_exception_handler(ExceptionContext(
+        "Error on transport creation for incoming connection", std::current_exception()));
+    co_return;  // the streams are gone: the socket is closed
+  }
+  co_await drive(std::move(t));
+}
+}  // namespace
+
+ClientConnected serve_protocol(ProtocolFactory factory) {
+  // The server keeps the handler, and with it the factory, for as long as it has connections.
+  return [factory = std::move(factory)](StreamReader reader, StreamWriter writer) {
+    return serve_one(factory, std::move(reader), std::move(writer));
+  };
+}
+
+}  // namespace detail
+
+// ---- Transport ----
+
+detail::TransportState& Transport::state(const char* who) const {
+  if (!s_) throw std::runtime_error(std::string(who) + ": not connected (default-constructed)");
+  return *s_;
+}
+
+namespace {
+// Whether a write goes ahead: not after close() or write_eof(); dropped once the connection is
+// lost, as asyncio's write() is once its _conn_lost is set.
+bool accepts_write(const detail::TransportState& t) {
+  if (t.lost()) return false;
+  if (t.ending()) throw std::runtime_error("Transport.write: the transport is closing");
+  if (t.eof_written) throw std::runtime_error("Transport.write: write after write_eof()");
+  return true;
+}
+}  // namespace
+
+void Transport::write(std::string_view data) {
+  detail::TransportState& t = state("Transport.write");
+  if (!accepts_write(t)) return;
+  t.writer.write(data);
+  t.maybe_pause_writing();
+}
+
+void Transport::write_owned(std::string data) {
+  detail::TransportState& t = state("Transport.write");
+  if (!accepts_write(t)) return;
+  t.writer.write(std::move(data));
+  t.maybe_pause_writing();
+}
+
+void Transport::writelines(const std::vector<std::string>& pieces) {
+  for (const std::string& piece : pieces)
+    write(std::string_view(piece));
+}
+
+void Transport::write_eof() {
+  detail::TransportState& t = state("Transport.write_eof");
+  if (t.ending() || t.eof_written) return;
+  t.eof_written = true;
+  t.writer.write_eof();
+}
+
+void Transport::close() {
+  detail::TransportState& t = state("Transport.close");
+  t.writer.close();
+  t.wake.set();
+}
+
+void Transport::abort() {
+  state("Transport.abort").abort();
+}
+
+bool Transport::is_closing() const {
+  return state("Transport.is_closing").ending();
+}
+
+void Transport::pause_reading() {
+  detail::TransportState& t = state("Transport.pause_reading");
+  if (!t.ending()) t.reading_paused = true;
+}
+
+void Transport::resume_reading() {
+  detail::TransportState& t = state("Transport.resume_reading");
+  if (!t.reading_paused || t.ending()) return;
+  t.reading_paused = false;
+  t.wake.set();
+}
+
+bool Transport::is_reading() const {
+  const detail::TransportState& t = state("Transport.is_reading");
+  return !t.reading_paused && !t.ending();
+}
+
+std::size_t Transport::get_write_buffer_size() const {
+  const detail::TransportState& t = state("Transport.get_write_buffer_size");
+  return t.aborted ? 0 : t.writer.buffered();  // a send cut short holds bytes that are dropped
+}
+
+void Transport::set_write_buffer_limits(std::optional<std::size_t> high,
+                                        std::optional<std::size_t> low) {
+  detail::TransportState& t = state("Transport.set_write_buffer_limits");
+  t.writer.set_write_buffer_limits(high, low);
+  if (!t.ending()) t.maybe_pause_writing();
+}
+
+std::pair<std::size_t, std::size_t> Transport::get_write_buffer_limits() const {
+  return state("Transport.get_write_buffer_limits").writer.get_write_buffer_limits();
+}
+
+std::string Transport::peername() const {
+  return state("Transport.peername").peer;
+}
+
+std::string Transport::sockname() const {
+  return state("Transport.sockname").writer.sockname();
+}
+
+// ---- servers ----
+
+namespace {
+ClientConnected protocol_handler(ProtocolFactory factory, const char* who) {
+  if (!factory) throw std::invalid_argument(std::string(who) + ": no protocol factory");
+  return detail::serve_protocol(std::move(factory));
+}
+}  // namespace
+
+// (Each names the handler first: g++ 12 destroys a temporary inside co_await twice.)
+Coro<Server> create_server(ProtocolFactory factory, std::string host, int port,
+                           ServerOptions options) {
+  ClientConnected handler = protocol_handler(std::move(factory), "create_server");
+  co_return co_await start_server(std::move(handler), std::move(host), port, options);
+}
+
+Coro<Server> create_server(ProtocolFactory factory, Socket sock, ServerOptions options) {
+  ClientConnected handler = protocol_handler(std::move(factory), "create_server");
+  co_return co_await start_server(std::move(handler), sock, options);
+}
+
+Coro<Server> create_unix_server(ProtocolFactory factory, std::string path, ServerOptions options) {
+  ClientConnected handler = protocol_handler(std::move(factory), "create_unix_server");
+  co_return co_await start_unix_server(std::move(handler), std::move(path), options);
+}
+
+}  // namespace gilio::asyncio
