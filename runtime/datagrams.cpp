@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,8 +41,10 @@
 namespace gilio::asyncio {
 namespace detail {
 
-// The most a UDP datagram carries (65,535 bytes less the IP and UDP headers), rounded up.
+// The most a UDP datagram carries (65,535 bytes less the IP and UDP headers), rounded up; a
+// Unix datagram may be bigger (up to the socket's send buffer), and asyncio reads 256 KiB.
 constexpr std::size_t kMaxDatagram = 64 * 1024;
+constexpr std::size_t kMaxUnixDatagram = 256 * 1024;
 
 struct DatagramState {
   struct Outgoing {
@@ -103,6 +106,14 @@ std::string where_of(const sockaddr_storage& ss) {
   return describe_address(reinterpret_cast<const sockaddr*>(&ss), address_length(ss));
 }
 
+// A datagram's sender as datagram_received gives it: a numeric host and a port, or a Unix
+// socket's path ("" if it is not bound) and 0.
+std::pair<std::string, int> sender_of(const sockaddr_storage& from, socklen_t len) {
+  const auto* sa = reinterpret_cast<const sockaddr*>(&from);
+  if (from.ss_family == AF_UNIX || len < sizeof(sa_family_t)) return {unix_path_of(sa, len), 0};
+  return host_and_port(sa);
+}
+
 Coro<void> receive_each(std::shared_ptr<DatagramState> s);
 
 // The receiver: one recvmsg after another, each datagram to the protocol. Cancelled by close()
@@ -123,10 +134,11 @@ Coro<void> receive(std::shared_ptr<DatagramState> s) {
 }
 
 Coro<void> receive_each(std::shared_ptr<DatagramState> s) {
-  const std::unique_ptr<char[]> buffer(new char[kMaxDatagram]);
+  const std::size_t size = s->family == AF_UNIX ? kMaxUnixDatagram : kMaxDatagram;
+  const std::unique_ptr<char[]> buffer(new char[size]);
   for (;;) {
     sockaddr_storage from{};
-    iovec iov{buffer.get(), kMaxDatagram};
+    iovec iov{buffer.get(), size};
     msghdr msg{};
     msg.msg_name = &from;
     msg.msg_namelen = sizeof from;
@@ -143,7 +155,7 @@ Coro<void> receive_each(std::shared_ptr<DatagramState> s) {
       if (n == -EBADF || n == -ENOTSOCK) co_return;  // no socket left to receive on
       continue;
     }
-    auto [host, port] = host_and_port(reinterpret_cast<const sockaddr*>(&from));
+    auto [host, port] = sender_of(from, msg.msg_namelen);
     std::string data(buffer.get(), static_cast<std::size_t>(n));
     s->call_protocol("datagram_received", [&](DatagramProtocol& p) {
       p.datagram_received(std::move(data), std::move(host), port);
@@ -186,6 +198,11 @@ void enqueue(const std::shared_ptr<DatagramState>& s, DatagramState::Outgoing ou
 
 // A numeric address of `family` for sendto, which cannot wait for a name lookup.
 sockaddr_storage numeric_address(const std::string& host, int port, int family) {
+  if (family == AF_UNIX) {
+    if (port != 0)
+      throw std::invalid_argument("sendto: a Unix endpoint's peer is a path, and its port 0");
+    return unix_address(host, "sendto");
+  }
   if (port < 0 || port > 65535)
     throw std::invalid_argument("sendto: port " + std::to_string(port) + " is out of range");
   sockaddr_storage ss{};
@@ -205,9 +222,15 @@ sockaddr_storage numeric_address(const std::string& host, int port, int family) 
                               " address (sendto cannot wait for a name lookup)");
 }
 
-// Whether two IPv4 or IPv6 addresses are the same address and port.
+// Whether two IPv4 or IPv6 addresses are the same address and port, or two Unix ones the same
+// path (unix_address zero-fills the rest).
 bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
   if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_UNIX) {
+    return std::memcmp(reinterpret_cast<const sockaddr_un&>(a).sun_path,
+                       reinterpret_cast<const sockaddr_un&>(b).sun_path,
+                       sizeof(sockaddr_un::sun_path)) == 0;
+  }
   if (a.ss_family == AF_INET6) {
     const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
     const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
@@ -233,7 +256,17 @@ Coro<DatagramTransport> open_datagram_endpoint(std::shared_ptr<DatagramProtocol>
                                                DatagramEndpoint where) {
   if (!protocol)
     throw std::invalid_argument("create_datagram_endpoint: the factory gave no protocol");
-  if (!where.local_addr && !where.remote_addr) {
+  const bool by_path = where.local_path || where.remote_path;
+  if (by_path && (where.local_addr || where.remote_addr)) {
+    throw std::invalid_argument(
+        "create_datagram_endpoint: give addresses (local_addr, remote_addr) or Unix socket paths "
+        "(local_path, remote_path), not both");
+  }
+  if (by_path && (where.reuse_port || where.allow_broadcast)) {
+    throw std::invalid_argument(
+        "create_datagram_endpoint: reuse_port and allow_broadcast are for UDP, not Unix sockets");
+  }
+  if (!by_path && !where.local_addr && !where.remote_addr) {
     throw std::invalid_argument(
         "create_datagram_endpoint: give local_addr, remote_addr or both (unexpected address "
         "family)");
@@ -243,6 +276,12 @@ Coro<DatagramTransport> open_datagram_endpoint(std::shared_ptr<DatagramProtocol>
     locals = co_await resolve(where.local_addr->first, where.local_addr->second, SOCK_DGRAM);
   if (where.remote_addr)
     remotes = co_await resolve(where.remote_addr->first, where.remote_addr->second, SOCK_DGRAM);
+  if (where.local_path) {
+    locals.push_back(unix_address(*where.local_path, "create_datagram_endpoint"));
+    remove_stale_socket_file(*where.local_path);
+  }
+  if (where.remote_path)
+    remotes.push_back(unix_address(*where.remote_path, "create_datagram_endpoint"));
   // One family for both: the local address's, or the first remote one's.
   const sockaddr_storage* local = first_of(locals, AF_UNSPEC);
   const sockaddr_storage* remote = first_of(remotes, local ? local->ss_family : AF_UNSPEC);

@@ -41,6 +41,11 @@ socklen_t address_length(const sockaddr_storage& ss);
 // namespace. std::invalid_argument if empty or holding a NUL, OSError if too long; `who` names
 // the caller in the message.
 sockaddr_storage unix_address(const std::string& path, const char* who);
+// A socket file left at `path` by an earlier socket would make bind fail: asyncio removes it
+// first. A file of any other kind stays (bind then reports EADDRINUSE); an abstract name has none.
+void remove_stale_socket_file(const std::string& path);
+// A Unix socket's address as the path unix_address takes ('\0' first: abstract), "" if unnamed.
+std::string unix_path_of(const sockaddr* sa, socklen_t len);
 // One connect attempt to one address: 0, or the errno.
 Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // What sock_sendfile refuses, as asyncio's _check_sendfile_params: a socket that is not

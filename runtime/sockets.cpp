@@ -207,6 +207,21 @@ sockaddr_storage unix_address(const std::string& path, const char* who) {
   return ss;
 }
 
+void remove_stale_socket_file(const std::string& path) {
+  struct stat st;
+  if (!path.empty() && path[0] != '\0' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+    ::unlink(path.c_str());
+}
+
+std::string unix_path_of(const sockaddr* sa, socklen_t len) {
+  const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
+  const std::size_t start = offsetof(sockaddr_un, sun_path);
+  if (len <= start) return "";
+  const std::size_t room = std::min<std::size_t>(sizeof un->sun_path, len - start);
+  if (un->sun_path[0] != '\0') return std::string(un->sun_path, ::strnlen(un->sun_path, room));
+  return std::string(un->sun_path, room);  // abstract: the kernel's length is the name's
+}
+
 Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
   const socklen_t len = address_length(ss);
   const int rc =
@@ -382,13 +397,15 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string h
 }
 
 namespace {
-// sock_sendfile's pipe, and the file position it leaves behind (asyncio's `finally: file.seek`).
+// sock_sendfile's pipe, and the file position it leaves behind (asyncio's `finally: file.seek`)
+// in a file that has one.
 struct SendfileScope {
   int pipe[2] = {-1, -1};
   int file;
   std::uint64_t position;  // offset + the bytes the socket took
+  bool seekable = true;    // false: a pipe, a socket, a terminal — no position to leave
   ~SendfileScope() {
-    ::lseek(file, static_cast<off_t>(position), SEEK_SET);
+    if (seekable) ::lseek(file, static_cast<off_t>(position), SEEK_SET);
     for (const int fd : pipe)
       if (fd >= 0) ::close(fd);
   }
@@ -405,9 +422,8 @@ void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<s
     throw std::invalid_argument(who + ": only SOCK_STREAM type sockets are supported");
   struct stat st {};
   if (::fstat(file_fd, &st) != 0) raise_os_error(errno, who + ": file " + std::to_string(file_fd));
-  if (!S_ISREG(st.st_mode))
-    throw std::invalid_argument(who + ": descriptor " + std::to_string(file_fd) +
-                                " is not a regular file");
+  if (S_ISDIR(st.st_mode))
+    raise_os_error(EISDIR, who + ": descriptor " + std::to_string(file_fd) + " is a directory");
   if (count && *count == 0)
     throw std::invalid_argument(who + ": count must be a positive integer (got 0)");
   if (offset > static_cast<std::uint64_t>(INT64_MAX))
@@ -420,6 +436,13 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t 
   detail::check_sendfile(sock, file_fd, offset, count, "sock_sendfile");
 
   SendfileScope scope{.file = file_fd, .position = offset};
+  // A pipe or a socket has no position: it is read from where it is, as asyncio's fallback
+  // reads it, and an offset in it is an error (asyncio's file.seek(offset) fails alike).
+  scope.seekable = ::lseek(file_fd, 0, SEEK_CUR) >= 0;
+  if (!scope.seekable && offset != 0) {
+    raise_os_error(ESPIPE, "sock_sendfile: offset " + std::to_string(offset) + " in descriptor " +
+                               std::to_string(file_fd) + ", which has no position");
+  }
   if (::pipe2(scope.pipe, O_CLOEXEC) != 0) raise_os_error(errno, "sock_sendfile: pipe");
   ::fcntl(scope.pipe[1], F_SETPIPE_SZ, 1 << 20);  // fewer, larger steps; 64 KiB if refused
   const int capacity = ::fcntl(scope.pipe[1], F_GETPIPE_SZ);
@@ -428,10 +451,15 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t 
   std::size_t sent = 0;
   while (!count || sent < *count) {
     const auto want = static_cast<unsigned>(count ? std::min(step, *count - sent) : step);
-    const std::int64_t at = static_cast<std::int64_t>(offset + sent);
+    const std::int64_t at = scope.seekable ? static_cast<std::int64_t>(offset + sent) : -1;
     const int n = co_await detail::IoOp([&](detail::Backend& b, detail::Completion* op) {
       b.splice(op, file_fd, at, scope.pipe[1], want);
     });
+    if (n == -EAGAIN) {  // a non-blocking pipe or socket with nothing in it yet: wait for bytes
+      co_await detail::IoOp(
+          [file_fd](detail::Backend& b, detail::Completion* op) { b.poll(op, file_fd, POLLIN); });
+      continue;
+    }
     if (n < 0) raise_os_error(-n, to + ": reading the file");
     if (n == 0) break;  // the end of the file
     for (int left = n; left > 0;) {

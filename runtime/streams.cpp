@@ -654,6 +654,11 @@ void StreamWriter::write(std::string_view data) {
   if (!s.sending) s.start_send();
 }
 
+void StreamWriter::writelines(const std::vector<std::string>& pieces) {
+  for (const std::string& piece : pieces)
+    write(std::string_view(piece));
+}
+
 void StreamWriter::write_owned(std::string data) {
   detail::StreamState& s = writable(s_, "StreamWriter.write");
   if (data.empty()) return;
@@ -1086,10 +1091,8 @@ Coro<Server> start_unix_server(ClientConnected handler, std::string path, Server
   const bool abstract = path[0] == '\0';
   state->where = "unix socket " + detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
                                                            detail::address_length(ss));
-  // A socket file left by an earlier server would make bind fail; asyncio removes it first (a
-  // file of any other kind stays, and bind reports EADDRINUSE).
+  detail::remove_stale_socket_file(path);
   struct stat st;
-  if (!abstract && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
   const int fd = make_socket(AF_UNIX);
   state->listeners.push_back(fd);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {

@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -298,5 +300,115 @@ TEST(DatagramEndpoint, ReusePortAndAllowBroadcastSetTheirSocketOptions) {
     for (auto* t : {&first, &second, &plain, &loud})
       t->close();
     co_await asyncio::wait_for(l->lost.wait(), 10.0);
+  }());
+}
+
+// ---- Unix datagram sockets: local_path and remote_path ----
+
+namespace {
+asyncio::DatagramEndpoint unix_endpoint(std::optional<std::string> local,
+                                        std::optional<std::string> remote = std::nullopt) {
+  asyncio::DatagramEndpoint where;
+  where.local_path = std::move(local);
+  where.remote_path = std::move(remote);
+  return where;
+}
+std::string temp_socket_path(const char* name) {
+  return "/tmp/gilio-dgram-" + std::to_string(::getpid()) + "-" + name + ".sock";
+}
+}  // namespace
+
+// asyncio's family=AF_UNIX endpoints: a server bound to a path echoes to each sender's path; a
+// client bound to its own path and connected to the server's hears back. Datagrams bigger than
+// UDP's limit pass whole. A socket file left at a path is replaced by the next endpoint there.
+TEST(DatagramEndpoint, UnixEchoBetweenTwoPaths) {
+  run_test([]() -> Coro<void> {
+    const std::string server_path = temp_socket_path("server");
+    const std::string client_path = temp_socket_path("client");
+    auto make_server = [] { return std::make_shared<Recorder>(true); };
+    auto [server, server_side] =
+        co_await asyncio::create_datagram_endpoint(make_server, unix_endpoint(server_path));
+    EXPECT_EQ(server.sockname(), server_path);
+    auto make_client = [] { return std::make_shared<Recorder>(); };
+    auto [client, client_side] = co_await asyncio::create_datagram_endpoint(
+        make_client, unix_endpoint(client_path, server_path));
+    EXPECT_EQ(client.peername(), server_path);
+    const std::vector<std::string> messages = {"ping", "", std::string(100 * 1024, 'U')};
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      client.sendto(messages[i]);
+      co_await client_side->until_received(i + 1);
+      EXPECT_TRUE(std::get<0>(client_side->received[i]) == messages[i]) << "datagram " << i;
+      EXPECT_EQ(std::get<1>(client_side->received[i]), server_path);
+      EXPECT_EQ(std::get<2>(client_side->received[i]), 0);
+    }
+    EXPECT_EQ(std::get<1>(server_side->received.at(0)), client_path) << "the sender's path";
+    client.sendto("again", server_path, 0);  // the remote address, given explicitly
+    EXPECT_THROW(client.sendto("x", client_path, 0), std::invalid_argument) << "not the remote";
+    EXPECT_THROW(server.sendto("x", client_path, 7), std::invalid_argument) << "a port";
+    co_await client_side->until_received(messages.size() + 1);
+    client.close();
+    server.close();
+    co_await asyncio::wait_for(client_side->lost.wait(), 10.0);
+    co_await asyncio::wait_for(server_side->lost.wait(), 10.0);
+    // The socket files stay behind (asyncio leaves them too); the next endpoint replaces one.
+    auto [again, again_side] =
+        co_await asyncio::create_datagram_endpoint(make_client, unix_endpoint(server_path));
+    EXPECT_EQ(again.sockname(), server_path);
+    again.close();
+    co_await asyncio::wait_for(again_side->lost.wait(), 10.0);
+    ::unlink(server_path.c_str());
+    ::unlink(client_path.c_str());
+  }());
+}
+
+// An endpoint in the abstract namespace, and a client that is not bound: its datagrams arrive
+// from host "" — it has no address to answer to.
+TEST(DatagramEndpoint, UnixAbstractNameAndAnUnboundSender) {
+  run_test([]() -> Coro<void> {
+    const std::string name = std::string(1, '\0') + "gilio-dgram-" + std::to_string(::getpid());
+    auto make = [] { return std::make_shared<Recorder>(); };
+    auto [server, server_side] =
+        co_await asyncio::create_datagram_endpoint(make, unix_endpoint(name));
+    EXPECT_EQ(server.sockname(), "@" + name.substr(1));
+    auto [client, client_side] =
+        co_await asyncio::create_datagram_endpoint(make, unix_endpoint(std::nullopt, name));
+    client.sendto("from nowhere");
+    co_await server_side->until_received(1);
+    EXPECT_EQ(std::get<0>(server_side->received[0]), "from nowhere");
+    EXPECT_EQ(std::get<1>(server_side->received[0]), "");
+    EXPECT_THROW(server.sendto("reply", "", 0), std::invalid_argument) << "nowhere to answer";
+    client.close();
+    server.close();
+    co_await asyncio::wait_for(server_side->lost.wait(), 10.0);
+  }());
+}
+
+// What cannot make a Unix endpoint is a clear error: addresses and paths together, UDP's socket
+// options, a path nobody is bound to, a path where another kind of file is.
+TEST(DatagramEndpoint, UnixEndpointsRefuseWhatCannotWork) {
+  run_test([]() -> Coro<void> {
+    auto make = [] { return std::make_shared<Recorder>(); };
+    asyncio::DatagramEndpoint both = unix_endpoint(temp_socket_path("both"));
+    both.local_addr = {"127.0.0.1", 0};
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::create_datagram_endpoint(make, both), "mixed families", "not both");
+    asyncio::DatagramEndpoint reuse = unix_endpoint(temp_socket_path("reuse"));
+    reuse.reuse_port = true;
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::create_datagram_endpoint(make, reuse), "reuse_port on Unix", "for UDP");
+    co_await expect_await_throws<asyncio::FileNotFoundError>(
+        asyncio::create_datagram_endpoint(make,
+                                          unix_endpoint(std::nullopt, temp_socket_path("nobody"))),
+        "connected to nobody");
+    const std::string plain = temp_socket_path("plain-file");
+    { std::ofstream(plain) << "not a socket"; }
+    co_await expect_await_throws<asyncio::OSError>(
+        asyncio::create_datagram_endpoint(make, unix_endpoint(plain)), "bound over a file",
+        "bind to " + plain);
+    std::ifstream kept(plain);
+    std::string content;
+    std::getline(kept, content);
+    EXPECT_EQ(content, "not a socket") << "a file of another kind is left alone";
+    ::unlink(plain.c_str());
   }());
 }

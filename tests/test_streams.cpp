@@ -94,7 +94,8 @@ TEST(Streams, EchoWithReadline) {
 }
 
 // write(std::string&&) takes the string over when nothing waits to be sent and appends it
-// otherwise; mixed with copied writes, large and small, every byte arrives once and in order.
+// otherwise; mixed with copied writes and writelines(), large and small, every byte arrives
+// once and in order.
 TEST(Streams, MovedAndCopiedWritesKeepTheirOrder) {
   run_test([]() -> Coro<void> {
     auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
@@ -103,13 +104,16 @@ TEST(Streams, MovedAndCopiedWritesKeepTheirOrder) {
     for (int i = 0; i < 40; ++i) {
       std::string line = patterned(i % 4 == 0 ? 60000 : 10 + i, 3 + i) + "\n";
       expected += line;
-      if (i % 2 == 0) {
+      if (i % 3 == 0) {
         w.write(std::move(line));  // taken over, or appended behind a big one still pending
-      } else {
+      } else if (i % 3 == 1) {
         w.write(line);  // copied
         EXPECT_FALSE(line.empty());
+      } else {
+        w.writelines({line.substr(0, 5), line.substr(5)});  // two pieces, one line
       }
     }
+    EXPECT_TRUE(w.can_write_eof());
     co_await w.drain();
     std::string got;
     while (got.size() < expected.size())
@@ -1263,14 +1267,18 @@ TEST(SockMethods, SendfileRefusesWhatItCannotSendWithAClearError) {
         "only SOCK_STREAM type sockets are supported");
     int p[2];
     EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    co_await expect_await_throws<std::invalid_argument>(
-        loop.sock_sendfile(from, p[0]), "sent from a pipe", "is not a regular file");
+    co_await expect_await_throws<asyncio::OSError>(loop.sock_sendfile(from, p[0], 10),
+                                                   "sent from an offset in a pipe",
+                                                   "offset 10 in descriptor");
+    const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    co_await expect_await_throws<asyncio::IsADirectoryError>(
+        loop.sock_sendfile(from, dir), "sent a directory", "is a directory");
     co_await expect_await_throws<std::invalid_argument>(
         loop.sock_sendfile(from, file, 0, 0), "sent 0 bytes", "count must be a positive integer");
     ::close(to);  // the peer is gone
     co_await expect_await_throws<asyncio::ConnectionError>(
         loop.sock_sendfile(from, file), "sent a file to a closed peer", "sock_sendfile to");
-    for (const int fd : {file, from, udp, p[0], p[1]})
+    for (const int fd : {file, from, udp, p[0], p[1], dir})
       ::close(fd);
   }());
 }
@@ -1320,6 +1328,52 @@ TEST(SockMethods, ACancelledSendfileLeavesThePositionAfterWhatWasSent) {
     EXPECT_TRUE(data.compare(0, got.size(), got) == 0) << "the bytes sent are not a prefix";
     for (const int fd : {file, from, to})
       ::close(fd);
+  }());
+}
+
+// Writes `data` into the pipe `fd` (non-blocking) as the pipe takes it, then closes it: the
+// writer at the other end of a sendfile from a pipe.
+Coro<void> feed_pipe(int fd, std::string data) {
+  for (std::size_t at = 0; at < data.size();) {
+    const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+    if (n > 0) {
+      at += static_cast<std::size_t>(n);
+    } else {
+      EXPECT_EQ(errno, EAGAIN);
+      co_await asyncio::sleep(0.001);  // full: the sendfile drains it meanwhile
+    }
+  }
+  ::close(fd);
+}
+
+// A pipe has no position: sock_sendfile reads it from where it is, `count` bytes or up to its
+// EOF, as asyncio's read-and-send fallback does. Blocking or not, the bytes go as the writer
+// puts them in.
+TEST(SockMethods, SendfileFromAPipeSendsWhatComesUntilItsEnd) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    for (const bool nonblocking : {false, true}) {
+      int p[2];
+      EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+      if (nonblocking) ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+      ::fcntl(p[1], F_SETFL, O_NONBLOCK);
+      const auto [from, to] = co_await stream_pair(true);
+      auto receiving = asyncio::create_task(recv_to_eof(to));
+      EXPECT_EQ(::write(p[1], "0123456789", 10), 10);
+      EXPECT_EQ(co_await loop.sock_sendfile(from, p[0], 0, 4), 4u);
+      char rest[6];
+      EXPECT_EQ(::read(p[0], rest, 6), 6) << "the rest stays in the pipe";
+      EXPECT_EQ(std::string(rest, 6), "456789");
+      const std::string data = pattern((2 << 20) + 333);  // far more than a pipe holds
+      auto feeding = asyncio::create_task(feed_pipe(p[1], data));
+      EXPECT_EQ(co_await loop.sock_sendfile(from, p[0]), data.size()) << nonblocking;
+      co_await feeding;
+      ::shutdown(from, SHUT_WR);
+      const std::string got = co_await receiving;
+      EXPECT_TRUE(got == "0123" + data) << got.size() << (nonblocking ? " nonblocking" : "");
+      for (const int fd : {p[0], from, to})
+        ::close(fd);
+    }
   }());
 }
 
@@ -2175,7 +2229,7 @@ Coro<StuckSendfile> start_stuck_sendfile() {
 }  // namespace
 
 // What was written before goes first, the file next, what is written after last: in order,
-// over TCP, with a megabyte still buffered when the sendfile begins.
+// over TCP, with a megabyte still buffered when the sendfile begins. A pipe is sent to its EOF.
 TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
   run_test([]() -> Coro<void> {
     const std::string data = pattern((3 << 20) + 77);
@@ -2188,14 +2242,19 @@ TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
     EXPECT_EQ(co_await w.sendfile(file), data.size());
     EXPECT_EQ(::lseek(file, 0, SEEK_CUR), static_cast<off_t>(data.size()));
     EXPECT_EQ(co_await w.sendfile(file, 5, 10), 10u);  // a slice, as sock_sendfile's
+    int p[2];  // and a pipe, to its EOF
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    EXPECT_EQ(::write(p[1], "piped\n", 6), 6);
+    ::close(p[1]);
+    EXPECT_EQ(co_await w.sendfile(p[0]), 6u);
     w.write("trailer\n");
     w.close();
     co_await w.wait_closed();
     const std::string got = co_await receiving;
-    EXPECT_EQ(got.size(), before.size() + data.size() + 10 + 8);
-    EXPECT_TRUE(got == before + data + data.substr(5, 10) + "trailer\n");
-    ::close(to);
-    ::close(file);
+    EXPECT_EQ(got.size(), before.size() + data.size() + 10 + 6 + 8);
+    EXPECT_TRUE(got == before + data + data.substr(5, 10) + "piped\ntrailer\n");
+    for (const int fd : {to, file, p[0]})
+      ::close(fd);
   }());
 }
 
@@ -2229,8 +2288,6 @@ TEST(Streams, DuringASendfileWriteRefusesAndCloseWaits) {
 TEST(Streams, ASendfileCancelledOrRefusedLeavesTheWriterUsable) {
   run_test([]() -> Coro<void> {
     const int file = file_holding("file bytes");
-    int p[2];
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
     const auto [from, to] = co_await stream_pair(false);
     auto [r, w] = co_await asyncio::open_connection(asyncio::Socket{from});
     const std::string big(8 << 20, 'q');  // the peer does not read yet: the send waits
@@ -2242,13 +2299,13 @@ TEST(Streams, ASendfileCancelledOrRefusedLeavesTheWriterUsable) {
     co_await expect_await_throws<asyncio::CancelledError>(waiting,
                                                           "the sendfile was not cancelled");
     EXPECT_EQ(::lseek(file, 0, SEEK_CUR), 0) << "nothing of the file was sent";
-    co_await expect_await_throws<std::invalid_argument>(w.sendfile(p[0]), "sent from a pipe");
+    co_await expect_await_throws<std::invalid_argument>(w.sendfile(file, 0, 0), "sent 0 bytes");
     w.write("after\n");  // does not throw: no sendfile holds the writer
     w.close();
     const std::string got = co_await recv_to_eof(to);
     EXPECT_TRUE(got == big + "after\n") << got.size();
     co_await w.wait_closed();
-    for (int fd : {to, file, p[0], p[1]})
+    for (int fd : {to, file})
       ::close(fd);
   }());
 }

@@ -39,7 +39,8 @@ class DatagramProtocol {
  public:
   virtual ~DatagramProtocol() = default;
   virtual void connection_made(DatagramTransport& transport) { (void)transport; }
-  // One datagram, from host:port (numeric; a Unix socket's path and port 0).
+  // One datagram, from host:port (numeric; a Unix socket's path and port 0, or "" and 0 for an
+  // unbound one).
   virtual void datagram_received(std::string data, std::string host, int port) {
     (void)data, (void)host, (void)port;
   }
@@ -62,7 +63,8 @@ class DatagramTransport {
   // std::invalid_argument if it has none; std::runtime_error once closing.
   void sendto(std::string data);
   // Queues `data` as one datagram to host:port, a numeric address of the socket's family (a
-  // name would need a lookup, which sendto cannot wait for). An endpoint with a remote address
+  // name would need a lookup, which sendto cannot wait for); on a Unix endpoint, host is the
+  // peer's path and port 0, as datagram_received gives them. An endpoint with a remote address
   // takes only that one, as asyncio's (std::invalid_argument otherwise).
   void sendto(std::string data, const std::string& host, int port);
   // Stops receiving; sends what is queued; then closes the socket and calls connection_lost.
@@ -84,9 +86,17 @@ class DatagramTransport {
 // create_datagram_endpoint's keyword arguments. At least one address is needed: local_addr to
 // bind (port 0: any free one), remote_addr to connect to (then datagrams come only from there
 // and go there by default). Names are resolved without blocking the loop.
+//
+// Or, instead of those, paths: a Unix datagram socket (asyncio's family=AF_UNIX, with paths for
+// local_addr and remote_addr), bound to local_path and/or connected to remote_path; '\0' first
+// names one in Linux's abstract namespace. A socket file left at local_path is replaced, as
+// asyncio replaces it; another kind of file there is an error (EADDRINUSE). A peer that is not
+// bound has no address to answer to: its datagrams arrive from host "".
 struct DatagramEndpoint {
   std::optional<std::pair<std::string, int>> local_addr;
   std::optional<std::pair<std::string, int>> remote_addr;
+  std::optional<std::string> local_path;
+  std::optional<std::string> remote_path;
   bool reuse_port = false;       // SO_REUSEPORT: several sockets bind one port
   bool allow_broadcast = false;  // SO_BROADCAST: may send to a broadcast address
 };

@@ -588,12 +588,14 @@ class EventLoop {
   // does) and connects to the first address that accepts. NameResolutionError if it does not
   // resolve; ConnectionRefusedError etc. otherwise.
   Coro<void> sock_connect(int fd, std::string host, int port);
-  // asyncio's sock_sendfile(sock, file, offset, count): sends `count` bytes of the regular file
+  // asyncio's sock_sendfile(sock, file, offset, count): sends `count` bytes of the file
   // `file_fd` from `offset` (std::nullopt: up to its end) to the connected SOCK_STREAM socket
   // `sock`, and returns how many were sent. The bytes never pass through user space: the ring
   // splices them from the file into a pipe and from the pipe into the socket (as asyncio's
   // os.sendfile). As asyncio's, it leaves the file's position after the last byte sent — also
   // when it fails or is cancelled, so that lseek(file_fd, 0, SEEK_CUR) tells how far it got.
+  // A pipe or a socket (which asyncio sends by its read-and-send fallback) is read from where it
+  // is, up to `count` bytes or its EOF; an offset other than 0 in one is an OSError (ESPIPE).
   Coro<std::size_t> sock_sendfile(int sock, int file_fd, std::uint64_t offset = 0,
                                   std::optional<std::size_t> count = std::nullopt);
 

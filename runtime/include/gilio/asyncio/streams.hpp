@@ -188,6 +188,11 @@ class StreamWriter {
   template <class S>
   requires std::same_as<S, std::string>
   void write(S&& data) { write_owned(std::move(data)); }
+  // Writes each piece in order, as one write of them joined (asyncio's writelines).
+  void writelines(const std::vector<std::string>& pieces);
+  // Whether write_eof() can half-close: always, for a socket or a pipe (asyncio's
+  // can_write_eof()).
+  bool can_write_eof() const { return true; }
 
   // What drain() returns: co_await it to wait while the buffer is above the high-water mark
   // (until it falls below the low-water mark); rethrows a send error.
@@ -215,10 +220,10 @@ class StreamWriter {
 
   Drain drain() { return Drain(s_); }
   // asyncio's loop.sendfile(writer.transport, file, offset, count): after what is buffered has
-  // been sent, sends `count` bytes of the regular file `file_fd` from `offset` (std::nullopt: to
-  // its end) by splice, as loop.sock_sendfile does, and returns how many. write() meanwhile
-  // throws, as asyncio's does; close() waits for it. The file's position is left after the last
-  // byte sent. Errors are sock_sendfile's.
+  // been sent, sends `count` bytes of the file `file_fd` from `offset` (std::nullopt: to its
+  // end; a pipe: to its EOF) by splice, as loop.sock_sendfile does, and returns how many.
+  // write() meanwhile throws, as asyncio's does; close() waits for it. The file's position is
+  // left after the last byte sent. Errors are sock_sendfile's.
   Coro<std::size_t> sendfile(int file_fd, std::uint64_t offset = 0,
                              std::optional<std::size_t> count = std::nullopt);
   // Sends FIN after the buffered data (half-close); reading goes on.
