@@ -23,6 +23,8 @@
 // connection_made, which is also reported to the loop's exception handler.
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <stdexcept>
@@ -45,7 +47,8 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
         protocol(std::move(p)),
         reader(std::move(r)),
         writer(std::move(w)),
-        peer(writer.peername()) {
+        peer(writer.peername()),
+        buffered(dynamic_cast<BufferedProtocol*>(protocol.get())) {
     bind_transport(writer, &wake);
   }
   ~TransportState() { bind_transport(writer, nullptr); }
@@ -57,7 +60,8 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   StreamReader reader;
   StreamWriter writer;
   std::string peer;
-  Event wake;  // resume_reading(), and the stream's close: the task looks again
+  BufferedProtocol* buffered;  // the protocol, if it lends its own buffer
+  Event wake;                  // resume_reading(), and the stream's close: the task looks again
   bool reading_paused = false;
   bool writing_paused = false;
   bool eof_written = false;
@@ -125,6 +129,28 @@ Coro<void> resume_when_drained(std::shared_ptr<TransportState> t) {
   if (!t->ending()) t->call("resume_writing", false, [](Protocol& p) { p.resume_writing(); });
 }
 
+// A BufferedProtocol's delivery: get_buffer, copy, buffer_updated, until the bytes are placed —
+// stopping while reading is paused, as asyncio calls nothing more once pause_reading() returns.
+Coro<void> place(TransportState& t, std::string_view rest) {
+  while (!rest.empty()) {
+    while (t.reading_paused && !t.ending())
+      co_await t.wait_wake();
+    if (t.ending() || !t.protocol) co_return;
+    std::span<char> room;
+    t.call("get_buffer", true, [&](Protocol&) { room = t.buffered->get_buffer(rest.size()); });
+    if (t.ending()) co_return;  // it threw
+    if (room.empty()) {
+      t.fail(std::make_exception_ptr(std::runtime_error("get_buffer() returned an empty buffer")),
+             "get_buffer");
+      co_return;
+    }
+    const std::size_t n = std::min(room.size(), rest.size());
+    std::memcpy(room.data(), rest.data(), n);
+    rest.remove_prefix(n);
+    t.call("buffer_updated", true, [&](Protocol&) { t.buffered->buffer_updated(n); });
+  }
+}
+
 // Reads and delivers until the connection is closing: closed by the protocol, at the peer's
 // EOF, or by a failure.
 Coro<void> deliver(TransportState& t) {
@@ -152,7 +178,11 @@ Coro<void> deliver(TransportState& t) {
       if (!keep_open) t.writer.close();
       co_return;
     }
-    t.call("data_received", true, [&](Protocol& p) { p.data_received(std::move(data)); });
+    if (t.buffered != nullptr) {
+      co_await place(t, data);
+    } else {
+      t.call("data_received", true, [&](Protocol& p) { p.data_received(std::move(data)); });
+    }
   }
 }
 

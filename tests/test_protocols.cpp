@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -599,4 +600,129 @@ TEST(Protocols, ALoopThatEndsWithConnectionsOpenLetsThemGo) {
     client_side = client;
   }());
   EXPECT_TRUE(client_side.expired()) << "the client's protocol outlived its loop";
+}
+
+// ---- BufferedProtocol ----
+
+namespace {
+// Lends a small buffer of its own (`room` bytes), and keeps what lands in it. `pause_after`:
+// pauses reading once that many bytes have come.
+struct Lender : asyncio::BufferedProtocol {
+  explicit Lender(std::size_t room_size) : room(room_size) {}
+  void connection_made(asyncio::Transport& t) override { transport = t; }
+  std::span<char> get_buffer(std::size_t sizehint) override {
+    EXPECT_GT(sizehint, 0u);
+    ++lent;
+    return std::span<char>(room.data(), room.size());
+  }
+  void buffer_updated(std::size_t nbytes) override {
+    EXPECT_LE(nbytes, room.size());
+    data.append(room.data(), nbytes);
+    if (pause_after != 0 && data.size() >= pause_after && transport.is_reading())
+      transport.pause_reading();
+    changed.set();
+  }
+  void connection_lost(std::exception_ptr e) override {
+    error = e;
+    lost = true;
+    changed.set();
+  }
+  Coro<void> until(std::function<bool()> ready) {
+    while (!ready()) {
+      changed.clear();
+      co_await asyncio::wait_for(changed.wait(), 10.0);
+    }
+  }
+
+  std::vector<char> room;
+  std::size_t pause_after = 0;
+  asyncio::Transport transport;
+  std::string data;
+  std::size_t lent = 0;
+  bool lost = false;
+  std::exception_ptr error;
+  asyncio::Event changed;
+};
+}  // namespace
+
+// A BufferedProtocol gets the bytes in the buffer it lends, 7 bytes at a time here: 100 KiB
+// echoed arrive whole and in order, in as many rounds as that takes.
+TEST(Protocols, ABufferedProtocolGetsTheBytesInItsOwnBuffer) {
+  run_test([]() -> Coro<void> {
+    Accepted accepted;
+    accepted.echo = true;
+    asyncio::Server server = co_await asyncio::create_server(accepted.factory(), "127.0.0.1", 0);
+    auto lender = [] { return std::make_shared<Lender>(7); };
+    auto [transport, client] =
+        co_await asyncio::create_connection(lender, "127.0.0.1", server.port());
+    const std::string big = pattern(100 * 1024);
+    transport.write(std::string_view(big));
+    co_await client->until([&] { return client->data.size() >= big.size(); });
+    EXPECT_TRUE(client->data == big) << "100 KiB through a 7-byte buffer";
+    EXPECT_GE(client->lent, (big.size() + 6) / 7);
+    transport.close();
+    co_await client->until([&] { return client->lost; });
+    EXPECT_FALSE(client->error);
+    server.close();
+    co_await asyncio::wait_for(server.wait_closed(), 10.0);
+  }());
+}
+
+// pause_reading() from within buffer_updated() stops the rounds at once, though the rest of the
+// piece is at hand; resume_reading() goes on where they stopped.
+TEST(Protocols, ABufferedProtocolThatPausesGetsNothingMoreUntilItResumes) {
+  run_test([]() -> Coro<void> {
+    Accepted accepted;
+    asyncio::Server server = co_await asyncio::create_server(accepted.factory(), "127.0.0.1", 0);
+    auto lender = [] {
+      auto p = std::make_shared<Lender>(10);
+      p->pause_after = 10;
+      return p;
+    };
+    auto [transport, client] =
+        co_await asyncio::create_connection(lender, "127.0.0.1", server.port());
+    co_await accepted.until_made(0);
+    accepted.made[0]->transport.write(std::string_view("0123456789abcdefghij"));
+    co_await client->until([&] { return !client->data.empty(); });
+    co_await asyncio::sleep(0.05);  // time for more rounds, if any were wrongly made
+    EXPECT_EQ(client->data, "0123456789") << "a round after pause_reading()";
+    EXPECT_FALSE(transport.is_reading());
+    transport.resume_reading();
+    co_await client->until([&] { return client->data.size() >= 20; });
+    EXPECT_EQ(client->data, "0123456789abcdefghij");
+    transport.close();
+    co_await client->until([&] { return client->lost; });
+    server.close();
+    co_await asyncio::wait_for(server.wait_closed(), 10.0);
+  }());
+}
+
+// get_buffer() lending no room is a bug: fatal to the connection, reported as asyncio reports it.
+TEST(Protocols, ABufferedProtocolLendingNoRoomIsAFatalError) {
+  struct NoRoom : Lender {
+    NoRoom() : Lender(0) {}
+  };
+  run_test([]() -> Coro<void> {
+    Reports reports;
+    reports.install(asyncio::get_running_loop());
+    Accepted accepted;
+    accepted.echo = true;
+    asyncio::Server server = co_await asyncio::create_server(accepted.factory(), "127.0.0.1", 0);
+    auto none = [] { return std::make_shared<NoRoom>(); };
+    auto [transport, client] =
+        co_await asyncio::create_connection(none, "127.0.0.1", server.port());
+    transport.write(std::string_view("anyone?"));
+    co_await client->until([&] { return client->lost; });
+    try {
+      std::rethrow_exception(client->error);
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "get_buffer() returned an empty buffer");
+    }
+    EXPECT_EQ(reports.seen.size(), 1u);
+    if (!reports.seen.empty()) {
+      EXPECT_EQ(reports.seen[0].message, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    server.close();
+    co_await asyncio::wait_for(server.wait_closed(), 10.0);
+  }());
 }

@@ -29,6 +29,8 @@
 // pause_writing, resume_writing or connection_lost is reported and the transport goes on.
 // After connection_lost the transport lets go of the protocol, which may hold the transport.
 //
+// A BufferedProtocol (below) is served the same way, through get_buffer() and buffer_updated().
+//
 // A protocol method is always called on the loop's thread, from the connection's task or (for
 // pause_writing) from within the write() that crossed the mark — never from inside the backend.
 //
@@ -41,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,6 +72,22 @@ class Protocol {
   // The transport's buffer went above its high-water mark: stop writing until resume_writing().
   virtual void pause_writing() {}
   virtual void resume_writing() {}
+};
+
+// asyncio.BufferedProtocol: the protocol lends the buffer the bytes go into, instead of being
+// handed each piece as a new string — for a parser that wants the bytes where it keeps them.
+// The transport asks get_buffer() for room, copies what it received into it, and reports how
+// much with buffer_updated(); a large piece takes several rounds. data_received is not called.
+class BufferedProtocol : public Protocol {
+ public:
+  // Room for the next bytes; `sizehint` is how many are waiting (a wish, not a demand). An
+  // empty span is an error (fatal to the connection, as asyncio's RuntimeError).
+  virtual std::span<char> get_buffer(std::size_t sizehint) = 0;
+  // The first `nbytes` of the last buffer now hold received bytes.
+  virtual void buffer_updated(std::size_t nbytes) = 0;
+
+ private:
+  void data_received(std::string) final {}
 };
 
 namespace detail {
