@@ -1,7 +1,7 @@
-// runtime/net.hpp — what sockets.cpp lends to streams.cpp (internal, not installed): address
-// formatting, name resolution, Unix socket addresses, one connect attempt, an errno as an
-// exception_ptr, the largest single send or recv, and the once-only rule of their awaitables;
-// and what streams.cpp lends to subprocess.cpp and protocols.cpp.
+// runtime/net.hpp — what sockets.cpp lends to streams.cpp and datagrams.cpp (internal, not
+// installed): address formatting, name resolution, Unix socket addresses, one connect attempt,
+// an errno as an exception_ptr, the largest single send or recv; and what streams.cpp lends to
+// subprocess.cpp and protocols.cpp.
 #pragma once
 
 #include <sys/socket.h>

@@ -101,14 +101,10 @@ std::string describe_address(const sockaddr* sa, socklen_t len) {
     return (sa->sa_family == AF_INET6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
   }
   if (sa->sa_family == AF_UNIX) {
-    // The name is as long as the kernel said: an abstract one has no NUL to end it.
-    const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
-    const std::size_t room = std::min<std::size_t>(
-        sizeof un->sun_path,
-        len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0);
-    if (room == 0) return "(unnamed unix socket)";
-    if (un->sun_path[0] != '\0') return std::string(un->sun_path, ::strnlen(un->sun_path, room));
-    return "@" + std::string(un->sun_path + 1, ::strnlen(un->sun_path + 1, room - 1));
+    const std::string path = unix_path_of(sa, len);
+    if (path.empty()) return "(unnamed unix socket)";
+    if (path[0] != '\0') return path;
+    return "@" + std::string(path.c_str() + 1);  // an abstract name, shown as ss(8) shows it
   }
   return "(address family " + std::to_string(sa->sa_family) + ")";
 }
@@ -214,6 +210,7 @@ void remove_stale_socket_file(const std::string& path) {
 }
 
 std::string unix_path_of(const sockaddr* sa, socklen_t len) {
+  // The name is as long as the kernel said: an abstract one has no NUL to end it.
   const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
   const std::size_t start = offsetof(sockaddr_un, sun_path);
   if (len <= start) return "";

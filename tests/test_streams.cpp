@@ -1271,8 +1271,8 @@ TEST(SockMethods, SendfileRefusesWhatItCannotSendWithAClearError) {
                                                    "sent from an offset in a pipe",
                                                    "offset 10 in descriptor");
     const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    co_await expect_await_throws<asyncio::IsADirectoryError>(
-        loop.sock_sendfile(from, dir), "sent a directory", "is a directory");
+    co_await expect_await_throws<asyncio::IsADirectoryError>(loop.sock_sendfile(from, dir),
+                                                             "sent a directory", "is a directory");
     co_await expect_await_throws<std::invalid_argument>(
         loop.sock_sendfile(from, file, 0, 0), "sent 0 bytes", "count must be a positive integer");
     ::close(to);  // the peer is gone
@@ -2242,7 +2242,7 @@ TEST(Streams, SendfileSendsTheFileBetweenWhatWasWrittenBeforeAndAfter) {
     EXPECT_EQ(co_await w.sendfile(file), data.size());
     EXPECT_EQ(::lseek(file, 0, SEEK_CUR), static_cast<off_t>(data.size()));
     EXPECT_EQ(co_await w.sendfile(file, 5, 10), 10u);  // a slice, as sock_sendfile's
-    int p[2];  // and a pipe, to its EOF
+    int p[2];                                          // and a pipe, to its EOF
     EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
     EXPECT_EQ(::write(p[1], "piped\n", 6), 6);
     ::close(p[1]);
