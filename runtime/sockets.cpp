@@ -359,11 +359,27 @@ Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
   const auto* sender = reinterpret_cast<const sockaddr*>(&from);
   if (from.ss_family == AF_INET || from.ss_family == AF_INET6) {
     std::tie(d.host, d.port) = detail::host_and_port(sender);
-  } else {  // a Unix datagram socket's sender: its path, port 0
-    d.host = detail::describe_address(sender, msg.msg_namelen);
+  } else {  // a Unix datagram socket's sender: its path ("" if unbound), port 0
+    d.host = detail::unix_path_of(sender, msg.msg_namelen);
   }
   co_return d;
 }
+
+namespace {
+// One sendmsg of `data` to `to`; `where` names it in an error.
+Coro<std::size_t> send_datagram(int fd, std::string data, sockaddr_storage to, std::string where) {
+  iovec iov{data.data(), data.size()};
+  msghdr msg{};
+  msg.msg_name = &to;
+  msg.msg_namelen = detail::address_length(to);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const int n = co_await detail::IoOp(
+      [fd, &msg](detail::Backend& b, detail::Completion* op) { b.sendmsg(op, fd, &msg); });
+  if (n < 0) raise_os_error(-n, "sendto " + where);
+  co_return static_cast<std::size_t>(n);
+}
+}  // namespace
 
 Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string host, int port) {
   // As Python's sendto: the first address of the socket's own family.
@@ -371,6 +387,12 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string h
   if (family < 0) {
     raise_os_error(errno,
                    "sendto " + host + ":" + std::to_string(port) + " on fd " + std::to_string(fd));
+  }
+  if (family == AF_UNIX) {  // the peer is a path, as sock_recvfrom gives it
+    if (port != 0)
+      throw std::invalid_argument("sock_sendto: a Unix socket's peer is a path, and its port 0");
+    const sockaddr_storage path = detail::unix_address(host, "sock_sendto");
+    co_return co_await send_datagram(fd, std::move(data), path, std::move(host));
   }
   const auto addresses = co_await detail::resolve(host, port, SOCK_DGRAM);
   const auto to =
@@ -381,16 +403,8 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string h
                                      (family == AF_INET6 ? "IPv6" : "IPv4") +
                                      " address for the socket's family");
   }
-  iovec iov{data.data(), data.size()};
-  msghdr msg{};
-  msg.msg_name = const_cast<sockaddr_storage*>(&*to);
-  msg.msg_namelen = detail::address_length(*to);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  const int n = co_await detail::IoOp(
-      [fd, &msg](detail::Backend& b, detail::Completion* op) { b.sendmsg(op, fd, &msg); });
-  if (n < 0) raise_os_error(-n, "sendto " + host + ":" + std::to_string(port));
-  co_return static_cast<std::size_t>(n);
+  std::string where = host + ":" + std::to_string(port);  // g++ 12: no temporary in co_await
+  co_return co_await send_datagram(fd, std::move(data), *to, std::move(where));
 }
 
 namespace {

@@ -1843,6 +1843,41 @@ TEST(Datagrams, ABlockedReceiveIsCancelledCleanly) {
   }());
 }
 
+// Unix datagram sockets: the peer is a path (port 0), as sock_recvfrom gives it back — "" for a
+// sender that never bound its socket, which cannot be answered.
+TEST(Datagrams, UnixSocketsAreAddressedByTheirPaths) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const std::string base = "/tmp/gilio-sock-dgram-" + std::to_string(::getpid());
+    auto bound = [](const std::string& path) {
+      const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_un un{};
+      un.sun_family = AF_UNIX;
+      std::memcpy(un.sun_path, path.data(), path.size());
+      ::unlink(path.c_str());
+      EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&un), sizeof un), 0) << path;
+      return fd;
+    };
+    const int a = bound(base + "-a"), b = bound(base + "-b");
+    EXPECT_EQ(co_await loop.sock_sendto(a, "ping", base + "-b", 0), 4u);
+    const auto got = co_await loop.sock_recvfrom(b, 64);
+    EXPECT_EQ(got.data, "ping");
+    EXPECT_EQ(got.host, base + "-a");
+    EXPECT_EQ(got.port, 0);
+    co_await loop.sock_sendto(b, "pong", got.host, got.port);  // answered where it came from
+    EXPECT_EQ((co_await loop.sock_recvfrom(a, 64)).data, "pong");
+    const int unbound = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    co_await loop.sock_sendto(unbound, "anonymous", base + "-b", 0);
+    EXPECT_EQ((co_await loop.sock_recvfrom(b, 64)).host, "");
+    EXPECT_THROW(co_await loop.sock_sendto(a, "x", base + "-b", 9), std::invalid_argument);
+    EXPECT_THROW(co_await loop.sock_sendto(a, "x", base + "-nobody", 0), asyncio::OSError);
+    for (const int fd : {a, b, unbound})
+      ::close(fd);
+    ::unlink((base + "-a").c_str());
+    ::unlink((base + "-b").c_str());
+  }());
+}
+
 TEST(Datagrams, ErrorsNameTheProblem) {
   run_test([]() -> Coro<void> {
     auto& loop = asyncio::get_running_loop();

@@ -575,14 +575,16 @@ class EventLoop {
   // Datagrams (asyncio's sock_recvfrom / sock_sendto), for a SOCK_DGRAM socket the caller owns.
   struct Datagram {
     std::string data;  // up to nbytes of one datagram (the rest of a longer one is dropped)
-    std::string host;  // the sender: numeric address and port (a Unix socket's: its path)
+    std::string host;  // the sender: numeric address and port (a Unix socket's: its path, with
+                       // '\0' first for an abstract name, "" if the sender is not bound; port 0)
     int port = 0;
   };
   Coro<Datagram> sock_recvfrom(int fd, std::size_t nbytes);
   // Sends `data` as one datagram to host:port — to its first address of the socket's family; a
   // name is resolved without blocking the loop, as sock_connect does — and returns the bytes
   // sent. No address of that family is an OSError (EAFNOSUPPORT), a datagram too large one too
-  // (EMSGSIZE).
+  // (EMSGSIZE). On a Unix datagram socket, host is the peer's path and port 0, as
+  // sock_recvfrom gives them.
   Coro<std::size_t> sock_sendto(int fd, std::string data, std::string host, int port);
   // Resolves `host` without blocking the loop (getaddrinfo in the default executor, as asyncio
   // does) and connects to the first address that accepts. NameResolutionError if it does not
