@@ -198,11 +198,7 @@ void enqueue(const std::shared_ptr<DatagramState>& s, DatagramState::Outgoing ou
 
 // A numeric address of `family` for sendto, which cannot wait for a name lookup.
 sockaddr_storage numeric_address(const std::string& host, int port, int family) {
-  if (family == AF_UNIX) {
-    if (port != 0)
-      throw std::invalid_argument("sendto: a Unix endpoint's peer is a path, and its port 0");
-    return unix_address(host, "sendto");
-  }
+  if (family == AF_UNIX) return unix_peer(host, port, "sendto");
   if (port < 0 || port > 65535)
     throw std::invalid_argument("sendto: port " + std::to_string(port) + " is out of range");
   sockaddr_storage ss{};

@@ -46,6 +46,9 @@ sockaddr_storage unix_address(const std::string& path, const char* who);
 void remove_stale_socket_file(const std::string& path);
 // A Unix socket's address as the path unix_address takes ('\0' first: abstract), "" if unnamed.
 std::string unix_path_of(const sockaddr* sa, socklen_t len);
+// A Unix datagram peer as sendto names it, a path and port 0 (what unix_path_of gives back);
+// another port is std::invalid_argument.
+sockaddr_storage unix_peer(const std::string& path, int port, const char* who);
 // One connect attempt to one address: 0, or the errno.
 Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // What sock_sendfile refuses, as asyncio's _check_sendfile_params: a socket that is not

@@ -84,23 +84,23 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
       if (fatal_if_thrown) {
         fail(std::current_exception(), method);
       } else {
-        ExceptionContext report(fmt::format("protocol.{}() failed", method),
-                                std::current_exception());
-        report.handle = "Transport to " + peer;
-        loop->call_exception_handler(report);
+        report(fmt::format("protocol.{}() failed", method), std::current_exception());
       }
     }
   }
   // asyncio's _fatal_error: the connection ends at once, and connection_lost gets `e`. A
   // protocol method's exception (`method`) is a bug worth reporting; an OSError is the network's.
   void fail(std::exception_ptr e, const char* method = nullptr) {
-    if (method != nullptr) {
-      ExceptionContext report(fmt::format("Fatal error: protocol.{}() call failed.", method), e);
-      report.handle = "Transport to " + peer;
-      loop->call_exception_handler(report);
-    }
+    if (method != nullptr)
+      report(fmt::format("Fatal error: protocol.{}() call failed.", method), e);
     if (!error) error = std::move(e);
     abort();
+  }
+  // To the loop's exception handler, naming this transport.
+  void report(std::string message, std::exception_ptr e) {
+    ExceptionContext context(std::move(message), std::move(e));
+    context.handle = "Transport to " + peer;
+    loop->call_exception_handler(context);
   }
   void abort() {
     aborted = true;

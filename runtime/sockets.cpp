@@ -219,6 +219,13 @@ std::string unix_path_of(const sockaddr* sa, socklen_t len) {
   return std::string(un->sun_path, room);  // abstract: the kernel's length is the name's
 }
 
+sockaddr_storage unix_peer(const std::string& path, int port, const char* who) {
+  if (port != 0)
+    throw std::invalid_argument(std::string(who) +
+                                ": a Unix socket's peer is a path, and its port 0");
+  return unix_address(path, who);
+}
+
 Coro<int> connect_to(int fd, const sockaddr_storage& ss) {
   const socklen_t len = address_length(ss);
   const int rc =
@@ -389,9 +396,7 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string data, std::string h
                    "sendto " + host + ":" + std::to_string(port) + " on fd " + std::to_string(fd));
   }
   if (family == AF_UNIX) {  // the peer is a path, as sock_recvfrom gives it
-    if (port != 0)
-      throw std::invalid_argument("sock_sendto: a Unix socket's peer is a path, and its port 0");
-    const sockaddr_storage path = detail::unix_address(host, "sock_sendto");
+    const sockaddr_storage path = detail::unix_peer(host, port, "sock_sendto");
     co_return co_await send_datagram(fd, std::move(data), path, std::move(host));
   }
   const auto addresses = co_await detail::resolve(host, port, SOCK_DGRAM);
