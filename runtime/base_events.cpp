@@ -649,11 +649,15 @@ void EventLoop::close() {
     std::lock_guard lk(token_->mutex);
     token_->loop = nullptr;
   }
+  std::vector<std::function<void()>> never_run;
   {
     std::lock_guard lk(threadsafe_mutex_);
     closed_ = true;
-    threadsafe_.clear();
+    never_run.swap(threadsafe_);
   }
+  // Freed outside the lock: a callback's captures may, as they go, complete a future whose own
+  // callbacks post to a loop (run_coroutine_threadsafe's does: threads.hpp).
+  never_run.clear();
   while (!ready_.empty()) {
     const detail::ReadyQueue::Batch batch = ready_.take();
     for (std::size_t i = 0; i < batch.size; ++i)

@@ -1,13 +1,17 @@
 // tests/test_threads.cpp — gilio/asyncio/threads.hpp and gilio/concurrent.hpp: to_thread,
-// run_in_executor, and ThreadPoolExecutor on its own.
+// run_in_executor, run_coroutine_threadsafe, wrap_future, and ThreadPoolExecutor on its own.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "asyncio_support.hpp"
@@ -225,4 +229,205 @@ TEST(ConcurrentFuture, ItsLockExcludesAlsoWhenWaitersSleep) {
     t.join();
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(counter, 80000);
+}
+
+// A loop running in a thread of its own, as a program that keeps its loop beside other threads
+// has it: run() of a coroutine that waits until stop() — itself sent by run_coroutine_threadsafe.
+class LoopThread {
+ public:
+  LoopThread() {
+    std::promise<std::pair<asyncio::EventLoop*, asyncio::Event*>> ready;
+    auto started = ready.get_future();
+    thread_ = std::thread([&ready] {
+      asyncio::run([](auto& ready) -> Coro<void> {
+        asyncio::Event stop;
+        ready.set_value({&asyncio::get_running_loop(), &stop});
+        co_await asyncio::wait_for(stop.wait(), 60.0);  // bounded: a lost stop() fails, not hangs
+      }(ready));
+    });
+    std::tie(loop_, stop_) = started.get();
+  }
+  ~LoopThread() { stop(); }
+  asyncio::EventLoop& loop() { return *loop_; }
+  void stop() {
+    if (!thread_.joinable()) return;
+    asyncio::run_coroutine_threadsafe(
+        [](asyncio::Event* stop) -> Coro<void> {
+          stop->set();
+          co_return;
+        }(stop_),
+        *loop_)
+        .result(30.0);
+    thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+  asyncio::EventLoop* loop_ = nullptr;
+  asyncio::Event* stop_ = nullptr;
+};
+
+TEST(RunCoroutineThreadsafe, AnotherThreadGetsTheOutcome) {
+  LoopThread lt;
+  const auto caller = std::this_thread::get_id();
+  auto product = asyncio::run_coroutine_threadsafe(
+      [](std::thread::id caller) -> Coro<std::pair<int, bool>> {
+        co_await asyncio::sleep(0.001);
+        const bool elsewhere = std::this_thread::get_id() != caller;
+        co_return std::make_pair(6 * 7, elsewhere && asyncio::current_task().valid());
+      }(caller),
+      lt.loop());
+  EXPECT_EQ(product.result(30.0), std::make_pair(42, true)) << "ran as a task on the loop's thread";
+  auto failure = asyncio::run_coroutine_threadsafe(
+      []() -> Coro<void> {
+        co_await asyncio::sleep(0);
+        throw std::domain_error("in the loop");
+      }(),
+      lt.loop());
+  EXPECT_THROW(failure.result(30.0), std::domain_error);
+  // Many callers at once, each waiting for its own answer.
+  std::vector<std::thread> callers;
+  std::atomic<int> right{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&lt, &right, t] {
+      for (int i = 0; i < 200; ++i) {
+        auto f = asyncio::run_coroutine_threadsafe(
+            [](int v) -> Coro<int> {
+              co_await asyncio::sleep(0);
+              co_return v + 1;
+            }(t * 1000 + i),
+            lt.loop());
+        if (f.result(30.0) == t * 1000 + i + 1) ++right;
+      }
+    });
+  }
+  for (auto& c : callers)
+    c.join();
+  EXPECT_EQ(right.load(), 800);
+}
+
+TEST(RunCoroutineThreadsafe, CancellingTheFutureCancelsTheTask) {
+  LoopThread lt;
+  concurrent::Future<void> entered, heard_cancel;
+  auto f = asyncio::run_coroutine_threadsafe(
+      [](concurrent::Future<void> entered, concurrent::Future<void> heard) -> Coro<int> {
+        entered.set_result();
+        try {
+          co_await asyncio::sleep(60.0);
+        } catch (const asyncio::CancelledError&) {
+          heard.set_result();
+          throw;
+        }
+        co_return 1;
+      }(entered, heard_cancel),
+      lt.loop());
+  entered.result(30.0);
+  EXPECT_TRUE(f.cancel()) << "running in the loop is still pending to its owner, as in asyncio";
+  EXPECT_THROW(f.result(30.0), concurrent::CancelledError);
+  heard_cancel.result(30.0);  // the task was cancelled on the loop's thread (TimeoutError if not)
+  // Cancelled before the loop took it: the coroutine never runs.
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  asyncio::EventLoop idle;  // not running: what is posted waits
+  auto g = asyncio::run_coroutine_threadsafe(
+      [](std::shared_ptr<std::atomic<bool>> ran) -> Coro<void> {
+        *ran = true;
+        co_return;
+      }(ran),
+      idle);
+  EXPECT_TRUE(g.cancel());
+  idle.run_until_complete([]() -> Coro<void> { co_await asyncio::sleep(0.001); }());
+  EXPECT_FALSE(ran->load());
+  EXPECT_THROW(g.result(0), concurrent::CancelledError);
+}
+
+TEST(RunCoroutineThreadsafe, AClosingLoopFailsWhatItNeverRan) {
+  auto ran = std::make_shared<std::atomic<int>>(0);
+  auto coro = [](std::shared_ptr<std::atomic<int>> ran) -> Coro<void> {
+    ++*ran;
+    co_await asyncio::sleep(60.0);
+  };
+  concurrent::Future<void> posted;
+  {
+    asyncio::EventLoop loop;
+    posted = asyncio::run_coroutine_threadsafe(coro(ran), loop);
+    loop.close();  // runs what was posted, then cancels the task it made
+    EXPECT_THROW(asyncio::run_coroutine_threadsafe(coro(ran), loop), std::runtime_error);
+  }
+  EXPECT_THROW(posted.result(10.0), concurrent::CancelledError);
+  EXPECT_EQ(ran->load(), 0) << "cancelled before its first step";
+  // Posted while the loop closes, past its last round: dropped, and its future says so. close()
+  // runs what was posted in rounds until no task is left; a callback posted from within such a
+  // round's callback, that posts the coroutine in turn, comes too late.
+  {
+    concurrent::Future<void> late;
+    asyncio::EventLoop loop;
+    loop.call_soon_threadsafe([&] {
+      loop.call_soon_threadsafe([&] { late = asyncio::run_coroutine_threadsafe(coro(ran), loop); });
+    });
+    loop.close();
+    EXPECT_THROW(
+        {
+          try {
+            late.result(10.0);
+          } catch (const std::runtime_error& e) {
+            EXPECT_STREQ(e.what(),
+                         "run_coroutine_threadsafe: the event loop closed before the coroutine "
+                         "could start");
+            throw;
+          }
+        },
+        std::runtime_error);
+  }
+  // The same race with a thread that posts until the loop refuses: every future it got must be
+  // done, none left hanging.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    std::vector<concurrent::Future<void>> futures;
+    std::atomic<bool> go{false};
+    auto loop = std::make_unique<asyncio::EventLoop>();
+    std::thread poster([&] {
+      while (!go.load())
+        std::this_thread::yield();
+      try {
+        for (;;)
+          futures.push_back(asyncio::run_coroutine_threadsafe(coro(ran), *loop));
+      } catch (const std::runtime_error&) {  // closed
+      }
+    });
+    go = true;
+    loop->close();
+    poster.join();
+    for (auto& f : futures) {
+      try {
+        f.result(10.0);
+        ADD_FAILURE() << "a coroutine that waits a minute cannot have finished";
+      } catch (const concurrent::CancelledError&) {
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("closed before the coroutine could start"),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+  }
+}
+
+TEST(WrapFuture, AwaitsAConcurrentFutureFromAnyThread) {
+  run_test([]() -> Coro<void> {
+    concurrent::Future<std::string> f;
+    std::thread t([f]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      f.set_result("from a thread");
+    });
+    EXPECT_EQ(co_await asyncio::wrap_future(f), "from a thread");
+    t.join();
+    concurrent::Future<int> failing;
+    failing.set_exception(std::make_exception_ptr(std::out_of_range("stored")));
+    EXPECT_THROW(co_await asyncio::wrap_future(failing), std::out_of_range);
+    // Cancelling the task that awaits it cancels the future (which nobody had started).
+    concurrent::Future<int> never;
+    auto waiter = asyncio::create_task(asyncio::wrap_future(never));
+    co_await asyncio::sleep(0.001);
+    waiter.cancel();
+    EXPECT_THROW(co_await waiter, asyncio::CancelledError);
+    EXPECT_TRUE(never.cancelled());
+  }());
 }
