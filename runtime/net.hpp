@@ -72,6 +72,9 @@ std::exception_ptr write_error_of(const StreamWriter& writer);
 // drain() with asyncio's rule for resume_writing(): waits while the unsent bytes are above the
 // low-water mark (drain() itself waits only once they are above the high one).
 Coro<void> drain_to_low_water(const StreamWriter& writer);
+// StreamWriter::set_write_buffer_limits, named `who` in its errors (a Transport's or a writer's).
+void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
+                             std::optional<std::size_t> low, const char* who);
 
 // No single send or recv asks for more than 1 GiB (the kernel's result is an int).
 inline unsigned clamp_io_len(std::size_t n) {

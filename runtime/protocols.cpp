@@ -21,9 +21,14 @@
 // ended it, and lets go of the protocol. A receive and a send that fail are both fatal, as in
 // asyncio (_fatal_error); so is an exception from data_received, eof_received or
 // connection_made, which is also reported to the loop's exception handler.
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <poll.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -33,6 +38,7 @@
 
 #include "gilio/asyncio.hpp"
 #include "gilio/asyncio/protocols.hpp"
+#include "io_op.hpp"
 #include "net.hpp"
 
 namespace gilio::asyncio {
@@ -42,13 +48,14 @@ namespace detail {
 constexpr std::size_t kMaxRead = 256 * 1024;
 
 struct TransportState : std::enable_shared_from_this<TransportState> {
-  TransportState(std::shared_ptr<Protocol> p, StreamReader r, StreamWriter w)
+  TransportState(std::shared_ptr<Protocol> p, StreamReader r, StreamWriter w, PipeEnd e)
       : loop(&get_running_loop()),
         protocol(std::move(p)),
         reader(std::move(r)),
         writer(std::move(w)),
         peer(writer.peername()),
-        buffered(dynamic_cast<BufferedProtocol*>(protocol.get())) {
+        buffered(dynamic_cast<BufferedProtocol*>(protocol.get())),
+        end(e) {
     bind_transport(writer, &wake);
   }
   ~TransportState() { bind_transport(writer, nullptr); }
@@ -61,6 +68,8 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   StreamWriter writer;
   std::string peer;
   BufferedProtocol* buffered;  // the protocol, if it lends its own buffer
+  PipeEnd end;                 // none: a socket's transport, which reads and writes
+  int watch_fd = -1;           // a write pipe's: watched for its reader's departure
   Event wake;                  // resume_reading(), and the stream's close: the task looks again
   bool reading_paused = false;
   bool writing_paused = false;
@@ -112,6 +121,13 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
     co_await wake.wait();
   }
   void maybe_pause_writing();
+  // A pipe transport does one of the two: std::runtime_error naming `who` if it does not.
+  void check_can(PipeEnd needed, const char* who) const {
+    if (end == PipeEnd::none || end == needed) return;
+    throw std::runtime_error(fmt::format("{}: a {} pipe's transport cannot {}", who,
+                                         end == PipeEnd::read ? "read" : "write",
+                                         needed == PipeEnd::read ? "read" : "write"));
+  }
 };
 
 namespace {
@@ -175,7 +191,8 @@ Coro<void> deliver(TransportState& t) {
     if (data.empty()) {         // the peer's EOF
       bool keep_open = false;
       t.call("eof_received", true, [&](Protocol& p) { keep_open = p.eof_received(); });
-      if (!keep_open) t.writer.close();
+      // A read pipe has nothing left to do (asyncio's _UnixReadPipeTransport ignores the answer).
+      if (!keep_open || t.end == PipeEnd::read) t.writer.close();
       co_return;
     }
     if (t.buffered != nullptr) {
@@ -186,12 +203,32 @@ Coro<void> deliver(TransportState& t) {
   }
 }
 
+// A write pipe that has nothing to write learns that its reader is gone from a poll, as asyncio's
+// does with a reader callback on it: a pipe's write end reports POLLERR then, and never POLLIN
+// (it is not open for reading). With nothing buffered that is a plain end; with bytes left, a
+// broken pipe.
+Coro<void> watch_reader(std::shared_ptr<TransportState> t) {
+  const int fd = t->watch_fd;
+  const int events = co_await IoOp([fd](Backend& b, Completion* op) { b.poll(op, fd, POLLIN); });
+  if (events < 0 || t->ending()) co_return;
+  if (t->writer.buffered() > 0) {
+    t->fail(os_error_ptr(EPIPE, "write to " + t->peer));
+  } else {
+    t->writer.close();
+  }
+}
+
 // A connection's task: delivers, waits until the socket is closed, reports the end.
 Coro<void> drive(std::shared_ptr<TransportState> t) {
+  Task<> watch;
+  if (t->watch_fd >= 0) watch = create_task(watch_reader(t));
   try {
-    co_await deliver(*t);
+    if (t->end != PipeEnd::write) co_await deliver(*t);
     co_await t->writer.wait_closed();
+    // The poll holds the pipe open in the kernel (so its reader would see no EOF) until it ends.
+    if (watch.valid()) watch.cancel();
   } catch (const CancelledError&) {
+    if (watch.valid()) watch.cancel();
     // The loop is closing with the connection open: the socket goes, and the protocol is let go
     // of (it may hold the transport: a cycle otherwise) without connection_lost, as asyncio's
     // loop leaves an open transport to its finalizer.
@@ -208,10 +245,11 @@ Coro<void> drive(std::shared_ptr<TransportState> t) {
 
 // The transport over a connection, with connection_made called.
 std::shared_ptr<TransportState> open_transport(std::shared_ptr<Protocol> protocol,
-                                               StreamReader reader, StreamWriter writer) {
+                                               StreamReader reader, StreamWriter writer,
+                                               PipeEnd end = PipeEnd::none) {
   if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
-  auto t =
-      std::make_shared<TransportState>(std::move(protocol), std::move(reader), std::move(writer));
+  auto t = std::make_shared<TransportState>(std::move(protocol), std::move(reader),
+                                            std::move(writer), end);
   Transport handle(t);
   t->call("connection_made", true, [&](Protocol& p) { p.connection_made(handle); });
   return t;
@@ -227,8 +265,47 @@ void TransportState::maybe_pause_writing() {
 }
 
 Transport start_transport(std::shared_ptr<Protocol> protocol, StreamReader reader,
-                          StreamWriter writer) {
-  auto t = open_transport(std::move(protocol), std::move(reader), std::move(writer));
+                          StreamWriter writer, PipeEnd end) {
+  auto t = open_transport(std::move(protocol), std::move(reader), std::move(writer), end);
+  create_task(drive(t));
+  return Transport(std::move(t));
+}
+
+void check_pipe(int fd, const char* who) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) raise_os_error(errno, fmt::format("{}: fd {}", who, fd));
+  if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode)) {
+    throw std::invalid_argument(fmt::format(
+        "{}: fd {} is not a pipe, a socket or a character device (pipe transports are for "
+        "those only)",
+        who, fd));
+  }
+}
+
+Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end) {
+  if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+  if (end == PipeEnd::write) {
+    // As the Python interpreter does when it starts: a write to a pipe whose reader is gone is
+    // then an error (EPIPE: BrokenPipeError), not the death of the process. Only the default
+    // action is replaced; a handler the program installed stays.
+    struct sigaction action {};
+    if (::sigaction(SIGPIPE, nullptr, &action) == 0 && action.sa_handler == SIG_DFL)
+      ::signal(SIGPIPE, SIG_IGN);
+  }
+  // io_uring waits for a blocking descriptor; a non-blocking one would end a read of an empty
+  // pipe with EAGAIN.
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) != 0)
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  // Watched: a pipe or FIFO open for writing only (asyncio watches sockets too, but a socket's
+  // peer may send, and a poll for POLLIN would take that for a departure).
+  struct stat st {};
+  const bool watched = end == PipeEnd::write && ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+                       (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY;
+  StreamRef stream =
+      stream_of(fd, kDefaultStreamLimit,
+                fmt::format("{} pipe (fd {})", end == PipeEnd::read ? "read" : "write", fd), true);
+  auto t = open_transport(std::move(protocol), StreamReader(stream), StreamWriter(stream), end);
+  if (watched) t->watch_fd = fd;
   create_task(drive(t));
   return Transport(std::move(t));
 }
@@ -278,6 +355,7 @@ bool accepts_write(const detail::TransportState& t) {
 
 void Transport::write(std::string_view data) {
   detail::TransportState& t = state("Transport.write");
+  t.check_can(detail::PipeEnd::write, "Transport.write");
   if (!accepts_write(t)) return;
   t.writer.write(data);
   t.maybe_pause_writing();
@@ -285,6 +363,7 @@ void Transport::write(std::string_view data) {
 
 void Transport::write_owned(std::string data) {
   detail::TransportState& t = state("Transport.write");
+  t.check_can(detail::PipeEnd::write, "Transport.write");
   if (!accepts_write(t)) return;
   t.writer.write(std::move(data));
   t.maybe_pause_writing();
@@ -297,9 +376,18 @@ void Transport::writelines(const std::vector<std::string>& pieces) {
 
 void Transport::write_eof() {
   detail::TransportState& t = state("Transport.write_eof");
+  t.check_can(detail::PipeEnd::write, "Transport.write_eof");
   if (t.ending() || t.eof_written) return;
   t.eof_written = true;
-  t.writer.write_eof();
+  if (t.end == detail::PipeEnd::write) {
+    close();  // a pipe's EOF is its close, after what is buffered
+  } else {
+    t.writer.write_eof();
+  }
+}
+
+bool Transport::can_write_eof() const {
+  return state("Transport.can_write_eof").end != detail::PipeEnd::read;
 }
 
 void Transport::close() {
@@ -318,11 +406,13 @@ bool Transport::is_closing() const {
 
 void Transport::pause_reading() {
   detail::TransportState& t = state("Transport.pause_reading");
+  t.check_can(detail::PipeEnd::read, "Transport.pause_reading");
   if (!t.ending()) t.reading_paused = true;
 }
 
 void Transport::resume_reading() {
   detail::TransportState& t = state("Transport.resume_reading");
+  t.check_can(detail::PipeEnd::read, "Transport.resume_reading");
   if (!t.reading_paused || t.ending()) return;
   t.reading_paused = false;
   t.wake.set();
@@ -330,7 +420,7 @@ void Transport::resume_reading() {
 
 bool Transport::is_reading() const {
   const detail::TransportState& t = state("Transport.is_reading");
-  return !t.reading_paused && !t.ending();
+  return !t.reading_paused && !t.ending() && t.end != detail::PipeEnd::write;
 }
 
 std::size_t Transport::get_write_buffer_size() const {
@@ -341,7 +431,8 @@ std::size_t Transport::get_write_buffer_size() const {
 void Transport::set_write_buffer_limits(std::optional<std::size_t> high,
                                         std::optional<std::size_t> low) {
   detail::TransportState& t = state("Transport.set_write_buffer_limits");
-  t.writer.set_write_buffer_limits(high, low);
+  t.check_can(detail::PipeEnd::write, "Transport.set_write_buffer_limits");
+  detail::set_write_buffer_limits(t.writer, high, low, "Transport.set_write_buffer_limits");
   if (!t.ending()) t.maybe_pause_writing();
 }
 

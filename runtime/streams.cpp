@@ -14,7 +14,8 @@
 // accept per listening socket feeds a dispatcher task that starts a handler per connection; an
 // accept that fails for want of descriptors waits a second before it accepts again, as
 // selector_events' _accept_connection does (ServerState). A child process's stdout and stderr
-// are streams too (subprocess.cpp): a pipe's read end, read with a pooled read instead of a recv.
+// are streams too (subprocess.cpp): a pipe's read end, read with a pooled read instead of a recv;
+// so are the pipes of pipe transports (protocols.cpp), written with a write instead of a send.
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
@@ -132,7 +133,7 @@ struct StreamState : StreamCount, ListNode {
   EventLoop* loop;
   int fd;
   std::size_t limit;
-  bool pipe;         // a pipe's read end (a child's output): read, not recv
+  bool pipe;         // not a socket (a pipe, a FIFO, a terminal): read and write, not recv and send
   std::string peer;  // in messages: "host:port", a socket path, "stdout of process 42"
 
   RecvBuffer buffer;  // received, not yet read
@@ -199,7 +200,8 @@ struct StreamState : StreamCount, ListNode {
   }
   void end_recv() {
     reading = false;
-    const int n = recv->await_resume();  // throws CancelledError if cancelled
+    int n = recv->await_resume();          // throws CancelledError if cancelled
+    if (n == -ECANCELED && fd < 0) n = 0;  // a pipe's read, cut short by its close: the end
     if (n < 0) raise_os_error(-n, (pipe ? "read from " : "recv from ") + peer);
     if (n == 0) eof = true;
   }
@@ -214,11 +216,16 @@ struct StreamState : StreamCount, ListNode {
   }
   void submit_send() {
     const std::size_t left = inflight.size() - inflight_sent;
-    loop->backend().send(&send_op, fd, inflight.data() + inflight_sent, clamp_io_len(left));
+    const char* from = inflight.data() + inflight_sent;
+    if (pipe) {
+      loop->backend().write(&send_op, fd, from, clamp_io_len(left), kNoOffset);
+    } else {
+      loop->backend().send(&send_op, fd, from, clamp_io_len(left));
+    }
   }
   void on_sent(int result) {
     if (result < 0) {
-      write_error = os_error_ptr(-result, "send to " + peer);
+      write_error = os_error_ptr(-result, (pipe ? "write to " : "send to ") + peer);
       pending.clear();
       inflight.clear();
       inflight_sent = 0;
@@ -264,23 +271,29 @@ struct StreamState : StreamCount, ListNode {
     if (!sending && !sendfile_busy) finish_close();
   }
   // abort(): at once. A send the kernel holds keeps `inflight` until it completes; the shutdown
-  // makes it fail now, and its completion finishes the close (on_sent).
+  // (a pipe has none: a cancel) makes it fail now, and its completion finishes the close.
   void abort() {
     pending.clear();
     closing = true;
     if (!sending) {
       finish_close();
+    } else if (pipe) {
+      if (!sendfile_busy) loop->backend().cancel(&send_op);
     } else if (fd >= 0) {
       ::shutdown(fd, SHUT_RDWR);
     }
   }
   void shutdown_write() {
     eof_sent = true;
-    if (fd >= 0) ::shutdown(fd, SHUT_WR);
+    if (fd >= 0 && !pipe) ::shutdown(fd, SHUT_WR);
   }
   void finish_close() {
     if (fd >= 0) {
-      ::shutdown(fd, SHUT_RDWR);  // wakes a recv in flight (it completes with 0)
+      if (!pipe) {
+        ::shutdown(fd, SHUT_RDWR);  // wakes a recv in flight (it completes with 0)
+      } else if (reading) {
+        loop->backend().cancel(&*recv);  // a read in flight ends (-ECANCELED: end_recv's EOF)
+      }
       ::close(fd);
       fd = -1;
     }
@@ -770,17 +783,7 @@ std::string StreamWriter::sockname() const {
 
 void StreamWriter::set_write_buffer_limits(std::optional<std::size_t> high,
                                            std::optional<std::size_t> low) {
-  detail::StreamState& s = connected(s_, "StreamWriter.set_write_buffer_limits");
-  // asyncio's _FlowControlMixin._set_write_buffer_limits: either one follows from the other.
-  const std::size_t h = high ? *high : low ? 4 * *low : detail::kHighWater;
-  const std::size_t l = low ? *low : h / 4;
-  if (l > h) {
-    throw std::invalid_argument(fmt::format(
-        "StreamWriter.set_write_buffer_limits: high ({}) must be >= low ({}) must be >= 0", h, l));
-  }
-  s.high_water = h;
-  s.low_water = l;
-  s.wake_drainers();  // a drain() waiting may be done under the new limits
+  detail::set_write_buffer_limits(*this, high, low, "StreamWriter.set_write_buffer_limits");
 }
 
 std::pair<std::size_t, std::size_t> StreamWriter::get_write_buffer_limits() const {
@@ -794,6 +797,7 @@ std::size_t StreamWriter::buffered() const {
 namespace detail {
 struct WriterAccess {
   static StreamState& of(const StreamWriter& w) { return connected(w.s_, "Transport"); }
+  static const StreamRef& state(const StreamWriter& w) { return w.s_; }
   static StreamWriter::Drain to_low_water(const StreamWriter& w) {
     return StreamWriter::Drain(w.s_, true);
   }
@@ -806,6 +810,20 @@ void bind_transport(const StreamWriter& writer, Event* wake) {
 }
 std::exception_ptr write_error_of(const StreamWriter& writer) {
   return WriterAccess::of(writer).write_error;
+}
+void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
+                             std::optional<std::size_t> low, const char* who) {
+  StreamState& s = connected(WriterAccess::state(writer), who);
+  // asyncio's _FlowControlMixin._set_write_buffer_limits: either one follows from the other.
+  const std::size_t h = high ? *high : low ? 4 * *low : kHighWater;
+  const std::size_t l = low ? *low : h / 4;
+  if (l > h) {
+    throw std::invalid_argument(
+        fmt::format("{}: high ({}) must be >= low ({}) must be >= 0", who, h, l));
+  }
+  s.high_water = h;
+  s.low_water = l;
+  s.wake_drainers();  // a drain() waiting may be done under the new limits
 }
 }  // namespace detail
 

@@ -259,7 +259,7 @@ void Backend::flush_late() {
     for (const LateRecv& r : flushing_) {
       io_uring_sqe* sqe = as_sqe(slot(r.op));
       if (r.pipe) {
-        io_uring_prep_read(sqe, r.fd, r.buf, r.len, -1);  // -1: a pipe has no file position
+        io_uring_prep_read(sqe, r.fd, r.buf, r.len, kNoOffset);  // a pipe has no file position
       } else {
         io_uring_prep_recv(sqe, r.fd, r.buf, r.len, 0);
       }

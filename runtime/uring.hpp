@@ -50,6 +50,8 @@ namespace gilio::asyncio::detail {
 
 // A completion's flags: more completions will follow for this submission (multishot).
 inline constexpr std::uint32_t kCompletionMore = 1u << 1;  // IORING_CQE_F_MORE
+// read() and write() at this offset use none: what a pipe, a socket or a terminal needs.
+inline constexpr std::uint64_t kNoOffset = ~std::uint64_t{0};
 
 // The object a submission's user_data points at; complete() is called with the CQE's result.
 class Completion {

@@ -1,11 +1,15 @@
 // tests/test_protocols.cpp — gilio/asyncio/protocols.hpp: create_connection, create_server and
-// their Unix twins, connect_accepted_socket, Protocol and Transport, over real sockets on
-// loopback (ideas from Lib/test/test_asyncio's test_selector_events transport cases and
-// test_base_events' create_connection and create_server cases, in our own code).
+// their Unix twins, connect_accepted_socket, connect_read_pipe and connect_write_pipe, Protocol
+// and Transport, over real sockets on loopback and real pipes (ideas from Lib/test/test_asyncio's
+// test_selector_events transport cases and test_base_events' create_connection and create_server
+// cases, in our own code).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <functional>
 #include <memory>
@@ -724,5 +728,189 @@ TEST(Protocols, ABufferedProtocolLendingNoRoomIsAFatalError) {
     }
     server.close();
     co_await asyncio::wait_for(server.wait_closed(), 10.0);
+  }());
+}
+
+// ---- pipe transports (asyncio's connect_read_pipe, connect_write_pipe) ----
+
+namespace {
+struct Pipe {
+  int read_end = -1, write_end = -1;
+  Pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    read_end = fds[0];
+    write_end = fds[1];
+  }
+};
+struct PausedAtOnce : Recorder {
+  void connection_made(asyncio::Transport& t) override {
+    Recorder::connection_made(t);
+    t.pause_reading();
+  }
+};
+}  // namespace
+
+// Both ends of one pipe through transports in one loop: 8 MiB through a 64 KiB pipe, with flow
+// control — the writer pauses while the reader does not read, and resumes once it does; the
+// writer's close is the reader's EOF. A read pipe ends at EOF even when eof_received() says to
+// keep it open (there is nothing to write), and each transport goes one way only.
+TEST(PipeTransports, EightMegabytesThroughAPipeWithFlowControl) {
+  run_test([]() -> Coro<void> {
+    Pipe pipe;
+    auto reader_factory = [] {
+      auto p = std::make_shared<PausedAtOnce>();
+      p->keep_open = true;
+      return p;
+    };
+    auto [in, reader] = co_await asyncio::connect_read_pipe(reader_factory, pipe.read_end);
+    auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, pipe.write_end);
+    EXPECT_FALSE(in.can_write_eof());
+    EXPECT_TRUE(out.can_write_eof());
+    EXPECT_FALSE(out.is_reading());
+    try {
+      in.write(std::string_view("no"));
+      ADD_FAILURE() << "a read pipe wrote";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "Transport.write: a read pipe's transport cannot write");
+    }
+    EXPECT_THROW(out.pause_reading(), std::runtime_error);
+    EXPECT_THROW(in.set_write_buffer_limits(1), std::runtime_error);
+    EXPECT_THROW(
+        {
+          try {
+            out.set_write_buffer_limits(1, 2);
+          } catch (const std::invalid_argument& e) {
+            EXPECT_STREQ(e.what(),
+                         "Transport.set_write_buffer_limits: high (1) must be >= low (2) must "
+                         "be >= 0");
+            throw;
+          }
+        },
+        std::invalid_argument);
+
+    const std::string big = pattern(8 << 20);
+    out.write(std::string_view(big));
+    EXPECT_TRUE(writer->saw("pause")) << "pause_writing() from within write()";
+    co_await asyncio::sleep(0.05);
+    EXPECT_TRUE(reader->data.empty()) << "data_received while reading is paused";
+    EXPECT_FALSE(writer->saw("resume"));
+    in.resume_reading();
+    co_await reader->until_bytes(big.size());
+    EXPECT_TRUE(reader->data == big) << "8 MiB whole and in order";
+    co_await writer->until([&] { return writer->saw("resume"); });
+    out.write_eof();  // a write pipe's EOF is its close
+    EXPECT_TRUE(out.is_closing());
+    co_await writer->until_lost();
+    co_await reader->until_lost();
+    EXPECT_EQ(reader->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+    EXPECT_EQ(writer->events, (std::vector<std::string>{"made", "pause", "resume", "lost"}));
+    EXPECT_FALSE(reader->error);
+    EXPECT_FALSE(writer->error);
+    EXPECT_EQ(::fcntl(pipe.read_end, F_GETFD), -1) << "the transport closed its end";
+    EXPECT_EQ(::fcntl(pipe.write_end, F_GETFD), -1);
+  }());
+}
+
+// A pipe's read that waits cannot be woken by a shutdown, as a socket's is: close() cancels it,
+// and the transport ends at once, with connection_lost(nullptr) and no EOF.
+TEST(PipeTransports, CloseEndsAReadPipeWhileItsReadWaits) {
+  run_test([]() -> Coro<void> {
+    Pipe pipe;
+    auto [in, reader] = co_await asyncio::connect_read_pipe(make_recorder, pipe.read_end);
+    ::write(pipe.write_end, "abc", 3);
+    co_await reader->until_bytes(3);  // the next read now waits in the ring
+    in.close();
+    co_await reader->until_lost();
+    EXPECT_EQ(reader->events, (std::vector<std::string>{"made", "data", "lost"}));
+    EXPECT_FALSE(reader->error);
+    ::close(pipe.write_end);
+  }());
+}
+
+// The reader is gone: the write fails with EPIPE — BrokenPipeError for connection_lost, not a
+// SIGPIPE that kills the test — and a write pipe aborted while its write waits for room ends at
+// once, as no error.
+TEST(PipeTransports, ABrokenPipeIsFatalAndAnAbortWithAFullPipeEndsAtOnce) {
+  run_test([]() -> Coro<void> {
+    {
+      Pipe pipe;
+      ::close(pipe.read_end);
+      auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, pipe.write_end);
+      struct sigaction action {};
+      ::sigaction(SIGPIPE, nullptr, &action);
+      EXPECT_EQ(action.sa_handler, SIG_IGN) << "ignored, as the Python interpreter has it";
+      out.write(std::string_view("to nobody"));
+      co_await writer->until_lost();
+      EXPECT_EQ(writer->events.back(), "lost with an error");
+      try {
+        std::rethrow_exception(writer->error);
+      } catch (const asyncio::BrokenPipeError& e) {
+        EXPECT_NE(std::string(e.what()).find("write to write pipe (fd "), std::string::npos)
+            << e.what();
+      } catch (...) {
+        ADD_FAILURE() << "connection_lost got something else than BrokenPipeError";
+      }
+    }
+    {
+      Pipe pipe;  // nobody reads: the write waits for room
+      auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, pipe.write_end);
+      out.write(pattern(1 << 20));
+      co_await asyncio::sleep(0.01);
+      EXPECT_GT(out.get_write_buffer_size(), 0u);
+      out.abort();
+      co_await writer->until_lost();
+      EXPECT_EQ(writer->events.back(), "lost") << "an abort is no error";
+      ::close(pipe.read_end);
+    }
+  }());
+}
+
+// A write pipe with nothing to write hears of its reader's departure at once, as asyncio's does
+// (a poll on its end): connection_lost(nullptr), without a write that fails.
+TEST(PipeTransports, AWritePipeEndsWhenItsReaderLeaves) {
+  run_test([]() -> Coro<void> {
+    Pipe pipe;
+    auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, pipe.write_end);
+    out.write(std::string_view("read before the reader leaves"));
+    co_await asyncio::sleep(0.01);
+    EXPECT_EQ(out.get_write_buffer_size(), 0u);
+    ::close(pipe.read_end);
+    co_await writer->until_lost();
+    EXPECT_EQ(writer->events, (std::vector<std::string>{"made", "lost"}));
+    EXPECT_FALSE(writer->error);
+    EXPECT_TRUE(out.is_closing());
+  }());
+}
+
+// What is not a pipe, a socket or a character device is refused, as is a closed descriptor;
+// either way before the factory is called, and the descriptor is left alone.
+TEST(PipeTransports, WhatIsNotAPipeIsRefused) {
+  run_test([]() -> Coro<void> {
+    int made = 0;
+    auto counting = [&made] {
+      ++made;
+      return std::make_shared<Recorder>();
+    };
+    char path[] = "/tmp/gilio_pipe_test_XXXXXX";
+    const int file = ::mkstemp(path);
+    ::unlink(path);
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::connect_read_pipe(counting, file), "a regular file was taken for a pipe",
+        "is not a pipe, a socket or a character device");
+    EXPECT_EQ(::fcntl(file, F_GETFD) >= 0, true) << "left open";
+    ::close(file);
+    co_await expect_await_throws<asyncio::OSError>(asyncio::connect_write_pipe(counting, file),
+                                                   "a closed descriptor was taken", "fd ");
+    EXPECT_EQ(made, 0);
+    // A socket will do (asyncio's pipe transports take sockets too).
+    int pair[2];
+    ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
+    auto [in, reader] = co_await asyncio::connect_read_pipe(counting, pair[0]);
+    ::write(pair[1], "over a socket", 13);
+    ::close(pair[1]);
+    co_await reader->until_lost();
+    EXPECT_EQ(reader->data, "over a socket");
+    EXPECT_EQ(made, 1);
   }());
 }

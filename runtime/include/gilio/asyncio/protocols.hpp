@@ -1,7 +1,8 @@
 // gilio/asyncio/protocols.hpp — stream protocols and transports: create_connection,
-// create_server, create_unix_connection, create_unix_server, connect_accepted_socket, Protocol,
-// Transport; mirrors Lib/asyncio/protocols.py, the transport half of selector_events.py
-// (_SelectorSocketTransport) and loop.create_connection / loop.create_server in base_events.py.
+// create_server, create_unix_connection, create_unix_server, connect_accepted_socket,
+// connect_read_pipe, connect_write_pipe, Protocol, Transport; mirrors Lib/asyncio/protocols.py,
+// the transport half of selector_events.py (_SelectorSocketTransport), the pipe transports of
+// unix_events.py, and loop.create_connection / loop.create_server in base_events.py.
 //
 // Streams are asyncio's high-level face; beneath them asyncio has the older callback style, and
 // much code is written against it: the caller supplies a protocol, an object whose methods the
@@ -92,9 +93,14 @@ class BufferedProtocol : public Protocol {
 
 namespace detail {
 struct TransportState;
-}
+// Which way a pipe transport goes (connect_read_pipe, connect_write_pipe); none: a socket's.
+enum class PipeEnd { none, read, write };
+}  // namespace detail
 
-// asyncio's stream transport (_SelectorSocketTransport): a copyable handle.
+// asyncio's stream transport (_SelectorSocketTransport): a copyable handle. A pipe's transport
+// (asyncio's _UnixReadPipeTransport, _UnixWritePipeTransport) is one too, which goes one way
+// only: a read pipe's write() and a write pipe's pause_reading() throw std::runtime_error, as the
+// methods are missing in asyncio's ReadTransport and WriteTransport.
 class Transport {
  public:
   Transport() = default;
@@ -109,9 +115,10 @@ class Transport {
   requires std::same_as<S, std::string>
   void write(S&& data) { write_owned(std::move(data)); }
   void writelines(const std::vector<std::string>& pieces);
-  // Half-closes: FIN after what is buffered; data_received goes on.
+  // Half-closes: FIN after what is buffered; data_received goes on. A write pipe has no half:
+  // write_eof() closes it after what is buffered.
   void write_eof();
-  bool can_write_eof() const { return true; }
+  bool can_write_eof() const;  // false for a read pipe
   // Stops reading; sends what is buffered; closes; then connection_lost(nullptr).
   void close();
   // The same at once, dropping the buffer.
@@ -144,7 +151,13 @@ namespace detail {
 // Runs `protocol` over the connection in a task of its own; returns the transport once
 // connection_made has been called.
 Transport start_transport(std::shared_ptr<Protocol> protocol, StreamReader reader,
-                          StreamWriter writer);
+                          StreamWriter writer, PipeEnd end = PipeEnd::none);
+// A pipe transport's checks: `fd` must be open (OSError) and a pipe, a FIFO, a socket or a
+// character device such as a terminal (std::invalid_argument), as asyncio's pipe transports ask.
+void check_pipe(int fd, const char* who);
+// The transport over a pipe end, which it owns from now on: reads or writes it with read() and
+// write(), and closes it at the end.
+Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end);
 // A server's handler that runs a protocol from `factory` over each connection.
 ClientConnected serve_protocol(ProtocolFactory factory);
 
@@ -183,6 +196,34 @@ auto connect_accepted_socket(Factory factory, Socket sock)
     -> Coro<std::pair<Transport, decltype(factory())>> {
   auto streams = co_await open_connection(sock);
   co_return detail::connected_pair(factory(), std::move(streams));
+}
+
+// loop.connect_read_pipe(protocol_factory, pipe): the protocol gets what comes from `fd`, a
+// pipe's read end (or a FIFO, a terminal, a socket), as from a connection: data_received, then
+// eof_received and connection_lost(nullptr) when the writer closes its end. The transport owns
+// `fd` and closes it at the end; close() ends it at once, even with a read waiting.
+template <class Factory>
+auto connect_read_pipe(Factory factory, int fd) -> Coro<std::pair<Transport, decltype(factory())>> {
+  detail::check_pipe(fd, "connect_read_pipe");
+  auto protocol = factory();
+  Transport transport = detail::start_pipe_transport(protocol, fd, detail::PipeEnd::read);
+  co_return std::pair<Transport, decltype(factory())>(std::move(transport), std::move(protocol));
+}
+
+// loop.connect_write_pipe(protocol_factory, pipe): a transport that writes to `fd`, with the
+// flow control of a connection's (pause_writing above the high-water mark). A reader that
+// closes its end ends the transport: with nothing buffered, connection_lost(nullptr) at once (a
+// pipe or FIFO is watched for it, as asyncio's is); with bytes left, or at the next write,
+// connection_lost gets BrokenPipeError. As the Python interpreter does at its start, SIGPIPE is
+// ignored from the first write pipe on, if the program left it at its default action (which
+// would kill the process instead). The transport owns `fd` and closes it at the end.
+template <class Factory>
+auto connect_write_pipe(Factory factory, int fd)
+    -> Coro<std::pair<Transport, decltype(factory())>> {
+  detail::check_pipe(fd, "connect_write_pipe");
+  auto protocol = factory();
+  Transport transport = detail::start_pipe_transport(protocol, fd, detail::PipeEnd::write);
+  co_return std::pair<Transport, decltype(factory())>(std::move(transport), std::move(protocol));
 }
 
 // loop.create_server(protocol_factory, host, port, ...) and loop.create_unix_server: a Server
