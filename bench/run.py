@@ -275,15 +275,22 @@ def echo(args):
     # judged on paired ratios: gilio's run against the peer's run of the same round (one after
     # the other, so drift in the machine's speed cancels), the median over the rounds.
     # The judged pairs run back to back (the floor, gilio's streams, uvloop's protocol server),
-    # so that each ratio compares runs about two seconds apart; the rest follow.
+    # so that each ratio compares runs about two seconds apart; the rest follow. A place in the
+    # round has a cost of its own (in one run every server that ran late measured slower), so
+    # the places move: the judged three run forwards and backwards in alternate rounds (gilio
+    # in the middle, next to both of its peers), and the rest rotate.
     judged = ["liburing floor", "gilio streams", "uvloop protocol"]
-    order = judged + [n for n in servers if n not in judged]
+    rest = [n for n in servers if n not in judged]
+
+    def order_of(turn):
+        k = turn % len(rest)
+        return (judged if turn % 2 == 0 else judged[::-1]) + rest[k:] + rest[:k]
     seconds = "0.5" if args.quick else "2"
     rounds = 1 if args.quick else 5
     runs = {}
     for size in (128, 1024):
         for turn in range(rounds):
-            for name in order:
+            for name in order_of(turn):
                 cmd = servers[name]
                 progress(f"echo, 50 connections x {size} B: {name} ({turn + 1}/{rounds})")
                 proc, port = start_server(cmd)
