@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -72,6 +73,9 @@ std::exception_ptr write_error_of(const StreamWriter& writer);
 // drain() with asyncio's rule for resume_writing(): waits while the unsent bytes are above the
 // low-water mark (drain() itself waits only once they are above the high one).
 Coro<void> drain_to_low_water(const StreamWriter& writer);
+// A StreamReaderProtocol's reader (StreamReader::fed): `flow` pauses (true) and resumes (false)
+// the transport that feeds it; null: none.
+void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow);
 // StreamWriter::set_write_buffer_limits, named `who` in its errors (a Transport's or a writer's).
 void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
                              std::optional<std::size_t> low, const char* who);

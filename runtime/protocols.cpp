@@ -448,6 +448,42 @@ std::string Transport::sockname() const {
   return state("Transport.sockname").writer.sockname();
 }
 
+// ---- StreamReaderProtocol ----
+
+StreamReaderProtocol::StreamReaderProtocol(StreamReader reader) : reader_(std::move(reader)) {
+  detail::set_feed_flow(reader_, nullptr);  // a reader that is not fed fails here, not later
+}
+
+void StreamReaderProtocol::connection_made(Transport& transport) {
+  // The reader holds the transport, which holds this protocol, until connection_lost (or the
+  // transport's end, which lets go of the protocol) breaks the cycle.
+  detail::set_feed_flow(reader_, [transport](bool pause) mutable {
+    if (pause) {
+      transport.pause_reading();
+    } else {
+      transport.resume_reading();
+    }
+  });
+}
+
+void StreamReaderProtocol::data_received(std::string data) {
+  reader_.feed_data(data);
+}
+
+bool StreamReaderProtocol::eof_received() {
+  reader_.feed_eof();
+  return true;
+}
+
+void StreamReaderProtocol::connection_lost(std::exception_ptr error) {
+  detail::set_feed_flow(reader_, nullptr);
+  if (error) {
+    reader_.set_exception(std::move(error));
+  } else {
+    reader_.feed_eof();
+  }
+}
+
 // ---- servers ----
 
 namespace {

@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -189,9 +190,64 @@ struct StreamState : StreamCount, ListNode {
   std::optional<IoOp<RecvPrep, RecvHook>> recv;
   bool settled = false;
 
+  // A reader fed by hand (StreamReader::fed) has no descriptor: a read that the buffer does not
+  // settle parks its task here until feed_data, feed_eof or set_exception settles it. Flow
+  // control is asyncio's (StreamReader._maybe_resume_transport): above twice the limit unread,
+  // with no read waiting for more, the feeding transport is paused; a read that brings the
+  // buffer down to the limit, or one that must wait for more, resumes it. (A read waiting for
+  // more is never left waiting on a paused transport: read(-1) would wait forever.)
+  struct Feed {
+    List<SyncWaiter> waiting;        // holds `waiter` while it waits (declared first: outlives it)
+    SyncWaiter waiter;               // the read waiting, if any (one at most)
+    ReadWant* want = nullptr;        // what that read wants
+    std::exception_ptr error;        // set_exception's
+    std::function<void(bool)> flow;  // the transport's pause_reading (true) or resume_reading
+    bool paused = false;
+  };
+  std::unique_ptr<Feed> feed;  // a fed reader's; null for a socket's or a pipe's
+
   void check_readable() const {
     if (reading) throw std::runtime_error("read() called while another task is already reading");
-    if (fd < 0) throw std::runtime_error("read from a closed stream");
+    if (fd < 0 && !feed) throw std::runtime_error("read from a closed stream");
+  }
+  void check_fed() const {
+    if (feed->error) std::rethrow_exception(feed->error);
+  }
+  void park_fed(TaskCore& task, std::coroutine_handle<> h, ReadWant& want) {
+    feed->want = &want;
+    reading = true;
+    if (feed->paused) set_flow(false);  // the read needs more than is here: let it come
+    feed->waiter.park(feed->waiting, task, h);
+  }
+  void end_fed_wait() {
+    reading = false;
+    feed->want = nullptr;
+    feed->waiter.task()->resume_check(feed->waiter.cancelled());  // CancelledError if cancelled
+    check_fed();
+  }
+  // Something was fed: wake the read waiting if that settles it; else pause a transport that
+  // has fed more than twice the limit, unless a read waits for still more.
+  void fed_more() {
+    Feed& f = *feed;
+    if (f.waiter.linked()) {
+      if (f.error || f.want->settled(*this)) f.waiter.wake_up();
+      return;
+    }
+    if (!f.paused && buffer.size() > 2 * limit) set_flow(true);
+  }
+  // After a read: a paused transport resumes once the buffer is down to the limit.
+  void maybe_resume_feed() noexcept {
+    if (feed->paused && buffer.size() <= limit) set_flow(false);
+  }
+  void set_flow(bool pause) noexcept {
+    if (!feed->flow) return;
+    feed->paused = pause;
+    try {
+      feed->flow(pause);
+    } catch (...) {  // a transport that cannot pause: fed without flow control, as asyncio does
+      feed->flow = nullptr;
+      feed->paused = false;
+    }
   }
   void begin_recv(TaskCore& task, std::coroutine_handle<> h, ReadWant& want) {
     recv.emplace(RecvPrep{fd, pipe}, RecvHook{this, &want});
@@ -600,24 +656,46 @@ bool StreamReader::Read::await_ready() {
       want_.n > static_cast<std::size_t>(PTRDIFF_MAX)) [[unlikely]] {
     throw std::invalid_argument("readexactly: the size can not be less than zero");
   }
+  if (s.feed) [[unlikely]]
+    s.check_fed();  // an exception set fails the read, bytes buffered or not (asyncio's rule)
   if (want_.settled(s)) return true;
   s.check_readable();
   return false;
 }
 
 void StreamReader::Read::begin(detail::TaskCore& task, std::coroutine_handle<> h) {
-  state_of(s_).begin_recv(task, h, want_);
+  detail::StreamState& s = state_of(s_);
+  if (s.feed) [[unlikely]] {
+    s.park_fed(task, h, want_);
+  } else {
+    s.begin_recv(task, h, want_);
+  }
   suspended_ = true;
 }
+
+namespace {
+// A fed reader's flow control looks again once a read has taken its bytes (or failed).
+struct ResumeFeedAfter {
+  detail::StreamState* s;
+  ~ResumeFeedAfter() {
+    if (s != nullptr) s->maybe_resume_feed();
+  }
+};
+}  // namespace
 
 std::string StreamReader::Read::await_resume() {
   using Kind = detail::ReadWant::Kind;
   detail::StreamState& s = state_of(s_);
+  const ResumeFeedAfter resume_feed{s.feed ? &s : nullptr};
   if (suspended_) {
-    s.end_recv();
-    if (!s.settled) {  // the completion could not queue the receive again
-      throw std::runtime_error(std::string(detail::method_name(want_.kind)) +
-                               ": the receive could not be queued again");
+    if (s.feed) [[unlikely]] {
+      s.end_fed_wait();
+    } else {
+      s.end_recv();
+      if (!s.settled) {  // the completion could not queue the receive again
+        throw std::runtime_error(std::string(detail::method_name(want_.kind)) +
+                                 ": the receive could not be queued again");
+      }
     }
   }
   detail::RecvBuffer& b = s.buffer;
@@ -642,6 +720,53 @@ bool StreamReader::at_eof() const {
 }
 std::size_t StreamReader::limit() const {
   return connected(s_, "StreamReader.limit").limit;
+}
+
+StreamReader StreamReader::fed(std::size_t limit) {
+  if (limit == 0) throw std::invalid_argument("StreamReader.fed: the limit must be above 0");
+  detail::StreamRef ref(
+      new detail::StreamState(&get_running_loop(), -1, limit, "a fed StreamReader", false));
+  state_of(ref).feed = std::make_unique<detail::StreamState::Feed>();
+  return StreamReader(std::move(ref));
+}
+
+namespace {
+detail::StreamState& fed_state(const detail::StreamRef& ref, const char* who) {
+  detail::StreamState& s = on_its_loop(ref, who);
+  if (!s.feed) {
+    throw std::runtime_error(std::string(who) +
+                             ": this reader reads its own socket or pipe; only one made by "
+                             "StreamReader::fed() is fed");
+  }
+  return s;
+}
+}  // namespace
+
+void StreamReader::feed_data(std::string_view data) {
+  detail::StreamState& s = fed_state(s_, "StreamReader.feed_data");
+  if (s.eof) throw std::runtime_error("StreamReader.feed_data after feed_eof()");
+  if (data.empty()) return;
+  s.buffer.reserve_more(data.size());
+  s.buffer.tail().append(data);
+  s.fed_more();
+}
+
+void StreamReader::feed_eof() {
+  detail::StreamState& s = fed_state(s_, "StreamReader.feed_eof");
+  s.eof = true;
+  s.fed_more();
+}
+
+void StreamReader::set_exception(std::exception_ptr error) {
+  detail::StreamState& s = fed_state(s_, "StreamReader.set_exception");
+  if (!error) throw std::invalid_argument("StreamReader.set_exception: no exception given");
+  s.feed->error = std::move(error);
+  s.fed_more();
+}
+
+std::exception_ptr StreamReader::exception() const {
+  const detail::StreamState& s = connected(s_, "StreamReader.exception");
+  return s.feed ? s.feed->error : nullptr;
 }
 
 // ---- StreamWriter ----
@@ -810,6 +935,14 @@ void bind_transport(const StreamWriter& writer, Event* wake) {
 }
 std::exception_ptr write_error_of(const StreamWriter& writer) {
   return WriterAccess::of(writer).write_error;
+}
+struct ReaderAccess {
+  static StreamState& fed(const StreamReader& r, const char* who) { return fed_state(r.s_, who); }
+};
+void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow) {
+  StreamState& s = ReaderAccess::fed(reader, "StreamReaderProtocol");
+  s.feed->flow = std::move(flow);
+  s.feed->paused = false;
 }
 void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
                              std::optional<std::size_t> low, const char* who) {

@@ -1,8 +1,8 @@
 // tests/test_protocols.cpp — gilio/asyncio/protocols.hpp: create_connection, create_server and
-// their Unix twins, connect_accepted_socket, connect_read_pipe and connect_write_pipe, Protocol
-// and Transport, over real sockets on loopback and real pipes (ideas from Lib/test/test_asyncio's
-// test_selector_events transport cases and test_base_events' create_connection and create_server
-// cases, in our own code).
+// their Unix twins, connect_accepted_socket, connect_read_pipe and connect_write_pipe, Protocol,
+// Transport, and StreamReaderProtocol with a fed StreamReader, over real sockets on loopback and
+// real pipes (ideas from Lib/test/test_asyncio's test_selector_events transport cases and
+// test_base_events' create_connection and create_server cases, in our own code).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -912,5 +912,138 @@ TEST(PipeTransports, WhatIsNotAPipeIsRefused) {
     co_await reader->until_lost();
     EXPECT_EQ(reader->data, "over a socket");
     EXPECT_EQ(made, 1);
+  }());
+}
+
+// ---- StreamReader::fed and StreamReaderProtocol ----
+
+// A reader fed by hand reads as a socket's does: a read the buffer settles returns at once; one
+// it does not waits, and is woken by the feed that settles it (and not before); feed_eof ends
+// it. A read cancelled while it waits leaves the reader as it was; set_exception fails the read
+// waiting and every later one, with bytes buffered or not.
+TEST(FedStreamReader, ReadsWhatIsFedAsAStreamDoes) {
+  run_test([]() -> Coro<void> {
+    asyncio::StreamReader r = asyncio::StreamReader::fed();
+    EXPECT_EQ(r.limit(), asyncio::kDefaultStreamLimit);
+    r.feed_data("ab");
+    r.feed_data("c\nde");
+    EXPECT_EQ(co_await r.readline(), "abc\n");
+    auto five = asyncio::create_task(r.readexactly(5));
+    co_await asyncio::sleep(0);
+    r.feed_data("f");
+    co_await asyncio::sleep(0);
+    EXPECT_FALSE(five.done()) << "woken by a feed that does not settle it";
+    r.feed_data("ghi");
+    EXPECT_EQ(co_await asyncio::wait_for(five, 10.0), "defgh");
+
+    auto cancelled = asyncio::create_task(r.readuntil("!"));
+    co_await asyncio::sleep(0);
+    cancelled.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(cancelled, "the read was not cancelled");
+    r.feed_data("j!");
+    EXPECT_EQ(co_await r.readuntil("!"), "ij!") << "nothing lost to the cancelled read";
+
+    r.feed_data("k");
+    r.feed_eof();
+    EXPECT_FALSE(r.at_eof());
+    EXPECT_EQ(co_await r.read(), "k");
+    EXPECT_TRUE(r.at_eof());
+    EXPECT_EQ(co_await r.read(), "");
+    try {
+      r.feed_data("late");
+      ADD_FAILURE() << "fed after feed_eof()";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "StreamReader.feed_data after feed_eof()");
+    }
+
+    asyncio::StreamReader failing = asyncio::StreamReader::fed(8);
+    auto line = asyncio::create_task(failing.readline());
+    co_await asyncio::sleep(0);
+    failing.feed_data("no newline yet");
+    failing.set_exception(std::make_exception_ptr(asyncio::ConnectionResetError(ECONNRESET, "x")));
+    co_await expect_await_throws<asyncio::ConnectionResetError>(line, "the waiting read went on");
+    EXPECT_TRUE(failing.exception());
+    co_await expect_await_throws<asyncio::ConnectionResetError>(
+        failing.read(3), "a later read ignored the exception");
+    EXPECT_FALSE(r.exception());
+  }());
+}
+
+// A reader of a socket feeds itself, and an empty handle is no reader: both are refused, by
+// feed_data and by the protocol that would feed them.
+TEST(FedStreamReader, OnlyAFedReaderIsFed) {
+  run_test([]() -> Coro<void> {
+    int pair[2];
+    ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
+    const asyncio::Socket sock{pair[0]};  // named: g++ 12 cannot take a braced list in co_await
+    auto [reader, writer] = co_await asyncio::open_connection(sock);
+    EXPECT_THROW(reader.feed_data("x"), std::runtime_error);
+    EXPECT_THROW(asyncio::StreamReaderProtocol{reader}, std::runtime_error);
+    EXPECT_THROW(asyncio::StreamReaderProtocol{asyncio::StreamReader()}, std::runtime_error);
+    EXPECT_THROW(asyncio::StreamReader::fed(0), std::invalid_argument);
+    writer.close();
+    ::close(pair[1]);
+  }());
+}
+
+// asyncio's recipe for reading a pipe as a stream, with its flow control: a reader that lags
+// pauses the pipe's transport once more than twice its limit waits unread (the writer then
+// waits for room), and reading it down resumes it. A read(-1) that needs far more than the
+// limit is never left waiting on a paused transport. The writer's close is the reader's EOF.
+TEST(StreamReaderProtocol, APipeReadAsAStreamWithFlowControl) {
+  run_test([]() -> Coro<void> {
+    Pipe pipe;
+    constexpr std::size_t kLimit = 16 * 1024;
+    asyncio::StreamReader reader = asyncio::StreamReader::fed(kLimit);
+    auto protocol = std::make_shared<asyncio::StreamReaderProtocol>(reader);
+    auto [in, unused] =
+        co_await asyncio::connect_read_pipe([&] { return protocol; }, pipe.read_end);
+    auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, pipe.write_end);
+    const std::string big = pattern(1 << 20);
+    out.write(std::string_view(big));
+    auto until_paused = [&]() -> Coro<void> {
+      for (int i = 0; i < 2000 && in.is_reading(); ++i)
+        co_await asyncio::sleep(0.005);
+      EXPECT_FALSE(in.is_reading()) << "the transport went on feeding a reader that lags";
+    };
+    co_await until_paused();
+    EXPECT_GT(out.get_write_buffer_size(), 0u) << "the writer waits for room";
+    std::string got;
+    bool waited = false;  // whether the last read suspended (the loop ran the call_soon then)
+    while (!in.is_reading() && got.size() < big.size() / 2) {
+      waited = false;
+      asyncio::get_running_loop().call_soon([&waited] { waited = true; });
+      got += co_await reader.readexactly(4096);
+    }
+    EXPECT_TRUE(in.is_reading()) << "reading down to the limit resumed the transport";
+    EXPECT_FALSE(waited) << "resumed only by a read that found the buffer empty";
+    EXPECT_LT(got.size(), big.size() / 2);
+    co_await until_paused();  // and the reader lags again: read(-1) must resume it
+    auto rest = asyncio::create_task(reader.read());
+    co_await writer->until([&] { return out.get_write_buffer_size() == 0; });
+    out.close();
+    got += co_await asyncio::wait_for(rest, 10.0);
+    EXPECT_TRUE(got == big) << "1 MiB whole and in order (" << got.size() << " bytes)";
+    EXPECT_TRUE(reader.at_eof());
+    EXPECT_TRUE(in.is_closing());
+  }());
+}
+
+// Over a socket a reset ends the stream with the error: the bytes before it are read, then the
+// reads raise ConnectionResetError (connection_lost's set_exception).
+TEST(StreamReaderProtocol, AResetFailsTheReadsAfterTheBytesBeforeIt) {
+  run_test([]() -> Coro<void> {
+    int pair[2];
+    ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
+    ::write(pair[0], "unread", 6);  // left unread in the peer: its close is then a reset
+    asyncio::StreamReader reader = asyncio::StreamReader::fed();
+    auto protocol = std::make_shared<asyncio::StreamReaderProtocol>(reader);
+    auto [in, unused] = co_await asyncio::connect_read_pipe([&] { return protocol; }, pair[0]);
+    ::write(pair[1], "line\n", 5);
+    ::close(pair[1]);
+    EXPECT_EQ(co_await asyncio::wait_for(reader.readline(), 10.0), "line\n");
+    co_await expect_await_throws<asyncio::ConnectionResetError>(
+        asyncio::wait_for(reader.readline(), 10.0), "the reset was lost");
+    EXPECT_TRUE(reader.exception());
   }());
 }

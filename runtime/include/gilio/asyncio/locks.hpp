@@ -72,8 +72,11 @@ class SyncWaiter : public ListNode, public Suspension {
 
   template <class P>
   void park(List<SyncWaiter>& list, std::coroutine_handle<P> h) {
+    park(list, task_of(h), h);
+  }
+  // The same, for an awaiter that has found its task already.
+  void park(List<SyncWaiter>& list, TaskCore& t, std::coroutine_handle<> h) {
     static_assert(alignof(TaskCore) > kFlags, "the flags need the task's low bits");
-    TaskCore& t = task_of(h);
     word_ = reinterpret_cast<std::uintptr_t>(&t) | kParked;
     list.push_back(this);
     t.suspend(h, this);

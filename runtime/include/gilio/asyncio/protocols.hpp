@@ -1,8 +1,9 @@
 // gilio/asyncio/protocols.hpp — stream protocols and transports: create_connection,
 // create_server, create_unix_connection, create_unix_server, connect_accepted_socket,
-// connect_read_pipe, connect_write_pipe, Protocol, Transport; mirrors Lib/asyncio/protocols.py,
-// the transport half of selector_events.py (_SelectorSocketTransport), the pipe transports of
-// unix_events.py, and loop.create_connection / loop.create_server in base_events.py.
+// connect_read_pipe, connect_write_pipe, Protocol, StreamReaderProtocol, Transport; mirrors
+// Lib/asyncio/protocols.py, the transport half of selector_events.py (_SelectorSocketTransport),
+// the pipe transports of unix_events.py, streams.py's StreamReaderProtocol, and
+// loop.create_connection / loop.create_server in base_events.py.
 //
 // Streams are asyncio's high-level face; beneath them asyncio has the older callback style, and
 // much code is written against it: the caller supplies a protocol, an object whose methods the
@@ -89,6 +90,31 @@ class BufferedProtocol : public Protocol {
 
  private:
   void data_received(std::string) final {}
+};
+
+// asyncio.StreamReaderProtocol, the reading half: the protocol that feeds a StreamReader made
+// by StreamReader::fed() with what its transport delivers — data_received to feed_data, the
+// peer's EOF to feed_eof, connection_lost to feed_eof or set_exception — and pauses the
+// transport while the reader lags (the reader's flow control). With connect_read_pipe it turns
+// a pipe into a stream, asyncio's recipe:
+//
+//     StreamReader reader = StreamReader::fed();
+//     auto protocol = std::make_shared<StreamReaderProtocol>(reader);
+//     co_await connect_read_pipe([&] { return protocol; }, fd);
+//     std::string line = co_await reader.readline();
+//
+// As asyncio's, eof_received() keeps a socket's transport open (true): whoever holds the
+// transport closes it.
+class StreamReaderProtocol : public Protocol {
+ public:
+  explicit StreamReaderProtocol(StreamReader reader);
+  void connection_made(Transport& transport) override;
+  void data_received(std::string data) override;
+  bool eof_received() override;
+  void connection_lost(std::exception_ptr error) override;
+
+ private:
+  StreamReader reader_;
 };
 
 namespace detail {

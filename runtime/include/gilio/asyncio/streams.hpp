@@ -37,6 +37,12 @@
 // one is wanted. The receive itself is an operation the stream owns, since a stream has at most
 // one read in flight, and its completion keeps receiving until the read is settled — a line
 // that arrives in five pieces wakes its reader once.
+//
+// One reader has no socket to pull from: StreamReader::fed(), asyncio's StreamReader() made by
+// hand, which a StreamReaderProtocol (protocols.hpp) feeds with what a transport delivers — the
+// asyncio recipe for reading a pipe as a stream. Its reads park the task until a feed settles
+// them, and its flow control is asyncio's: it pauses the feeding transport while more than
+// twice the limit waits unread.
 #pragma once
 
 #include <sys/socket.h>
@@ -44,6 +50,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -64,6 +71,7 @@ namespace detail {
 struct StreamState;
 struct ServerState;
 struct WriterAccess;  // runtime/streams.cpp: what a protocol's transport needs of its writer
+struct ReaderAccess;  // runtime/streams.cpp: what a StreamReaderProtocol needs of its reader
 
 // The reference count at the head of a StreamState (runtime/streams.cpp).
 struct StreamCount {
@@ -173,7 +181,26 @@ class StreamReader {
   bool at_eof() const;
   std::size_t limit() const;
 
+  // asyncio.StreamReader(limit) made by hand: a reader of no socket, whose bytes come from
+  // feed_data() and whose end from feed_eof() — what a StreamReaderProtocol (protocols.hpp)
+  // calls as its transport delivers, as in asyncio's recipe for reading a pipe as a stream. The
+  // reads are the same; one waiting is woken when what was fed settles it. Needs a running
+  // loop, whose reader it is.
+  static StreamReader fed(std::size_t limit = kDefaultStreamLimit);
+  // Appends bytes for the reads (std::runtime_error after feed_eof(), or on a reader of a
+  // socket, which feeds itself). When more than twice the limit waits unread and no read is
+  // waiting for more, the transport that feeds it is asked to pause_reading() until the reads
+  // bring it down to the limit, as asyncio's flow control does.
+  void feed_data(std::string_view data);
+  // Nothing more will be fed: the reads see EOF once the buffer is read.
+  void feed_eof();
+  // Fails the reads: the one waiting now and every later one rethrow `error`, buffered bytes
+  // or not, as asyncio's set_exception. exception() is what was set, or null.
+  void set_exception(std::exception_ptr error);
+  std::exception_ptr exception() const;
+
  private:
+  friend struct detail::ReaderAccess;
   detail::StreamRef s_;
 };
 
