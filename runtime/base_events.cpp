@@ -398,15 +398,18 @@ std::int64_t EventLoop::to_ns(double seconds) {
 }
 
 void EventLoop::call_soon_threadsafe(std::function<void()> fn) {
-  bool wake = false;
-  {
-    std::lock_guard lk(threadsafe_mutex_);
-    if (closed_) throw std::runtime_error("call_soon_threadsafe: the event loop is closed");
-    threadsafe_.push_back(std::move(fn));
-    wake = !threadsafe_pending_.load(std::memory_order_relaxed);
+  // The wake-up is written under the lock too. Written after it, it raced with the loop's end:
+  // the loop could run the callback, close (which takes this lock) and free its eventfd while
+  // the write was still to come — a write to a closed descriptor, or to one the number had
+  // gone to meanwhile (TSan, RunCoroutineThreadsafe.AnotherThreadGetsTheOutcome). close() sets
+  // closed_ under this lock, so no wake-up can follow it.
+  std::lock_guard lk(threadsafe_mutex_);
+  if (closed_) throw std::runtime_error("call_soon_threadsafe: the event loop is closed");
+  threadsafe_.push_back(std::move(fn));
+  if (!threadsafe_pending_.load(std::memory_order_relaxed)) {
     threadsafe_pending_.store(true, std::memory_order_release);
+    backend_->wake();
   }
-  if (wake) backend_->wake();
 }
 
 void EventLoop::drain_threadsafe() {
