@@ -73,6 +73,9 @@ std::exception_ptr write_error_of(const StreamWriter& writer);
 // drain() with asyncio's rule for resume_writing(): waits while the unsent bytes are above the
 // low-water mark (drain() itself waits only once they are above the high one).
 Coro<void> drain_to_low_water(const StreamWriter& writer);
+// Clears O_NONBLOCK on a descriptor the runtime takes over (a caller's socket, a pipe given to a
+// pipe transport): io_uring's operations want it blocking (streams.cpp says why).
+void make_blocking(int fd);
 // A StreamReaderProtocol's reader (StreamReader::fed): `flow` pauses (true) and resumes (false)
 // the transport that feeds it; null: none.
 void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow);

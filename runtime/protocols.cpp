@@ -243,11 +243,15 @@ Coro<void> drive(std::shared_ptr<TransportState> t) {
   t->protocol.reset();
 }
 
+void check_protocol(const std::shared_ptr<Protocol>& protocol) {
+  if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+}
+
 // The transport over a connection, with connection_made called.
 std::shared_ptr<TransportState> open_transport(std::shared_ptr<Protocol> protocol,
                                                StreamReader reader, StreamWriter writer,
                                                PipeEnd end = PipeEnd::none) {
-  if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+  check_protocol(protocol);
   auto t = std::make_shared<TransportState>(std::move(protocol), std::move(reader),
                                             std::move(writer), end);
   Transport handle(t);
@@ -283,7 +287,7 @@ void check_pipe(int fd, const char* who) {
 }
 
 Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end) {
-  if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+  check_protocol(protocol);
   if (end == PipeEnd::write) {
     // As the Python interpreter does when it starts: a write to a pipe whose reader is gone is
     // then an error (EPIPE: BrokenPipeError), not the death of the process. Only the default
@@ -292,10 +296,7 @@ Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeE
     if (::sigaction(SIGPIPE, nullptr, &action) == 0 && action.sa_handler == SIG_DFL)
       ::signal(SIGPIPE, SIG_IGN);
   }
-  // io_uring waits for a blocking descriptor; a non-blocking one would end a read of an empty
-  // pipe with EAGAIN.
-  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) != 0)
-    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  make_blocking(fd);  // a non-blocking pipe would end a read of an empty pipe with EAGAIN
   // Watched: a pipe or FIFO open for writing only (asyncio watches sockets too, but a socket's
   // peer may send, and a poll for POLLIN would take that for a departure).
   struct stat st {};

@@ -995,17 +995,24 @@ int check_callers_socket(Socket sock, bool listening, const char* who) {
   return detail::socket_option(fd, SO_DOMAIN);
 }
 
-// Taking over a caller's socket: it is made blocking, as the runtime's own sockets are (asyncio
-// does the reverse, for its readiness loop). On Linux 6.18 a recv or an accept on a non-blocking
-// socket still waits in io_uring, but a splice ends with EAGAIN (sock_sendfile polls for that),
-// and older kernels honoured the flag in more operations; blocking, the kernel always waits.
+// Taking over a caller's socket: it is made blocking, as the runtime's own sockets are.
 void take_over(int fd, int family) {
-  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) != 0)
-    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  detail::make_blocking(fd);
   if (family == AF_INET || family == AF_INET6) set_nodelay(fd);
 }
 
 }  // namespace
+
+namespace detail {
+// Asyncio does the reverse, for its readiness loop. On Linux 6.18 a recv or an accept on a
+// non-blocking socket still waits in io_uring, but a splice ends with EAGAIN (sock_sendfile polls
+// for that), a read of an empty pipe ends with EAGAIN, and older kernels honoured the flag in
+// more operations; blocking, the kernel always waits.
+void make_blocking(int fd) {
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0 && (flags & O_NONBLOCK) != 0)
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+}  // namespace detail
 
 namespace detail {
 StreamRef stream_of(int fd, std::size_t limit, std::string name, bool pipe) {
