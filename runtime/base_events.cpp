@@ -90,6 +90,13 @@ class GilForRun {
 
 namespace detail {
 
+std::function<void()> in_context_of_caller(std::function<void()> fn) {
+  return [context = contextvars::detail::capture(), fn = std::move(fn)]() mutable {
+    contextvars::detail::EnteredScope scope(context);
+    fn();
+  };
+}
+
 namespace {
 // Heap order: earliest deadline first, FIFO (by sequence number) among equal deadlines.
 bool later(const TimerHeap::Entry& a, const TimerHeap::Entry& b) noexcept {
@@ -267,11 +274,23 @@ void CallbackHandle::operator delete(void* p, std::size_t size) noexcept {
 void CallbackHandle::run() {
   if (!cancelled_) {
     calling_ = true;
+    // In its own context, as asyncio's Handle._run calls self._context.run(callback). An empty
+    // one (null) is entered without the check that a context object is not entered twice: it is
+    // this handle's alone.
+    contextvars::detail::ContextRef* const outer =
+        std::exchange(contextvars::detail::tl_entered, &context);
     try {
-      call();
+      if (context) [[unlikely]] {
+        contextvars::detail::EnteredScope scope(context);
+        call();
+      } else {
+        call();
+      }
     } catch (...) {
+      contextvars::detail::tl_entered = outer;
       loop_->report_callback_exception(describe());
     }
+    contextvars::detail::tl_entered = outer;
     calling_ = false;
     if (cancelled_) drop_callable();  // it cancelled its own handle while it ran
   }
@@ -403,6 +422,9 @@ void EventLoop::call_soon_threadsafe(std::function<void()> fn) {
   // the write was still to come — a write to a closed descriptor, or to one the number had
   // gone to meanwhile (TSan, RunCoroutineThreadsafe.AnotherThreadGetsTheOutcome). close() sets
   // closed_ under this lock, so no wake-up can follow it.
+  // The callback runs in a copy of the calling thread's context, which is taken here.
+  if (contextvars::detail::any_set()) [[unlikely]]
+    fn = detail::in_context_of_caller(std::move(fn));
   std::lock_guard lk(threadsafe_mutex_);
   if (closed_) throw std::runtime_error("call_soon_threadsafe: the event loop is closed");
   threadsafe_.push_back(std::move(fn));
@@ -423,7 +445,7 @@ void EventLoop::drain_threadsafe() {
     threadsafe_pending_.store(false, std::memory_order_relaxed);
   }
   for (auto& fn : batch)
-    call_soon(std::move(fn));
+    call_soon_in({}, std::move(fn));  // each carries its caller's context, if it had one
 }
 
 detail::TimerNode* EventLoop::arm_timer(std::int64_t when_ns, detail::TimerTarget* target) {
@@ -694,6 +716,7 @@ void Runner::lazy_init() {
   if (state_ == State::initialized) return;
   loop_ = std::make_unique<EventLoop>();
   if (debug_) loop_->set_debug(*debug_);
+  context_ = contextvars::copy_context();
   state_ = State::initialized;
 }
 

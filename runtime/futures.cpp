@@ -120,9 +120,13 @@ bool FutureCore::cancel(std::string message) {
   return true;
 }
 
+// The callback runs in a copy of the context current when it was added (asyncio's
+// add_done_callback(fn, context=None)), not in the context of whoever completes the future.
 void FutureCore::add_done_callback(std::function<void()> fn) {
+  if (contextvars::detail::any_set()) [[unlikely]]
+    fn = in_context_of_caller(std::move(fn));
   if (done()) {
-    loop_->call_soon(std::move(fn));
+    loop_->call_soon_in({}, std::move(fn));
     return;
   }
   cold().callbacks.push_back(std::move(fn));
@@ -160,7 +164,7 @@ void FutureCore::complete_cold() {
         std::make_unique<std::vector<std::function<void()>>>(std::move(cold_->callbacks));
     cold_->callbacks.clear();
     for (auto& fn : *callbacks)
-      loop_->call_soon(std::move(fn));
+      loop_->call_soon_in({}, std::move(fn));
   }
 }
 
@@ -196,6 +200,12 @@ bool TaskCore::cancel(std::string message) {
   if (waiting_ != nullptr && waiting_->cancel_wait()) return true;
   must_cancel_ = true;
   return true;
+}
+
+void TaskCore::inherit_context() {
+  if (contextvars::detail::ContextRef context = contextvars::detail::capture()) {
+    cold().context = std::move(context);
+  }
 }
 
 void TaskCore::throw_cancelled() const {

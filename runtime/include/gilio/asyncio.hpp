@@ -18,6 +18,8 @@
 //   asyncio/datagrams.hpp   create_datagram_endpoint, DatagramProtocol  (selector_events.py)
 //   asyncio/threads.hpp     to_thread, run_in_executor                (threads.py)
 //   asyncio/exceptions.hpp  CancelledError, TimeoutError, ...         (exceptions.py)
+// and, beside them, gilio/contextvars.hpp: ContextVar, Context, copy_context (the contextvars
+// module), which tasks, callbacks and to_thread copy as asyncio's do.
 #pragma once
 
 #include "gilio/asyncio/coro.hpp"
@@ -38,3 +40,4 @@
 #include "gilio/asyncio/threads.hpp"
 #include "gilio/asyncio/timeouts.hpp"
 #include "gilio/asyncio/waiting.hpp"
+#include "gilio/contextvars.hpp"

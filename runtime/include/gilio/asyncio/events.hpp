@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/contextvars.hpp"
 
 namespace gilio::concurrent {
 class ThreadPoolExecutor;
@@ -55,6 +56,11 @@ class Task;
 class EventLoop;
 
 namespace detail {
+
+// fn, made to run in a copy of the context current now (or a fresh empty one): for a callback
+// that is scheduled later by the runtime rather than by its caller (call_soon_threadsafe's,
+// add_done_callback's), as asyncio copies the context when the callback is handed over.
+std::function<void()> in_context_of_caller(std::function<void()> fn);
 
 class Backend;      // runtime/uring.hpp: the io_uring backend
 class FdWatch;      // runtime/fd_events.cpp: an add_reader / add_writer registration
@@ -284,6 +290,9 @@ class CallbackHandle : public Runnable, public TimerTarget, public TimerNode {
   }
   std::int64_t when_ns = 0;
   EventLoop* loop_;
+  // The context the callback runs in (asyncio's Handle._context): a copy of the scheduler's, or
+  // the one given. Null: an empty one, made only if the callback sets a variable.
+  contextvars::detail::ContextRef context;
 
  protected:
   explicit CallbackHandle(EventLoop* loop) noexcept : loop_(loop) {}
@@ -445,25 +454,43 @@ class EventLoop {
 
   // Schedules fn (anything callable with no arguments) for the next iteration; callbacks run in
   // the order they were scheduled.
+  // fn runs in a copy of the caller's context (contextvars.hpp); or, given one, in `context`
+  // itself (asyncio's context= argument).
   template <class F>
   Handle call_soon(F&& fn) {
-    check_open("call_soon");
-    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
-    h->add_ref();  // the ready queue's
-    ready(h);
-    return Handle(h);
+    return call_soon_in(captured_context(), std::forward<F>(fn));
+  }
+  template <class F>
+  Handle call_soon(F&& fn, contextvars::Context context) {
+    return call_soon_in(context.ref(), std::forward<F>(fn));
   }
   // Schedules fn after `delay` seconds / at loop time `when`. Equal deadlines run in FIFO order.
   template <class F>
   TimerHandle call_later(double delay, F&& fn) {
-    // asyncio's call_at(time() + delay), computed in integer nanoseconds throughout: the same
-    // deadline (to the nanosecond) without a round trip through floating-point seconds.
-    const std::int64_t delay_ns = detail::seconds_to_ns(delay, "call_later");
-    return call_at_ns(now_ns() + delay_ns, std::forward<F>(fn));
+    return call_at_ns(later_ns(delay), std::forward<F>(fn), captured_context());
+  }
+  template <class F>
+  TimerHandle call_later(double delay, F&& fn, contextvars::Context context) {
+    return call_at_ns(later_ns(delay), std::forward<F>(fn), context.ref());
   }
   template <class F>
   TimerHandle call_at(double when, F&& fn) {
-    return call_at_ns(to_ns(when), std::forward<F>(fn));
+    return call_at_ns(to_ns(when), std::forward<F>(fn), captured_context());
+  }
+  template <class F>
+  TimerHandle call_at(double when, F&& fn, contextvars::Context context) {
+    return call_at_ns(to_ns(when), std::forward<F>(fn), context.ref());
+  }
+  // call_soon with the context named: null runs fn in a fresh empty one. The runtime's own
+  // callbacks that carry a user's function wrapped with its own context use it.
+  template <class F>
+  Handle call_soon_in(contextvars::detail::ContextRef context, F&& fn) {
+    check_open("call_soon");
+    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
+    h->context = std::move(context);
+    h->add_ref();  // the ready queue's
+    ready(h);
+    return Handle(h);
   }
   // The only method safe to call from another thread: wakes a sleeping loop through the ring.
   // Throws std::runtime_error if the loop is closed.
@@ -475,6 +502,10 @@ class EventLoop {
   Task<T> create_task(Coro<T> coro);
   template <class T>
   Task<T> create_task(Coro<T> coro, std::string name);
+  // With create_task's `context=`: the task runs in that context object (not a copy of the
+  // caller's). An empty name leaves the default one.
+  template <class T>
+  Task<T> create_task(Coro<T> coro, std::string name, std::optional<contextvars::Context> context);
 
   // loop.set_task_factory(asyncio.eager_task_factory), asyncio 3.12: from then on, a task
   // created while this loop runs takes its first step inside create_task, before create_task
@@ -640,15 +671,28 @@ class EventLoop {
 
  private:
   template <class F>
-  TimerHandle call_at_ns(std::int64_t when_ns, F&& fn) {
+  TimerHandle call_at_ns(std::int64_t when_ns, F&& fn, contextvars::detail::ContextRef context) {
     check_open("call_at");
     detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
+    h->context = std::move(context);
     h->when_ns = when_ns;
     arm_handle(h);
     return TimerHandle(h);
   }
   void check_open_or_thread(const char* who) const;
   static std::int64_t to_ns(double seconds);
+  // asyncio's call_at(time() + delay), computed in integer nanoseconds throughout: the same
+  // deadline (to the nanosecond) without a round trip through floating-point seconds.
+  static std::int64_t later_ns(double delay) {
+    return now_ns() + detail::seconds_to_ns(delay, "call_later");
+  }
+  // What a callback scheduled now runs in: a copy of the current context, or null (empty) as
+  // long as no variable was ever set — one load and a branch for a program without them.
+  static contextvars::detail::ContextRef captured_context() {
+    if (contextvars::detail::any_set()) [[unlikely]]
+      return contextvars::detail::capture();
+    return {};
+  }
   void run_once();
   void run_ready_handle(detail::Runnable* r);
   std::int64_t pop_cancelled_timers();

@@ -38,6 +38,7 @@
 #include "gilio/asyncio/coro.hpp"
 #include "gilio/asyncio/events.hpp"
 #include "gilio/asyncio/exceptions.hpp"
+#include "gilio/contextvars.hpp"
 
 namespace gilio::asyncio {
 namespace detail {
@@ -154,13 +155,17 @@ class FutureCore : public Runnable {
   [[gnu::cold]] void report_unretrieved() noexcept;
   // What is rarely there, out of line so that a task stays small: the exception it ended with
   // (a CancelledError if cancelled), waiters after the first, done callbacks, a task's name and
-  // its cancel message.
+  // its cancel message, and a task's context once it is not empty. From the pool
+  // (frame_pool.cpp), as tasks are: once a context variable is set, every task has one.
   struct Cold {
+    static void* operator new(std::size_t size) { return pool_alloc(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
     std::exception_ptr error;
     std::vector<FutureWaiter*> waiters;
     std::vector<std::function<void()>> callbacks;
     std::string name;
     std::string cancel_message;
+    contextvars::detail::ContextRef context;  // contextvars.hpp
   };
   Cold& cold() {
     if (!cold_) cold_ = std::make_unique<Cold>();
@@ -259,6 +264,16 @@ class TaskCore : public FutureCore {
   }
   std::string get_name() const;
   void set_name(std::string name);
+  // The task's context (contextvars.hpp): its slot, made now if need be, for a set() in the
+  // task; and the slot if the task has one (null: its context is empty), for a read.
+  contextvars::detail::ContextRef& context_slot() { return cold().context; }
+  const contextvars::detail::ContextRef* context_if_any() const noexcept {
+    return cold_ ? &cold_->context : nullptr;
+  }
+  // create_task's copy of the creating context (when some variable was ever set), or the
+  // context it was given.
+  void inherit_context();
+  void set_context(contextvars::detail::ContextRef ctx) { cold().context = std::move(ctx); }
 
   // For awaitables: suspend here, waiting on `s` (null: nothing to interrupt, e.g. a yield).
   // A cancel() that is pending — one that came while the task ran, or that an operation which
@@ -308,9 +323,14 @@ class TaskCore : public FutureCore {
   // gives back taken here, as the ready queue would have. run() saves the step_task of the
   // creating task and restores it, as asyncio 3.12's Task.__eager_start swaps the current task
   // in and out.
+  // A context entered around create_task (a Context::run, a callback's) is not the task's:
+  // it is set aside for the step.
   void eager_start() {
     add_ref();
+    contextvars::detail::ContextRef* const entered =
+        std::exchange(contextvars::detail::tl_entered, nullptr);
     TaskCore::run();
+    contextvars::detail::tl_entered = entered;
   }
   void discard() override {
     scheduled_ = false;

@@ -92,6 +92,12 @@ class Runner {
   // and the process ends by SIGINT (asyncio raises KeyboardInterrupt from run() there).
   template <class T>
   T run(Coro<T> main);
+  // run(main, context=...): `main` runs in `context` instead of the runner's own. The runner's
+  // own is a copy of the context current when the runner started (its first run() or
+  // get_loop()), and every run() without a context shares it, as in asyncio: what one run's
+  // main task sets, the next one sees.
+  template <class T>
+  T run(Coro<T> main, contextvars::Context context);
   // Cancels the tasks still pending and lets them finish, shuts the default executor down,
   // closes the loop. Once closed, run() and get_loop() throw; close() again does nothing.
   // std::runtime_error from inside the runner's own run(), as loop.close() there.
@@ -105,6 +111,7 @@ class Runner {
   State state_ = State::created;
   std::optional<bool> debug_;
   std::unique_ptr<EventLoop> loop_;
+  std::optional<contextvars::Context> context_;  // made by lazy_init
 };
 
 template <class T>
@@ -113,7 +120,16 @@ T Runner::run(Coro<T> main) {
     throw std::runtime_error("Runner.run() cannot be called from a running event loop");
   }
   lazy_init();
-  Task<T> task = loop_->create_task(std::move(main));
+  return run(std::move(main), *context_);
+}
+
+template <class T>
+T Runner::run(Coro<T> main, contextvars::Context context) {
+  if (running_loop() != nullptr) {
+    throw std::runtime_error("Runner.run() cannot be called from a running event loop");
+  }
+  lazy_init();
+  Task<T> task = loop_->create_task(std::move(main), {}, std::move(context));
   {
     detail::SigintGuard sigint(*loop_, task.core());
     try {

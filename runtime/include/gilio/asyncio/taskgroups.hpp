@@ -46,6 +46,13 @@ class TaskGroup {
     adopt(Task<>(task));
     return task;
   }
+  template <class T>
+  Task<T> create_task(Coro<T> coro, std::string name, contextvars::Context context) {
+    check_open();
+    Task<T> task = asyncio::create_task(std::move(coro), std::move(name), std::move(context));
+    adopt(Task<>(task));
+    return task;
+  }
   template <Awaitable Aw>
   requires(!detail::is_coro_v<std::remove_cvref_t<Aw>>) auto create_task(Aw&& aw,
                                                                          std::string name = {}) {

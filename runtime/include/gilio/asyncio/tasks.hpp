@@ -180,6 +180,13 @@ class Task {
   }
   std::string get_name() const { return core().get_name(); }
   void set_name(std::string name) { core().set_name(std::move(name)); }
+  // The context the task runs in (Task.get_context, Python 3.12): the same object for as long
+  // as the task lives — what the task sets, it shows.
+  contextvars::Context get_context() const {
+    contextvars::detail::ContextRef& slot = core().context_slot();
+    slot.materialize();
+    return contextvars::Context(slot);
+  }
 
   auto operator co_await() const {
     if constexpr (std::is_void_v<T>) {
@@ -207,6 +214,14 @@ TaskState<T>* new_task(EventLoop* loop, Coro<T>& coro) {
   loop->check_open("create_task");
   if (!coro.valid()) throw InvalidStateError("create_task: empty Coro");
   auto* state = new TaskState<T>(loop, coro.release());
+  if (contextvars::detail::any_set()) [[unlikely]] {
+    try {
+      state->inherit_context();  // asyncio's Task.__init__: context = copy_context()
+    } catch (...) {
+      state->release();  // not listed yet: destroys the frame too
+      throw;
+    }
+  }
   loop->add_task(state);  // the loop's reference is the one `new` gave
   state->add_ref();       // the handle's
   return state;
@@ -225,10 +240,16 @@ Task<T> EventLoop::create_task(Coro<T> coro) {
 // name is set before the start, so that an eager first step already has it.
 template <class T>
 Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
+  return create_task(std::move(coro), std::move(name), std::nullopt);
+}
+template <class T>
+Task<T> EventLoop::create_task(Coro<T> coro, std::string name,
+                               std::optional<contextvars::Context> context) {
   auto* state = detail::new_task(this, coro);
   Task<T> task(state);
   try {
     if (!name.empty()) state->set_name(std::move(name));
+    if (context) state->set_context(context->ref());
   } catch (...) {  // std::bad_alloc: the task is listed, so it must still run
     start_task(state);
     throw;
@@ -245,6 +266,12 @@ Task<T> create_task(Coro<T> coro) {
 template <class T>
 Task<T> create_task(Coro<T> coro, std::string name) {
   return get_running_loop().create_task(std::move(coro), std::move(name));
+}
+// create_task(coro, name=..., context=...): the task runs in `context` itself, not in a copy —
+// what it sets there, the context keeps.
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name, contextvars::Context context) {
+  return get_running_loop().create_task(std::move(coro), std::move(name), std::move(context));
 }
 // Any other awaitable (a sleep, a gather...) is wrapped in a coroutine first.
 template <Awaitable Aw>

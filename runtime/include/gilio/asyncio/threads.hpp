@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -219,10 +220,18 @@ auto EventLoop::run_in_executor(std::nullptr_t, F fn, Args... args) {
                                  default_executor().submit(std::move(fn), std::move(args)...));
 }
 
-// asyncio.to_thread(fn, *args): run fn in the loop's default thread pool.
+// asyncio.to_thread(fn, *args): run fn in the loop's default thread pool, in a copy of the
+// caller's context (contextvars.hpp) — as asyncio.to_thread does, and run_in_executor does not.
 template <class F, class... Args>
 auto to_thread(F fn, Args... args) {
-  return get_running_loop().run_in_executor(nullptr, std::move(fn), std::move(args)...);
+  return get_running_loop().run_in_executor(
+      nullptr,
+      [context = contextvars::detail::capture(),
+       fn = std::move(fn)](Args... a) mutable -> decltype(auto) {
+        contextvars::detail::EnteredScope scope(context);
+        return std::invoke(fn, std::move(a)...);
+      },
+      std::move(args)...);
 }
 
 }  // namespace gilio::asyncio

@@ -1,0 +1,153 @@
+// runtime/contextvars.cpp — the contexts behind gilio/contextvars.hpp; mirrors Python/context.c.
+//
+// The header's essay says what a context is and which one is current. This file holds the
+// parts that touch thread-local state: the entered slot (tl_entered), each thread's own context
+// (tl_base), and the walk of rules 1-3 that finds the current context. A set() copies the sorted
+// array of the current map with one entry added or replaced — where CPython's context.c builds a
+// new HAMT node path — and points the current context at the copy.
+#include <algorithm>
+
+#include "gilio/asyncio/futures.hpp"
+#include "gilio/contextvars.hpp"
+
+namespace gilio::contextvars {
+namespace detail {
+
+std::atomic<bool> any_set_flag{false};
+constinit thread_local ContextRef* tl_entered = nullptr;
+
+namespace {
+
+// Each thread's own context (rule 3): empty when the thread starts, as a new Python thread's is.
+thread_local ContextRef tl_base;
+
+// A copy of `m` with `var` set to `value` (value null: with `var` removed); null if empty.
+MappingRef with(const Mapping* m, std::uint64_t var, std::shared_ptr<const void> value) {
+  auto* out = new Mapping;
+  MappingRef ref(out);
+  if (m != nullptr) out->entries.reserve(m->entries.size() + 1);
+  bool placed = false;
+  if (m != nullptr) {
+    for (const Mapping::Entry& e : m->entries) {
+      if (!placed && e.var >= var) {
+        if (value) out->entries.push_back({var, value});
+        placed = true;
+        if (e.var == var) continue;
+      }
+      out->entries.push_back(e);
+    }
+  }
+  if (!placed && value) out->entries.push_back({var, std::move(value)});
+  if (out->entries.empty()) return MappingRef();
+  return ref;
+}
+
+// The current context's slot, without making a task's cold part for it: null for a task whose
+// context is still empty and has no slot.
+const ContextRef* current_ref() noexcept {
+  if (tl_entered != nullptr) return tl_entered;
+  if (const asyncio::detail::TaskCore* t = asyncio::detail::step_task) return t->context_if_any();
+  return &tl_base;
+}
+
+}  // namespace
+
+const Mapping::Entry* Mapping::find(std::uint64_t var) const noexcept {
+  auto it = std::lower_bound(entries.begin(), entries.end(), var,
+                             [](const Entry& e, std::uint64_t v) { return e.var < v; });
+  return it != entries.end() && it->var == var ? &*it : nullptr;
+}
+
+ContextState& ContextRef::materialize() {
+  if (ContextState* s = state()) return *s;
+  auto* s = new ContextState;
+  if (bits_ != 0) s->data = MappingRef(const_cast<Mapping*>(as_mapping()));  // takes its reference
+  bits_ = reinterpret_cast<std::uintptr_t>(s);
+  return *s;
+}
+
+void ContextRef::release() noexcept {
+  if (const Mapping* m = as_mapping()) {
+    MappingRef::release(const_cast<Mapping*>(m));
+  } else if (ContextState* s = state(); s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    delete s;
+  }
+}
+
+ContextRef& current_slot() {
+  if (tl_entered != nullptr) return *tl_entered;
+  if (asyncio::detail::TaskCore* t = asyncio::detail::step_task) return t->context_slot();
+  return tl_base;
+}
+
+const Mapping* current_mapping() noexcept {
+  const ContextRef* r = current_ref();
+  return r != nullptr ? r->mapping() : nullptr;
+}
+
+ContextRef copy_current() {
+  ContextRef out(new ContextState);
+  out.state()->data = MappingRef::share(current_mapping());  // shared, not copied
+  return out;
+}
+
+ContextRef capture() {
+  return ContextRef::of_mapping(MappingRef::share(current_mapping()));
+}
+
+EnteredScope::EnteredScope(ContextRef& slot) : slot_(&slot), outer_(tl_entered), marked_(nullptr) {
+  // A slot holding only a map is a private copy: no one else can have it entered.
+  if (ContextState* s = slot.state()) {
+    if (s->entered.exchange(true, std::memory_order_acquire)) {
+      throw std::runtime_error("cannot enter context: the context is already entered");
+    }
+    marked_ = s;
+  }
+  tl_entered = slot_;
+}
+
+EnteredScope::~EnteredScope() {
+  tl_entered = outer_;
+  if (marked_ != nullptr) marked_->entered.store(false, std::memory_order_release);
+}
+
+std::uint64_t next_var_id() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::shared_ptr<const void> set_value(std::uint64_t var, std::shared_ptr<const void> value,
+                                      ContextState** where) {
+  ContextState& ctx = current_slot().materialize();
+  std::shared_ptr<const void> old;
+  if (const Mapping* m = ctx.data.get()) {
+    if (const Mapping::Entry* e = m->find(var)) old = e->value;
+  }
+  ctx.data = with(ctx.data.get(), var, std::move(value));
+  any_set_flag.store(true, std::memory_order_relaxed);
+  *where = &ctx;
+  return old;
+}
+
+void restore_value(std::uint64_t var, const std::shared_ptr<const void>& old,
+                   const ContextState* where) {
+  ContextRef& slot = current_slot();
+  if (slot.state() != where) {
+    throw std::invalid_argument("Token was created in a different Context");
+  }
+  slot.state()->data = with(slot.mapping(), var, old);
+}
+
+}  // namespace detail
+
+Context Context::copy() const {
+  detail::ContextRef out(new detail::ContextState);
+  out.state()->data = detail::MappingRef::share(ref_.mapping());
+  return Context(std::move(out));
+}
+
+Context copy_context() {
+  return Context(detail::copy_current());
+}
+
+}  // namespace gilio::contextvars
