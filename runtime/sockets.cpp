@@ -17,6 +17,10 @@
 // arrives — with -ECANCELED, and the task gets CancelledError; or with a result, if the operation
 // won the race, and then the result is returned (no received byte is dropped) and the
 // cancellation is delivered at the task's next co_await instead.
+//
+// Name resolution is the one part that is not on the ring: the loop's getaddrinfo and
+// getnameinfo (base_events.py's) and the look-ups behind sock_connect run ::getaddrinfo on an
+// executor thread, as asyncio does, since the C library's resolver blocks.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -505,6 +509,92 @@ Coro<void> EventLoop::sock_connect(int fd, std::string host, int port) {
     // EAFNOSUPPORT: an IPv6 address for an IPv4 socket — try the next address.
   }
   raise_os_error(last_error, "connect to " + host + ":" + std::to_string(port));
+}
+
+namespace {
+
+// socket.getaddrinfo's work, on an executor thread.
+std::vector<EventLoop::AddrInfo> addrinfo_blocking(const std::string& host, const std::string& port,
+                                                   int family, int type, int proto, int flags) {
+  if (host.empty() && port.empty()) {
+    throw NameResolutionError(EAI_NONAME, "getaddrinfo: host and port cannot both be empty");
+  }
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = type;
+  hints.ai_protocol = proto;
+  hints.ai_flags = flags;
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                               port.empty() ? nullptr : port.c_str(), &hints, &found);
+  if (rc != 0) {
+    throw NameResolutionError(
+        rc, "getaddrinfo('" + host + "', '" + port +
+                "'): " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
+  }
+  std::vector<EventLoop::AddrInfo> out;
+  try {
+    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      EventLoop::AddrInfo info;
+      info.family = a->ai_family;
+      info.type = a->ai_socktype;
+      info.protocol = a->ai_protocol;
+      if (a->ai_canonname != nullptr) info.canonname = a->ai_canonname;
+      std::memcpy(&info.address, a->ai_addr, a->ai_addrlen);
+      info.address_len = a->ai_addrlen;
+      if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+        std::tie(info.host, info.port) = detail::host_and_port(a->ai_addr);
+      }
+      out.push_back(std::move(info));
+    }
+  } catch (...) {
+    ::freeaddrinfo(found);
+    throw;
+  }
+  ::freeaddrinfo(found);
+  return out;
+}
+
+// socket.getnameinfo's work: the numeric host made an address (never looked up), then named.
+std::pair<std::string, std::string> nameinfo_blocking(const std::string& host, int port,
+                                                      int flags) {
+  if (port < 0 || port > 65535) {
+    throw std::invalid_argument("getnameinfo: port must be 0-65535, got " + std::to_string(port));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;  // one answer per address, as CPython asks
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    throw NameResolutionError(
+        rc, "getnameinfo: '" + host + "' is not a numeric address: " + ::gai_strerror(rc));
+  }
+  char name[NI_MAXHOST];
+  char serv[NI_MAXSERV];
+  const int rc =
+      ::getnameinfo(found->ai_addr, found->ai_addrlen, name, sizeof name, serv, sizeof serv, flags);
+  ::freeaddrinfo(found);
+  if (rc != 0) {
+    throw NameResolutionError(
+        rc, "getnameinfo('" + host + "', " + service + "): " + ::gai_strerror(rc));
+  }
+  return {name, serv};
+}
+
+}  // namespace
+
+Coro<std::vector<EventLoop::AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port,
+                                                              int family, int type, int proto,
+                                                              int flags) {
+  co_return co_await run_in_executor(nullptr, addrinfo_blocking, std::move(host), std::move(port),
+                                     family, type, proto, flags);
+}
+
+Coro<std::pair<std::string, std::string>> EventLoop::getnameinfo(std::string host, int port,
+                                                                 int flags) {
+  co_return co_await run_in_executor(nullptr, nameinfo_blocking, std::move(host), port, flags);
 }
 
 }  // namespace gilio::asyncio

@@ -1,7 +1,9 @@
 // tests/test_streams.cpp — gilio/asyncio/streams.hpp over real TCP on loopback and over Unix
 // domain sockets, after Lib/test/test_asyncio/test_streams.py; plus the loop's sock_* methods.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -1042,6 +1044,103 @@ TEST(Streams, ServeForeverStopsWhenCancelled) {
   }());
 }
 
+// A listening TCP socket on 127.0.0.1, on a port the kernel picked: {fd, port}.
+std::pair<int, int> loopback_listener() {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  return {listener, ntohs(addr.sin_port)};
+}
+
+// loop.getaddrinfo / loop.getnameinfo: Python's tuples, answered from an executor thread, and an
+// address that a plain socket call takes as it is.
+TEST(LoopResolver, GetaddrinfoAnswersWithAddressesThatConnect) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const auto local = co_await loop.getaddrinfo("localhost", "80", AF_INET, SOCK_STREAM);
+    EXPECT_FALSE(local.empty());
+    for (const auto& a : local) {
+      EXPECT_EQ(a.family, AF_INET);
+      EXPECT_EQ(a.type, SOCK_STREAM);
+      EXPECT_EQ(a.protocol, IPPROTO_TCP);
+      EXPECT_EQ(a.host, "127.0.0.1");
+      EXPECT_EQ(a.port, 80);
+      EXPECT_EQ(a.address_len, sizeof(sockaddr_in));
+      EXPECT_EQ(a.canonname, "");
+    }
+    // A service name, the canonical name, the passive wildcard.
+    EXPECT_EQ((co_await loop.getaddrinfo("127.0.0.1", "http", AF_INET, SOCK_STREAM)).at(0).port,
+              80);
+    const auto canon =
+        co_await loop.getaddrinfo("localhost", "", AF_INET, SOCK_STREAM, 0, AI_CANONNAME);
+    EXPECT_EQ(canon.at(0).canonname, "localhost");
+    const auto any = co_await loop.getaddrinfo("", "0", AF_INET6, SOCK_STREAM, 0, AI_PASSIVE);
+    EXPECT_EQ(any.at(0).host, "::");
+    EXPECT_EQ(any.at(0).family, AF_INET6);
+    // Unspecified type: one answer per socket type, as getaddrinfo gives them.
+    const auto all = co_await loop.getaddrinfo("127.0.0.1", "7");
+    EXPECT_GE(all.size(), 2u);
+
+    // The answer for a real listener's port connects as it is.
+    const auto [listener, port] = loopback_listener();
+    const auto there =
+        co_await loop.getaddrinfo("localhost", std::to_string(port), AF_INET, SOCK_STREAM);
+    const auto& a = there.at(0);
+    const int fd = ::socket(a.family, a.type | SOCK_CLOEXEC, a.protocol);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&a.address), a.address_len), 0)
+        << std::strerror(errno);
+    ::close(fd);
+    ::close(listener);
+  }());
+}
+
+TEST(LoopResolver, WhatDoesNotResolveIsANameResolutionErrorWithItsCode) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    try {
+      co_await loop.getaddrinfo("no-such-host.invalid", "80");
+      ADD_FAILURE() << "an unknown host must not resolve";
+    } catch (const asyncio::NameResolutionError& e) {
+      EXPECT_NE(std::string(e.what()).find("no-such-host.invalid"), std::string::npos) << e.what();
+      EXPECT_NE(e.code(), 0);
+    }
+    try {
+      co_await loop.getaddrinfo("127.0.0.1", "no-such-service");
+      ADD_FAILURE() << "an unknown service must not resolve";
+    } catch (const asyncio::NameResolutionError& e) {
+      EXPECT_EQ(e.code(), EAI_SERVICE) << e.what();
+    }
+    EXPECT_THROW(co_await loop.getaddrinfo("", ""), asyncio::NameResolutionError);
+  }());
+}
+
+TEST(LoopResolver, GetnameinfoNamesANumericAddressAndRefusesAName) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    auto numeric = co_await loop.getnameinfo("127.0.0.1", 80, NI_NUMERICHOST | NI_NUMERICSERV);
+    EXPECT_EQ(numeric.first, "127.0.0.1");
+    EXPECT_EQ(numeric.second, "80");
+    auto named = co_await loop.getnameinfo("127.0.0.1", 80);
+    EXPECT_EQ(named.first, "localhost");  // /etc/hosts
+    EXPECT_EQ(named.second, "http");      // /etc/services
+    auto v6 = co_await loop.getnameinfo("::1", 22, NI_NUMERICHOST);
+    EXPECT_EQ(v6.first, "::1");
+    EXPECT_EQ(v6.second, "ssh");
+    try {
+      co_await loop.getnameinfo("localhost", 80);
+      ADD_FAILURE() << "getnameinfo takes a numeric address only";
+    } catch (const asyncio::NameResolutionError& e) {
+      EXPECT_NE(std::string(e.what()).find("not a numeric address"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(co_await loop.getnameinfo("127.0.0.1", 70000), std::invalid_argument);
+  }());
+}
+
 TEST(SockMethods, RecvSendallAcceptConnect) {
   run_test([]() -> Coro<void> {
     auto& loop = asyncio::get_running_loop();
@@ -1204,17 +1303,10 @@ Coro<std::pair<int, int>> stream_pair(bool tcp) {
     co_return std::pair<int, int>(sv[0], sv[1]);
   }
   auto& loop = asyncio::get_running_loop();
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::listen(listener, 1), 0);
-  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto [listener, port] = loopback_listener();
   const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   auto accepting = asyncio::create_task(loop.sock_accept(listener));
-  co_await loop.sock_connect(client, "127.0.0.1", ntohs(addr.sin_port));
+  co_await loop.sock_connect(client, "127.0.0.1", port);
   const int server = (co_await accepting).fd;
   ::close(listener);
   co_return std::pair<int, int>(client, server);

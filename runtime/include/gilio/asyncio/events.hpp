@@ -23,6 +23,8 @@
 // Read next: gilio/asyncio/coro.hpp, then tasks.hpp; docs/02-event-loop.md.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -621,6 +623,29 @@ class EventLoop {
   // does) and connects to the first address that accepts. NameResolutionError if it does not
   // resolve; ConnectionRefusedError etc. otherwise.
   Coro<void> sock_connect(int fd, std::string host, int port);
+  // loop.getaddrinfo(host, port, family=0, type=0, proto=0, flags=0): ::getaddrinfo in the
+  // default executor, as asyncio runs socket.getaddrinfo, so the loop goes on while a name is
+  // looked up. `host` "" is Python's None (with AI_PASSIVE: the wildcard address); `port` is a
+  // number or a service name ("http"), "" for none. Each answer is Python's (family, type, proto,
+  // canonname, sockaddr) tuple. A name that does not resolve is a NameResolutionError
+  // (socket.gaierror) carrying getaddrinfo's code.
+  struct AddrInfo {
+    int family = 0;         // AF_INET, AF_INET6
+    int type = 0;           // SOCK_STREAM, SOCK_DGRAM, SOCK_RAW
+    int protocol = 0;       // IPPROTO_TCP...
+    std::string canonname;  // with AI_CANONNAME, on the first answer; else ""
+    std::string host;       // the address, numeric: the sockaddr tuple's host
+    int port = 0;
+    sockaddr_storage address{};  // as connect() and bind() take it
+    socklen_t address_len = 0;
+  };
+  Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family = 0,
+                                          int type = 0, int proto = 0, int flags = 0);
+  // loop.getnameinfo((host, port), flags=0): the host name and service name of a numeric
+  // address (NI_NUMERICHOST, NI_NUMERICSERV, NI_NAMEREQD... as flags), in the default executor.
+  // A host that is not a numeric address is a NameResolutionError, as socket.getnameinfo's
+  // gaierror.
+  Coro<std::pair<std::string, std::string>> getnameinfo(std::string host, int port, int flags = 0);
   // asyncio's sock_sendfile(sock, file, offset, count): sends `count` bytes of the file
   // `file_fd` from `offset` (std::nullopt: up to its end) to the connected SOCK_STREAM socket
   // `sock`, and returns how many were sent. The bytes never pass through user space: the ring
