@@ -405,6 +405,40 @@ TEST(CallbackContext, CallSoonThreadsafeCarriesTheCallingThreadsContext) {
   }());
 }
 
+// ---- servers ----
+
+// asyncio starts each connection's handler from the server's accept callback, which runs in a
+// copy of the context start_server was called in: a value set before start_server reaches every
+// handler, one set after it does not, and a handler's own set() stays in its connection.
+TEST(ServerContext, HandlersRunInACopyOfTheContextThatStartedTheServer) {
+  run_test([]() -> Coro<void> {
+    request_id.set("server");
+    std::vector<std::string> seen;
+    auto server = co_await asyncio::start_server(
+        [&seen](asyncio::StreamReader r, asyncio::StreamWriter w) -> Coro<void> {
+          seen.push_back(request_id.get());
+          request_id.set("handler " + std::to_string(seen.size()));
+          co_await r.readline();
+          w.write(request_id.get() + "\n");
+          co_await w.drain();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    request_id.set("after");
+    for (int i = 1; i <= 2; ++i) {
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+      w.write("hi\n");
+      EXPECT_EQ(co_await r.readline(), "handler " + std::to_string(i) + "\n");
+      w.close();
+      co_await w.wait_closed();
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"server", "server"}));
+    EXPECT_EQ(request_id.get(), "after");
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 // ---- threads and runners ----
 
 TEST(ThreadContext, ToThreadCopiesTheContextAndRunInExecutorDoesNot) {
