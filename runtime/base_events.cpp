@@ -705,7 +705,15 @@ concurrent::ThreadPoolExecutor& EventLoop::default_executor() {
   return *default_executor_;
 }
 
+void EventLoop::set_default_executor(std::unique_ptr<concurrent::ThreadPoolExecutor> executor) {
+  if (!executor) throw std::invalid_argument("set_default_executor: no executor given");
+  if (default_executor_) replaced_executors_.push_back(std::move(default_executor_));
+  default_executor_ = std::move(executor);
+}
+
 void EventLoop::shutdown_default_executor() {
+  for (auto& replaced : replaced_executors_)
+    replaced->shutdown(true);
   if (default_executor_) default_executor_->shutdown(true);
 }
 

@@ -85,6 +85,49 @@ TEST(RunInExecutor, UsesTheGivenExecutor) {
   }(pool));
 }
 
+// loop.set_default_executor: to_thread and run_in_executor(nullptr) use it; one it replaces
+// finishes what it runs, and the loop shuts both down when it closes.
+TEST(RunInExecutor, SetDefaultExecutorIsWhatToThreadAndRunInExecutorUse) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    EXPECT_THROW(loop.set_default_executor(nullptr), std::invalid_argument);
+    auto first = std::make_unique<concurrent::ThreadPoolExecutor>(1);
+    concurrent::ThreadPoolExecutor* first_pool = first.get();
+    loop.set_default_executor(std::move(first));
+    EXPECT_EQ(&loop.default_executor(), first_pool);
+    // One worker: calls submitted together run one at a time, on one thread.
+    std::atomic<int> running{0};
+    std::atomic<int> most{0};
+    auto job = [&running, &most] {
+      const int now = ++running;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      gilio::time::sleep(0.02);  // without the GIL: a second worker could run meanwhile
+      --running;
+      return std::this_thread::get_id();
+    };
+    auto a = asyncio::create_task(asyncio::to_thread(job));
+    auto b = asyncio::create_task(loop.run_in_executor(nullptr, job));
+    const auto ids = co_await asyncio::gather(a, b);
+    EXPECT_EQ(std::get<0>(ids), std::get<1>(ids));
+    EXPECT_NE(std::get<0>(ids), std::this_thread::get_id());
+    EXPECT_EQ(most.load(), 1);
+
+    // Replaced while a call runs in it: the call still finishes; new calls go to the new one.
+    auto slow = asyncio::create_task(asyncio::to_thread([] {
+      gilio::time::sleep(0.05);
+      return std::this_thread::get_id();
+    }));
+    co_await asyncio::sleep(0.01);
+    loop.set_default_executor(std::make_unique<concurrent::ThreadPoolExecutor>(1));
+    EXPECT_NE(&loop.default_executor(), first_pool);
+    const auto on_second = co_await asyncio::to_thread([] { return std::this_thread::get_id(); });
+    EXPECT_NE(on_second, std::get<0>(ids));
+    EXPECT_EQ(co_await slow, std::get<0>(ids));
+  }());
+}
+
 TEST(ThreadPoolExecutor, SubmitMapAndShutdown) {
   concurrent::ThreadPoolExecutor pool(3);
   auto f = pool.submit([](int a) { return a + 1; }, 1);

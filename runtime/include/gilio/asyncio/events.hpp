@@ -583,6 +583,11 @@ class EventLoop {
   template <class F, class... Args>
   auto run_in_executor(std::nullptr_t, F fn, Args... args);
   concurrent::ThreadPoolExecutor& default_executor();
+  // loop.set_default_executor(executor): run_in_executor(nullptr, ...) and to_thread use it from
+  // now on. The loop owns it and shuts it down, waiting for its work, with
+  // shutdown_default_executor (which close() calls). A default it replaces is shut down then
+  // too, not at once: work may still be running in it. Null is std::invalid_argument.
+  void set_default_executor(std::unique_ptr<concurrent::ThreadPoolExecutor> executor);
   void shutdown_default_executor();
 
   // Socket operations on io_uring (asyncio's loop.sock_*; runtime/sockets.cpp). `fd` is a
@@ -751,6 +756,7 @@ class EventLoop {
   bool trace_ = false;                           // GILIO_TRACE is on (read once)
   std::shared_ptr<Token> token_;
   std::unique_ptr<concurrent::ThreadPoolExecutor> default_executor_;
+  std::vector<std::unique_ptr<concurrent::ThreadPoolExecutor>> replaced_executors_;
   ExceptionHandler exception_handler_;  // empty: default_exception_handler
   // add_reader / add_writer: (fd << 1 | writing) -> its watch (fd_events.cpp).
   std::unordered_map<std::uint64_t, detail::FdWatch*> watches_;
