@@ -455,9 +455,9 @@ class EventLoop {
   double time() const;
 
   // Schedules fn (anything callable with no arguments) for the next iteration; callbacks run in
-  // the order they were scheduled.
-  // fn runs in a copy of the caller's context (contextvars.hpp); or, given one, in `context`
-  // itself (asyncio's context= argument).
+  // the order they were scheduled. fn runs in a copy of the caller's context (contextvars.hpp),
+  // or, given one, in `context` itself (asyncio's context= argument); so do call_later's and
+  // call_at's.
   template <class F>
   Handle call_soon(F&& fn) {
     return call_soon_in(captured_context(), std::forward<F>(fn));
@@ -482,17 +482,6 @@ class EventLoop {
   template <class F>
   TimerHandle call_at(double when, F&& fn, contextvars::Context context) {
     return call_at_ns(to_ns(when), std::forward<F>(fn), context.ref());
-  }
-  // call_soon with the context named: null runs fn in a fresh empty one. The runtime's own
-  // callbacks that carry a user's function wrapped with its own context use it.
-  template <class F>
-  Handle call_soon_in(contextvars::detail::ContextRef context, F&& fn) {
-    check_open("call_soon");
-    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
-    h->context = std::move(context);
-    h->add_ref();  // the ready queue's
-    ready(h);
-    return Handle(h);
   }
   // The only method safe to call from another thread: wakes a sleeping loop through the ring.
   // Throws std::runtime_error if the loop is closed.
@@ -663,6 +652,18 @@ class EventLoop {
                                   std::optional<std::size_t> count = std::nullopt);
 
   // ---- for the runtime's own awaitables (tasks, futures, timers, I/O); not user API ----
+  // call_soon with the context named: null runs fn in a fresh empty one. For the runtime's
+  // callbacks that carry a user's function already wrapped with its own context
+  // (detail::in_context_of_caller).
+  template <class F>
+  Handle call_soon_in(contextvars::detail::ContextRef context, F&& fn) {
+    check_open("call_soon");
+    detail::CallbackHandle* h = detail::make_callback(this, std::forward<F>(fn));
+    h->context = std::move(context);
+    h->add_ref();  // the ready queue's
+    ready(h);
+    return Handle(h);
+  }
   void ready(detail::Runnable* r) { ready_.push(r); }
   static std::int64_t now_ns() noexcept;
   detail::TimerNode* arm_timer(std::int64_t when_ns, detail::TimerTarget* target);

@@ -156,7 +156,7 @@ class FutureCore : public Runnable {
   // What is rarely there, out of line so that a task stays small: the exception it ended with
   // (a CancelledError if cancelled), waiters after the first, done callbacks, a task's name and
   // its cancel message, and a task's context once it is not empty. From the pool
-  // (frame_pool.cpp), as tasks are: once a context variable is set, every task has one.
+  // (frame_pool.cpp), as tasks are: every task made where a context variable is set has one.
   struct Cold {
     static void* operator new(std::size_t size) { return pool_alloc(size); }
     static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
