@@ -79,6 +79,9 @@ void make_blocking(int fd);
 // A StreamReaderProtocol's reader (StreamReader::fed): `flow` pauses (true) and resumes (false)
 // the transport that feeds it; null: none.
 void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow);
+// StreamReader::feed_data for a string the caller gives up: taken as it is when the reader's
+// buffer is empty (a StreamReaderProtocol's data_received pieces), copied in otherwise.
+void feed_owned(const StreamReader& reader, std::string data);
 // StreamWriter::set_write_buffer_limits, named `who` in its errors (a Transport's or a writer's).
 void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
                              std::optional<std::size_t> low, const char* who);

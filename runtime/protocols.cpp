@@ -468,7 +468,7 @@ void StreamReaderProtocol::connection_made(Transport& transport) {
 }
 
 void StreamReaderProtocol::data_received(std::string data) {
-  reader_.feed_data(data);
+  detail::feed_owned(reader_, std::move(data));
 }
 
 bool StreamReaderProtocol::eof_received() {

@@ -86,6 +86,16 @@ class RecvBuffer {
       compact();
     }
   }
+  void append(std::string_view data) {
+    reserve_more(data.size());
+    s_.append(data);
+  }
+  // The same for a string given up: into an empty buffer it is taken whole, not copied.
+  void append(std::string&& data) {
+    if (!empty()) return append(std::string_view(data));
+    s_ = std::move(data);
+    head_ = 0;
+  }
   std::string take_all() {
     s_.erase(0, head_);
     head_ = 0;
@@ -740,15 +750,20 @@ detail::StreamState& fed_state(const detail::StreamRef& ref, const char* who) {
   }
   return s;
 }
+
+// feed_data's work, for a view (copied in) or a string given up (taken if the buffer is empty).
+template <class Bytes>
+void feed(const detail::StreamRef& ref, Bytes&& data) {
+  detail::StreamState& s = fed_state(ref, "StreamReader.feed_data");
+  if (s.eof) throw std::runtime_error("StreamReader.feed_data after feed_eof()");
+  if (data.empty()) return;
+  s.buffer.append(std::forward<Bytes>(data));
+  s.fed_more();
+}
 }  // namespace
 
 void StreamReader::feed_data(std::string_view data) {
-  detail::StreamState& s = fed_state(s_, "StreamReader.feed_data");
-  if (s.eof) throw std::runtime_error("StreamReader.feed_data after feed_eof()");
-  if (data.empty()) return;
-  s.buffer.reserve_more(data.size());
-  s.buffer.tail().append(data);
-  s.fed_more();
+  feed(s_, data);
 }
 
 void StreamReader::feed_eof() {
@@ -938,7 +953,11 @@ std::exception_ptr write_error_of(const StreamWriter& writer) {
 }
 struct ReaderAccess {
   static StreamState& fed(const StreamReader& r, const char* who) { return fed_state(r.s_, who); }
+  static void feed_owned(const StreamReader& r, std::string data) { feed(r.s_, std::move(data)); }
 };
+void feed_owned(const StreamReader& reader, std::string data) {
+  ReaderAccess::feed_owned(reader, std::move(data));
+}
 void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow) {
   StreamState& s = ReaderAccess::fed(reader, "StreamReaderProtocol");
   s.feed->flow = std::move(flow);
