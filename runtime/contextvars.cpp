@@ -25,19 +25,15 @@ thread_local ContextRef tl_base;
 MappingRef with(const Mapping* m, std::uint64_t var, std::shared_ptr<const void> value) {
   auto* out = new Mapping;
   MappingRef ref(out);
-  if (m != nullptr) out->entries.reserve(m->entries.size() + 1);
-  bool placed = false;
-  if (m != nullptr) {
-    for (const Mapping::Entry& e : m->entries) {
-      if (!placed && e.var >= var) {
-        if (value) out->entries.push_back({var, value});
-        placed = true;
-        if (e.var == var) continue;
-      }
-      out->entries.push_back(e);
-    }
-  }
-  if (!placed && value) out->entries.push_back({var, std::move(value)});
+  const std::size_t n = m != nullptr ? m->entries.size() : 0;
+  out->entries.reserve(n + 1);
+  std::size_t i = 0;
+  for (; i < n && m->entries[i].var < var; ++i)
+    out->entries.push_back(m->entries[i]);
+  if (value) out->entries.push_back({var, std::move(value)});
+  if (i < n && m->entries[i].var == var) ++i;  // its old value: replaced, or removed
+  for (; i < n; ++i)
+    out->entries.push_back(m->entries[i]);
   if (out->entries.empty()) return MappingRef();
   return ref;
 }
@@ -85,10 +81,14 @@ const Mapping* current_mapping() noexcept {
   return r != nullptr ? r->mapping() : nullptr;
 }
 
-ContextRef copy_current() {
+ContextRef object_holding(const Mapping* m) {
   ContextRef out(new ContextState);
-  out.state()->data = MappingRef::share(current_mapping());  // shared, not copied
+  out.state()->data = MappingRef::share(m);  // shared, not copied
   return out;
+}
+
+ContextRef copy_current() {
+  return object_holding(current_mapping());
 }
 
 ContextRef capture() {
@@ -141,9 +141,7 @@ void restore_value(std::uint64_t var, const std::shared_ptr<const void>& old,
 }  // namespace detail
 
 Context Context::copy() const {
-  detail::ContextRef out(new detail::ContextState);
-  out.state()->data = detail::MappingRef::share(ref_.mapping());
-  return Context(std::move(out));
+  return Context(detail::object_holding(ref_.mapping()));
 }
 
 Context copy_context() {

@@ -189,6 +189,8 @@ const Mapping* current_mapping() noexcept;
 // same for the runtime's own use, but gives null where the current context is empty.
 ContextRef copy_current();
 ContextRef capture();
+// A new context object holding `m` (shared).
+ContextRef object_holding(const Mapping* m);
 
 // Enters `slot` on this thread for a scope: std::runtime_error if its context is entered
 // already (Python: "cannot enter context: ... is already entered").
