@@ -2,7 +2,8 @@
 // bench/fiber_bench.cpp (the same five workloads), printed as one JSON line.
 //
 //   spawn_gather     create N trivial tasks and gather them, twice: in fresh memory, then
-//                    reusing it (tasks/s); a third time under the eager task factory
+//                    reusing it (tasks/s); a third time under the eager task factory; a
+//                    fourth (last of all) inside a context that holds a variable
 //   yield            100 tasks each doing `co_await sleep(0)` K times          (switches/s)
 //   parked_memory    N tasks parked on one Event: resident bytes per task
 //   timers           arm N call_later timers with spread deadlines; run until all fired
@@ -54,6 +55,17 @@ Coro<double> spawn_gather_eager(int n) {
   const double rate = co_await spawn_gather(n);
   loop.set_task_factory(nullptr);
   co_return rate;
+}
+
+// spawn_gather made inside a context that holds a variable: each task then copies that context
+// (gilio/contextvars.hpp), as every asyncio task copies its creator's. Run last: until a variable
+// is set, no task copies anything, and the rows before measure that.
+gilio::contextvars::ContextVar<int> request("request");
+Coro<double> spawn_gather_in_context(int n) {
+  gilio::contextvars::Context ctx;
+  ctx.run([] { request.set(1); });
+  auto task = ctx.run([n] { return asyncio::create_task(spawn_gather(n)); });
+  co_return co_await task;
 }
 
 Coro<void> yielder(int k) {
@@ -135,12 +147,15 @@ Coro<std::string> all(bool quick) {
   const double switches = co_await yields(100, 100'000 / scale);
   const double timer_rate = co_await timers(1'000'000 / scale);
   const double items = co_await queue(1'000'000 / scale);
+  const double spawn_context = co_await spawn_gather_in_context(1'000'000 / scale);
   co_return fmt::format(
       "{{\"spawn_gather_per_s\": {:.0f}, \"spawn_gather_again_per_s\": {:.0f}, "
       "\"spawn_gather_eager_per_s\": {:.0f}, "
       "\"yield_switches_per_s\": {:.0f}, \"parked_resident_bytes\": {:.1f}, "
-      "\"timers_per_s\": {:.0f}, \"queue_items_per_s\": {:.0f}}}",
-      spawn, spawn_again, spawn_eager, switches, mem.resident_per_task, timer_rate, items);
+      "\"timers_per_s\": {:.0f}, \"queue_items_per_s\": {:.0f}, "
+      "\"spawn_gather_context_per_s\": {:.0f}}}",
+      spawn, spawn_again, spawn_eager, switches, mem.resident_per_task, timer_rate, items,
+      spawn_context);
 }
 
 }  // namespace

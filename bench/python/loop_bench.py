@@ -1,12 +1,14 @@
 """bench/python/loop_bench.py — asyncio's and uvloop's side of bench/loop_bench.cpp.
 
-The same five workloads, printed as one JSON line: spawn + gather of N trivial tasks, sleep(0)
+The same workloads, printed as one JSON line: spawn + gather of N trivial tasks (also with a
+context variable set, which every task then copies), sleep(0)
 switches among 100 tasks, memory per task parked on an Event (resident bytes, from
 /proc/self/statm), N call_later timers armed and fired, and N items through Queue(maxsize=64)
 from one producer to one consumer. Sizes are smaller than the C++ side's: only rates are
 compared. Usage: loop_bench.py [--uvloop] [--quick]
 """
 import asyncio
+import contextvars
 import json
 import os
 import sys
@@ -104,6 +106,17 @@ async def spawn_gather_eager(n):
         loop.set_task_factory(None)
 
 
+request = contextvars.ContextVar("request")
+
+
+async def spawn_gather_in_context(n):
+    """spawn_gather (memory reused) made inside a context that holds a variable: each task
+    copies that context, as every asyncio task copies its creator's."""
+    ctx = contextvars.Context()
+    ctx.run(request.set, 1)
+    return await ctx.run(asyncio.get_running_loop().create_task, spawn_gather(n))
+
+
 async def main(quick):
     scale = 5 if quick else 1
     result = {
@@ -114,6 +127,8 @@ async def main(quick):
         "parked_resident_bytes": await parked_memory(200_000 // scale),
         "timers_per_s": await timers(200_000 // scale),
         "queue_items_per_s": await queue(200_000 // scale),
+        # Last: no other workload runs after a variable was set.
+        "spawn_gather_context_per_s": await spawn_gather_in_context(200_000 // scale),
     }
     return {k: v for k, v in result.items() if v is not None}
 
