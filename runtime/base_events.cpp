@@ -274,23 +274,13 @@ void CallbackHandle::operator delete(void* p, std::size_t size) noexcept {
 void CallbackHandle::run() {
   if (!cancelled_) {
     calling_ = true;
-    // In its own context, as asyncio's Handle._run calls self._context.run(callback). An empty
-    // one (null) is entered without the check that a context object is not entered twice: it is
-    // this handle's alone.
-    contextvars::detail::ContextRef* const outer =
-        std::exchange(contextvars::detail::tl_entered, &context);
     try {
-      if (context) [[unlikely]] {
-        contextvars::detail::EnteredScope scope(context);
-        call();
-      } else {
-        call();
-      }
+      // In its own context, as asyncio's Handle._run calls self._context.run(callback).
+      contextvars::detail::EnteredScope scope(context);
+      call();
     } catch (...) {
-      contextvars::detail::tl_entered = outer;
       loop_->report_callback_exception(describe());
     }
-    contextvars::detail::tl_entered = outer;
     calling_ = false;
     if (cancelled_) drop_callable();  // it cancelled its own handle while it ran
   }

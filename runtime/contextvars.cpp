@@ -95,20 +95,11 @@ ContextRef capture() {
   return ContextRef::of_mapping(MappingRef::share(current_mapping()));
 }
 
-EnteredScope::EnteredScope(ContextRef& slot) : slot_(&slot), outer_(tl_entered), marked_(nullptr) {
-  // A slot holding only a map is a private copy: no one else can have it entered.
-  if (ContextState* s = slot.state()) {
-    if (s->entered.exchange(true, std::memory_order_acquire)) {
-      throw std::runtime_error("cannot enter context: the context is already entered");
-    }
-    marked_ = s;
+void EnteredScope::mark(ContextState* s) {
+  if (s->entered.exchange(true, std::memory_order_acquire)) {
+    throw std::runtime_error("cannot enter context: the context is already entered");
   }
-  tl_entered = slot_;
-}
-
-EnteredScope::~EnteredScope() {
-  tl_entered = outer_;
-  if (marked_ != nullptr) marked_->entered.store(false, std::memory_order_release);
+  marked_ = s;
 }
 
 std::uint64_t next_var_id() noexcept {

@@ -193,18 +193,28 @@ ContextRef capture();
 ContextRef object_holding(const Mapping* m);
 
 // Enters `slot` on this thread for a scope: std::runtime_error if its context is entered
-// already (Python: "cannot enter context: ... is already entered").
+// already (Python: "cannot enter context: ... is already entered"). A slot that holds no context
+// object (empty, or a private copy of a map) cannot be entered elsewhere, so entering it is two
+// thread-local stores, inline: every loop callback does it.
 class EnteredScope {
  public:
-  explicit EnteredScope(ContextRef& slot);
-  ~EnteredScope();
+  explicit EnteredScope(ContextRef& slot) : outer_(tl_entered) {
+    if (ContextState* s = slot.state()) [[unlikely]]
+      mark(s);
+    tl_entered = &slot;
+  }
+  ~EnteredScope() {
+    tl_entered = outer_;
+    if (marked_ != nullptr) [[unlikely]]
+      marked_->entered.store(false, std::memory_order_release);
+  }
   EnteredScope(const EnteredScope&) = delete;
   EnteredScope& operator=(const EnteredScope&) = delete;
 
  private:
-  ContextRef* slot_;
+  void mark(ContextState* s);
   ContextRef* outer_;
-  ContextState* marked_;
+  ContextState* marked_ = nullptr;
 };
 
 std::uint64_t next_var_id() noexcept;
