@@ -8,6 +8,7 @@
 //   parked_memory    N tasks parked on one Event: resident bytes per task
 //   timers           arm N call_later timers with spread deadlines; run until all fired
 //   queue            one producer, one consumer, N items through Queue(maxsize=64) (items/s)
+//   async_gen        one task takes N ints from an async generator, `async for` (items/s)
 //
 // No CPython twin of its own: bench/python/loop_bench.py is the same program for asyncio and
 // uvloop. Usage: loop_bench [--quick]
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <gilio/asyncio.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -135,6 +137,21 @@ Coro<double> queue(int n) {
   co_return n / (now() - t0);
 }
 
+asyncio::AsyncGenerator<int> numbers(int n) {
+  for (int i = 0; i < n; ++i)
+    co_yield i;
+}
+
+Coro<double> async_gen_items(int n) {
+  const double t0 = now();
+  long sum = 0;
+  auto gen = numbers(n);
+  while (std::optional<int> i = co_await gen.next())
+    sum += *i;
+  if (sum != static_cast<long>(n) * (n - 1) / 2) throw std::runtime_error("lost items");
+  co_return n / (now() - t0);
+}
+
 Coro<std::string> all(bool quick) {
   const int scale = quick ? 5 : 1;
   // Memory first: later workloads leave freed blocks in the pool that a parked task would reuse.
@@ -147,15 +164,16 @@ Coro<std::string> all(bool quick) {
   const double switches = co_await yields(100, 100'000 / scale);
   const double timer_rate = co_await timers(1'000'000 / scale);
   const double items = co_await queue(1'000'000 / scale);
+  const double gen_items = co_await async_gen_items(10'000'000 / scale);
   const double spawn_context = co_await spawn_gather_in_context(1'000'000 / scale);
   co_return fmt::format(
       "{{\"spawn_gather_per_s\": {:.0f}, \"spawn_gather_again_per_s\": {:.0f}, "
       "\"spawn_gather_eager_per_s\": {:.0f}, "
       "\"yield_switches_per_s\": {:.0f}, \"parked_resident_bytes\": {:.1f}, "
       "\"timers_per_s\": {:.0f}, \"queue_items_per_s\": {:.0f}, "
-      "\"spawn_gather_context_per_s\": {:.0f}}}",
+      "\"async_gen_items_per_s\": {:.0f}, \"spawn_gather_context_per_s\": {:.0f}}}",
       spawn, spawn_again, spawn_eager, switches, mem.resident_per_task, timer_rate, items,
-      spawn_context);
+      gen_items, spawn_context);
 }
 
 }  // namespace

@@ -238,6 +238,12 @@ def loop_costs(args):
         row("Queue producer -> consumer", items / 1e6, "M/s",
             {k: v / 1e6 for k, v in peers("queue_items_per_s").items()},
             higher_is_better=True, note=note("queue_items_per_s")),
+        row("async generator -> async for", ours["async_gen_items_per_s"] / 1e6, "M/s",
+            {k: v / 1e6 for k, v in peers("async_gen_items_per_s").items()},
+            higher_is_better=True,
+            note=joined("one task takes ints from an async generator (AsyncGenerator<int>, "
+                        "next() in a while loop); Boost.Fiber has none",
+                        note("async_gen_items_per_s"))),
     ]
 
 

@@ -650,11 +650,16 @@ void EventLoop::finish_tasks_for_close() {
 void EventLoop::close() {
   if (running_) throw std::runtime_error("Cannot close a running event loop");
   if (closed_) return;
+  // As asyncio.Runner.close: the leftover tasks first, then the async generators still parked
+  // (among them those the tasks dropped as they ended: they wait for this, not for a task each).
+  asyncgens_shutdown_ = true;
   finish_tasks_for_close();
+  if (!asyncgens_.empty()) run_until_complete(shutdown_asyncgens());
   // Join the default executor's threads, then run one more round so that what they posted back
   // (call_soon_threadsafe) is delivered and freed, not leaked.
   shutdown_default_executor();
   finish_tasks_for_close();
+  detach_asyncgens();        // any started since: no loop will close them now
   remove_signal_handlers();  // default actions back, before the eventfd they write can close
   remove_watches();          // their polls are cancelled, and reaped by the drain below
   // Operations not owned by a task (a server's multishot accept, a writer's send) are cancelled

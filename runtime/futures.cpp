@@ -30,26 +30,6 @@ std::string describe_exception(const std::exception_ptr& e) {
 
 namespace {
 
-bool is_cancellation(const std::exception_ptr& e) {
-  if (!e) return false;
-#if defined(__GLIBCXX__)
-  // libstdc++ tells the exception's type without throwing it: a cancelled task ends here, and a
-  // rethrow and catch would cost it about 10,000 instructions. A type derived from
-  // CancelledError still takes the general way below.
-  if (const std::type_info* type = e.__cxa_exception_type();
-      type != nullptr && *type == typeid(CancelledError)) {
-    return true;
-  }
-#endif
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 // How far ahead a pass over a gather's children asks for the next child's memory: far enough
 // to cover a memory access (~100 ns) with the work on the children between.
 constexpr std::size_t kPrefetchAhead = 8;
@@ -270,7 +250,7 @@ void TaskCore::finish_with(std::exception_ptr error) noexcept {
     finish_ok();
     return;
   }
-  const bool cancelled = is_cancellation(error);
+  const bool cancelled = holds<CancelledError>(error);
   loop_->remove_task(this);
   try {
     complete(cancelled ? State::cancelled : State::finished, std::move(error));

@@ -1,10 +1,10 @@
 """bench/python/loop_bench.py — asyncio's and uvloop's side of bench/loop_bench.cpp.
 
 The same workloads, printed as one JSON line: spawn + gather of N trivial tasks (also with a
-context variable set, which every task then copies), sleep(0)
-switches among 100 tasks, memory per task parked on an Event (resident bytes, from
-/proc/self/statm), N call_later timers armed and fired, and N items through Queue(maxsize=64)
-from one producer to one consumer. Sizes are smaller than the C++ side's: only rates are
+context variable set, which every task then copies), sleep(0) switches among 100 tasks, memory
+per task parked on an Event (resident bytes, from /proc/self/statm), N call_later timers armed
+and fired, N items through Queue(maxsize=64) from one producer to one consumer, and N ints from
+an async generator through `async for`. Sizes are smaller than the C++ side's: only rates are
 compared. Usage: loop_bench.py [--uvloop] [--quick]
 """
 import asyncio
@@ -106,6 +106,20 @@ async def spawn_gather_eager(n):
         loop.set_task_factory(None)
 
 
+async def numbers(n):
+    for i in range(n):
+        yield i
+
+
+async def async_gen_items(n):
+    t0 = time.perf_counter()
+    total = 0
+    async for i in numbers(n):
+        total += i
+    assert total == n * (n - 1) // 2
+    return n / (time.perf_counter() - t0)
+
+
 request = contextvars.ContextVar("request")
 
 
@@ -127,6 +141,7 @@ async def main(quick):
         "parked_resident_bytes": await parked_memory(200_000 // scale),
         "timers_per_s": await timers(200_000 // scale),
         "queue_items_per_s": await queue(200_000 // scale),
+        "async_gen_items_per_s": await async_gen_items(1_000_000 // scale),
         # Last: no other workload runs after a variable was set.
         "spawn_gather_context_per_s": await spawn_gather_in_context(200_000 // scale),
     }

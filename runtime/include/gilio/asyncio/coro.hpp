@@ -16,7 +16,8 @@
 // runs it); destroying a Coro that never ran destroys its frame, and with it the arguments it
 // captured.
 //
-// Mirrors: the coroutine protocol of Objects/genobject.c, minus generators.
+// Mirrors: the coroutine protocol of Objects/genobject.c (its async generators are in
+// generators.hpp).
 #pragma once
 
 #include <coroutine>
@@ -177,6 +178,9 @@ inline void first_await(bool& awaited, const char* what) {
 struct PromiseBase {
   static void* operator new(std::size_t size) { return pool_alloc(size); }
   static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
+  PromiseBase() noexcept = default;
+  PromiseBase(const PromiseBase&) = delete;
+  PromiseBase& operator=(const PromiseBase&) = delete;
 
   // Who awaits us: null for a task's root (and for a Coro not yet awaited).
   std::coroutine_handle<> continuation() const noexcept {
@@ -195,19 +199,26 @@ struct PromiseBase {
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 
+  // Where control goes when this frame suspends for its awaiter (at its end, or at an async
+  // generator's co_yield): in a task's step, the awaiter is left to the trampoline; else it is
+  // resumed by symmetric transfer. Not for a task's root, which has no awaiter.
+  std::coroutine_handle<> back_to_awaiter() const noexcept {
+    const std::coroutine_handle<> awaiter = continuation();
+    if (!in_task()) return awaiter ? awaiter : std::noop_coroutine();
+    next_in_step = awaiter;  // the task's step resumes the awaiter
+    return std::noop_coroutine();
+  }
+
   struct FinalAwaiter {
     bool await_ready() noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
       const PromiseBase& p = h.promise();
-      const std::coroutine_handle<> awaiter = p.continuation();
-      if (!p.in_task()) return awaiter ? awaiter : std::noop_coroutine();
-      if (awaiter) {
-        next_in_step = awaiter;  // the task's step resumes the awaiter
-      } else {
+      if (p.in_task() && !p.continuation()) {
         finish_root(h);  // the root of a task has ended
+        return std::noop_coroutine();
       }
-      return std::noop_coroutine();
+      return p.back_to_awaiter();
     }
     void await_resume() noexcept {}
   };
@@ -218,8 +229,31 @@ struct PromiseBase {
   std::uintptr_t link_ = 0;
 };
 
+// Runs the frame `callee` (whose promise is `p`) for the coroutine `awaiting`, which suspends
+// until the callee hands control back (back_to_awaiter). Inside a task's step the callee is left
+// to the trampoline, so the stack does not grow; awaited from a foreign coroutine, it is resumed
+// by symmetric transfer.
+template <class P>
+std::coroutine_handle<> run_for(PromiseBase& p, std::coroutine_handle<> callee,
+                                std::coroutine_handle<P> awaiting) noexcept {
+  if constexpr (std::is_base_of_v<PromiseBase, P>) {
+    if (awaiting.promise().in_task()) {
+      p.link(awaiting, true);
+      next_in_step = callee;  // the task's step resumes the callee: no nesting
+      return std::noop_coroutine();
+    }
+  }
+  p.link(awaiting, false);
+  return callee;
+}
+
+// The promises declare their default constructor, so that they are not aggregates: a coroutine
+// whose first parameter is another promise (generators.cpp's take an async generator's) would
+// have its own promise built from that one by C++20's parenthesized aggregate initialization —
+// a copy of the other frame's link.
 template <class T>
 struct Promise : PromiseBase {
+  Promise() noexcept = default;
   Outcome<T> outcome;
   Coro<T> get_return_object() noexcept;
   void unhandled_exception() noexcept { outcome.set_error(std::current_exception()); }
@@ -240,6 +274,7 @@ struct VoidResult {
 
 template <>
 struct Promise<void> : PromiseBase {
+  Promise() noexcept = default;
   VoidResult outcome;
   Coro<void> get_return_object() noexcept;
   void unhandled_exception() noexcept { outcome.e = std::current_exception(); }
@@ -277,15 +312,7 @@ class [[nodiscard]] Coro {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
-      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
-        if (awaiting.promise().in_task()) {
-          h.promise().link(awaiting, true);
-          detail::next_in_step = h;  // the task's step resumes the callee: no nesting
-          return std::noop_coroutine();
-        }
-      }
-      h.promise().link(awaiting, false);
-      return h;  // awaited from a foreign coroutine: symmetric transfer
+      return detail::run_for(h.promise(), h, awaiting);
     }
     T await_resume() {
       if constexpr (std::is_void_v<T>) {

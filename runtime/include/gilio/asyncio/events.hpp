@@ -64,9 +64,10 @@ namespace detail {
 // add_done_callback's), as asyncio copies the context when the callback is handed over.
 std::function<void()> in_context_of_caller(std::function<void()> fn);
 
-class Backend;      // runtime/uring.hpp: the io_uring backend
-class FdWatch;      // runtime/fd_events.cpp: an add_reader / add_writer registration
-class SigintGuard;  // runners.hpp: asyncio::run's Ctrl-C
+class AsyncGenCore;  // generators.hpp: an async generator's promise
+class Backend;       // runtime/uring.hpp: the io_uring backend
+class FdWatch;       // runtime/fd_events.cpp: an add_reader / add_writer registration
+class SigintGuard;   // runners.hpp: asyncio::run's Ctrl-C
 class TaskCore;
 
 // Seconds as the loop's nanoseconds, saturating at about ±285 years; NaN throws
@@ -521,9 +522,18 @@ class EventLoop {
   void stop() noexcept { stopping_ = true; }
   bool is_running() const noexcept { return running_; }
   bool is_closed() const noexcept { return closed_; }
-  // Cancels and finishes every task, waits for in-flight I/O, shuts the default executor down,
-  // frees everything. Throws std::runtime_error if the loop is running.
+  // Cancels and finishes every task, closes the async generators still parked
+  // (shutdown_asyncgens), waits for in-flight I/O, shuts the default executor down, frees
+  // everything. Throws std::runtime_error if the loop is running.
   void close();
+
+  // loop.shutdown_asyncgens() (generators.hpp, runtime/generators.cpp): closes (aclose) every
+  // asynchronous generator that started on this loop and is parked at a co_yield, all at once,
+  // and reports an error one throws through the exception handler ("an error occurred during
+  // closing of asynchronous generator"). close() does it itself after the leftover tasks have
+  // ended, as asyncio.run does. From the call on, a generator dropped while parked is left for
+  // close() to close, not given a task of its own at once.
+  Coro<void> shutdown_asyncgens();
 
   // Readiness callbacks (loop.add_reader / add_writer; runtime/fd_events.cpp): fn runs on this
   // loop whenever `fd` can be read (written) without blocking — every iteration while it can,
@@ -687,6 +697,10 @@ class EventLoop {
   // some, an idle loop polls a moment before it sleeps (runtime/spin.hpp).
   void executor_call_started() noexcept { ++executor_calls_; }
   void executor_call_ended() noexcept { --executor_calls_; }
+  // Async generators (runtime/generators.cpp): register one at its first step (asyncio's
+  // firstiter hook); close one whose handle was dropped while it was parked (the finalizer hook).
+  void add_asyncgen(detail::AsyncGenCore& g) noexcept;
+  void finalize_asyncgen(detail::AsyncGenCore& g) noexcept;
   // Shared with threads that post results back: null once the loop is closed.
   struct Token {
     std::mutex mutex;
@@ -731,6 +745,7 @@ class EventLoop {
   void arm_handle(detail::CallbackHandle* h);
   void leave_heap(detail::TimerNode* node) noexcept;
   void finish_tasks_for_close();
+  void detach_asyncgens() noexcept;  // generators.cpp: the last step of close()
   void add_watch(int fd, bool writing, std::function<void()> fn);  // fd_events.cpp
   bool remove_watch(int fd, bool writing);
   void remove_watches() noexcept;
@@ -763,6 +778,9 @@ class EventLoop {
   std::unordered_map<std::uint64_t, detail::FdWatch*> watches_;
   // (signal, handler) for add_signal_handler; the loop looks at it on every iteration.
   std::vector<std::pair<int, std::function<void()>>> signal_handlers_;
+  // Async generators that started here and are not closed (asyncio's _asyncgens).
+  detail::List<detail::AsyncGenCore> asyncgens_;
+  bool asyncgens_shutdown_ = false;  // shutdown_asyncgens() called, or close() begun
   bool running_ = false;
   bool stopping_ = false;
   bool closed_ = false;

@@ -3,7 +3,8 @@
 //
 // run(main) is the whole life of a program's loop: make a new loop, run `main` to completion,
 // then clean up as asyncio.Runner.close() does — cancel every task still pending and let them
-// finish, shut down the default executor (joining its threads), close the loop. The result of
+// finish, close the async generators still parked at a co_yield (shutdown_asyncgens), shut down
+// the default executor (joining its threads), close the loop. The result of
 // `main` is returned, or its exception rethrown — after the clean-up. The GIL is held for the
 // whole run (the loop drops it only while it waits for I/O). Ctrl-C cancels `main` first (below).
 //
@@ -16,8 +17,8 @@
 //     int n = runner.run(count_requests());  //     n = runner.run(count_requests())
 //
 // Tasks a run() leaves pending go on in the next run() (they are the loop's, not the run's), and
-// close() cancels whatever is left. asyncio's loop_factory and context arguments have no
-// counterpart: gilio has one kind of loop and no contextvars.
+// close() cancels whatever is left. asyncio's loop_factory argument has no counterpart: gilio
+// has one kind of loop.
 #pragma once
 
 #include <memory>
@@ -98,9 +99,10 @@ class Runner {
   // main task sets, the next one sees.
   template <class T>
   T run(Coro<T> main, contextvars::Context context);
-  // Cancels the tasks still pending and lets them finish, shuts the default executor down,
-  // closes the loop. Once closed, run() and get_loop() throw; close() again does nothing.
-  // std::runtime_error from inside the runner's own run(), as loop.close() there.
+  // Cancels the tasks still pending and lets them finish, closes the async generators still
+  // parked, shuts the default executor down, closes the loop. Once closed, run() and get_loop()
+  // throw; close() again does nothing. std::runtime_error from inside the runner's own run(), as
+  // loop.close() there.
   void close();
   // The runner's loop, made now if no run() made it yet.
   EventLoop& get_loop();
