@@ -191,7 +191,10 @@ class AsyncGenNext : public AsyncGenStep {
   std::optional<T> await_resume() {
     auto& g = static_cast<AsyncGenPromise<T>&>(*g_);
     if (g.state() == AsyncGenCore::State::parked) {
-      std::optional<T> v = std::move(g.value);
+      // Built from the value, not copied whole: g++ copies a small std::optional with one wide
+      // load of the value and its flag, just stored apart by the yield, and the CPU cannot
+      // forward two stores into one load — a stall that halved the items per second.
+      std::optional<T> v(std::in_place, std::move(*g.value));
       g.value.reset();
       return v;
     }
