@@ -411,6 +411,47 @@ TEST(AsCompleted, FailuresDoneTasksAndTheTimeout) {
   }());
 }
 
+// Python 3.13's `async for task in as_completed(tasks)`: the very tasks given, as they end;
+// TimeoutError from the step the timeout beats; std::nullopt after the last.
+TEST(AsCompleted, AsyncIterationGivesTheTasksThemselvesAsTheyEnd) {
+  run_test([]() -> Coro<void> {
+    std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(3, 0.03)),
+                                          asyncio::create_task(value_after(1, 0.001)),
+                                          asyncio::create_task(value_after(2, 0.015))};
+    auto ended = asyncio::as_completed(tasks).aiter();  // outlives the AsCompleted it came from
+    std::vector<int> order;
+    while (std::optional<asyncio::Task<int>> task = co_await ended.next()) {
+      EXPECT_TRUE(task->done());
+      EXPECT_TRUE(*task == tasks[0] || *task == tasks[1] || *task == tasks[2]);
+      order.push_back(co_await *task);
+    }
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+    EXPECT_FALSE((co_await ended.next()).has_value());
+
+    auto stuck = asyncio::create_task(forever());
+    auto quick = asyncio::create_task(value_after(0, 0));
+    std::vector<asyncio::Task<>> mixed{stuck, quick};
+    auto within = asyncio::as_completed(mixed, 0.01).aiter();
+    std::optional<asyncio::Task<>> first = co_await within.next();
+    EXPECT_TRUE(first.has_value() && *first == quick);
+    co_await expect_await_throws<asyncio::TimeoutError>(within.next(),
+                                                        "the timeout must end the iteration");
+    EXPECT_FALSE((co_await within.next()).has_value()) << "a generator that threw has ended";
+    EXPECT_FALSE(stuck.done()) << "as_completed's timeout cancels nothing";
+    stuck.cancel();
+
+    // One count for both ways: what the loop took is not given again.
+    std::vector<asyncio::Task<int>> two{asyncio::create_task(value_after(1, 0)),
+                                        asyncio::create_task(value_after(2, 0.005))};
+    auto both = asyncio::as_completed(two);
+    EXPECT_EQ(co_await both.next(), 1);
+    auto rest = both.aiter();
+    std::optional<asyncio::Task<int>> last = co_await rest.next();
+    EXPECT_TRUE(last.has_value() && *last == two[1]);
+    EXPECT_FALSE((co_await rest.next()).has_value());
+  }());
+}
+
 TEST(Shield, CancellingTheAwaiterDoesNotCancelTheTask) {
   run_test([]() -> Coro<void> {
     auto inner = asyncio::create_task(value_after(7, 0.02));

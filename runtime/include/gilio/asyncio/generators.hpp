@@ -46,7 +46,8 @@
 // shutdown_asyncgens() after the leftover tasks have ended: every generator still parked is
 // closed, concurrently, and an error one throws goes to the loop's exception handler.
 //
-// As with a Coro, the handle must outlive an await on it.
+// As with a Coro, the handle must outlive an await on it; and, as a task, a generator belongs to
+// the thread of its loop (its finalization schedules with call_soon, not call_soon_threadsafe).
 //
 // Mirrors: the async_gen objects of Objects/genobject.c, and BaseEventLoop's asyncgen hooks and
 // shutdown_asyncgens in Lib/asyncio/base_events.py. Read next: docs/03-tasks-and-cancellation.md,
