@@ -732,6 +732,15 @@ std::size_t StreamReader::limit() const {
   return connected(s_, "StreamReader.limit").limit;
 }
 
+// asyncio's StreamReader.__anext__: readline() until it gives b"".
+AsyncGenerator<std::string> StreamReader::lines_of(StreamReader reader) {
+  for (;;) {
+    std::string line = co_await reader.readline();
+    if (line.empty()) co_return;
+    co_yield std::move(line);
+  }
+}
+
 StreamReader StreamReader::fed(std::size_t limit) {
   if (limit == 0) throw std::invalid_argument("StreamReader.fed: the limit must be above 0");
   detail::StreamRef ref(

@@ -95,6 +95,38 @@ TEST(Streams, EchoWithReadline) {
   }());
 }
 
+// `async for line in reader`: aiter() gives the lines as readline() does, the last without its
+// newline, then std::nullopt; over a fed reader and over a connection.
+TEST(Streams, AsyncIterationGivesTheLinesUntilEof) {
+  run_test([]() -> Coro<void> {
+    asyncio::StreamReader fed = asyncio::StreamReader::fed();
+    fed.feed_data("one\ntw");
+    fed.feed_data("o\n\nthree");
+    fed.feed_eof();
+    std::vector<std::string> lines;
+    auto it = fed.aiter();
+    while (std::optional<std::string> line = co_await it.next())
+      lines.push_back(std::move(*line));
+    const std::vector<std::string> expected{"one\n", "two\n", "\n", "three"};
+    EXPECT_EQ(lines, expected);
+    EXPECT_FALSE((co_await it.next()).has_value());
+
+    auto server = co_await asyncio::start_server(
+        [](StreamReader r, StreamWriter w) { return send_then_close(r, w, "a\nb\nc\n"); },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+    lines.clear();
+    auto from_socket = r.aiter();
+    while (std::optional<std::string> line = co_await from_socket.next())
+      lines.push_back(std::move(*line));
+    const std::vector<std::string> abc{"a\n", "b\n", "c\n"};
+    EXPECT_EQ(lines, abc);
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 // write(std::string&&) takes the string over when nothing waits to be sent and appends it
 // otherwise; mixed with copied writes and writelines(), large and small, every byte arrives
 // once and in order.

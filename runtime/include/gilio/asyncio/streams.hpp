@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/generators.hpp"
 #include "gilio/asyncio/locks.hpp"
 
 namespace gilio::asyncio {
@@ -180,6 +181,10 @@ class StreamReader {
   }
   bool at_eof() const;
   std::size_t limit() const;
+  // `async for line in reader`: an async generator (generators.hpp) of the lines, each as
+  // readline() gives it, until EOF — the last may lack its "\n". It holds the reader, so it may
+  // outlive this handle.
+  AsyncGenerator<std::string> aiter() const { return lines_of(*this); }
 
   // asyncio.StreamReader(limit) made by hand: a reader of no socket, whose bytes come from
   // feed_data() and whose end from feed_eof() — what a StreamReaderProtocol (protocols.hpp)
@@ -201,6 +206,7 @@ class StreamReader {
 
  private:
   friend struct detail::ReaderAccess;
+  static AsyncGenerator<std::string> lines_of(StreamReader reader);
   detail::StreamRef s_;
 };
 
