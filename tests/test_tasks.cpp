@@ -446,6 +446,11 @@ TEST(Future, SetResultWakesTheAwaiter) {
     asyncio::Future<int> h;
     EXPECT_TRUE(h.cancel());
     EXPECT_THROW(co_await h, asyncio::CancelledError);
+    // loop.create_future(): the same, bound to that loop.
+    asyncio::Future<std::string> made = asyncio::get_running_loop().create_future<std::string>();
+    asyncio::get_running_loop().call_soon([made]() mutable { made.set_result("made"); });
+    EXPECT_EQ(co_await made, "made");
+    EXPECT_FALSE(asyncio::get_running_loop().create_future().done());
   }());
 }
 

@@ -55,6 +55,8 @@ template <class T>
 class Coro;
 template <class T>
 class Task;
+template <class T>
+class Future;
 class EventLoop;
 
 namespace detail {
@@ -487,6 +489,11 @@ class EventLoop {
   // The only method safe to call from another thread: wakes a sleeping loop through the ring.
   // Throws std::runtime_error if the loop is closed.
   void call_soon_threadsafe(std::function<void()> fn);
+
+  // loop.create_future(), asyncio's preferred way to make a future: one bound to this loop
+  // (futures.hpp).
+  template <class T = void>
+  Future<T> create_future();
 
   // Wraps the coroutine in a task scheduled to start on the next iteration (tasks.hpp) — or,
   // under the eager task factory, one that takes its first step at once.

@@ -511,4 +511,9 @@ template <class T>
 inline constexpr bool is_future_v<Future<T>> = true;
 }  // namespace detail
 
+template <class T>
+Future<T> EventLoop::create_future() {
+  return Future<T>(*this);
+}
+
 }  // namespace gilio::asyncio
