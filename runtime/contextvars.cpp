@@ -96,9 +96,13 @@ ContextRef capture() {
 }
 
 void EnteredScope::mark(ContextState* s) {
-  if (s->entered.exchange(true, std::memory_order_acquire)) {
+  // The context of the task whose step runs here counts as entered too: asyncio's Task.__step
+  // runs each step under self._context.run(). Checked here, where a context object is entered,
+  // rather than by marking it at every step.
+  const asyncio::detail::TaskCore* t = asyncio::detail::step_task;
+  const ContextRef* own = t != nullptr ? t->context_if_any() : nullptr;
+  if ((own != nullptr && own->state() == s) || s->entered.exchange(true, std::memory_order_acquire))
     throw std::runtime_error("cannot enter context: the context is already entered");
-  }
   marked_ = s;
 }
 

@@ -229,6 +229,29 @@ TEST(TaskContext, GetContextIsOneObjectForTheTasksLife) {
   }());
 }
 
+// As in asyncio, whose Task.__step runs under the task's context: a task cannot enter its own
+// context (it is entered while the task runs), nor can a Context::run nested in it; another task
+// may, while this one is parked, and sees what it set.
+TEST(TaskContext, ATasksOwnContextIsEnteredWhileItRuns) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event go;
+    auto t = asyncio::create_task([](asyncio::Event& go) -> Coro<void> {
+      number.set(5);
+      contextvars::Context own = asyncio::current_task().get_context();
+      EXPECT_THROW(own.run([] {}), std::runtime_error) << "its own context, from its own step";
+      contextvars::Context().run([&own] {
+        EXPECT_THROW(own.run([] {}), std::runtime_error) << "still entered under another";
+      });
+      co_await go.wait();
+      EXPECT_THROW(own.run([] {}), std::runtime_error) << "and in every later step";
+    }(go));
+    co_await asyncio::sleep(0);  // t has run its first step and is parked
+    EXPECT_EQ(t.get_context().run([] { return number.get(); }), 5) << "enterable while parked";
+    go.set();
+    co_await t;
+  }());
+}
+
 TEST(TaskContext, TaskGroupChildrenCopyTheirCreatorsContext) {
   run_test([]() -> Coro<void> {
     request_id.set("group");

@@ -321,7 +321,8 @@ class Context {
 
   // Context.run(fn): calls fn() with this context current on this thread, so that what fn sets
   // stays in this context. std::runtime_error if the context is entered already (by an outer
-  // run() here, or on another thread).
+  // run() here, or on another thread) — a task's own context counts as entered while the task
+  // runs, as asyncio's steps run under it.
   template <class F>
   decltype(auto) run(F&& fn) {
     detail::ContextRef keep = ref_;  // the handle may go during fn; the context may not
