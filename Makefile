@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-BUILD_PACKAGES := g++ cmake make pkg-config liburing-dev libfmt-dev libgtest-dev
+BUILD_PACKAGES := g++ cmake make pkg-config liburing-dev libfmt-dev libgtest-dev libssl-dev openssl
 BENCH_PACKAGES := libbenchmark-dev libboost-fiber-dev python3 python3-uvloop python3-matplotlib
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 JOBS ?= $(shell nproc)

@@ -39,6 +39,7 @@
 #include "gilio/asyncio/streams.hpp"
 #include "io_op.hpp"
 #include "net.hpp"
+#include "tls.hpp"
 #include "uring.hpp"
 
 namespace gilio::asyncio {
@@ -168,6 +169,10 @@ struct StreamState : StreamCount, ListNode {
   StreamRef self;  // keeps us alive while a send is in flight
   List<SyncWaiter> drainers;
   Event closed;
+  // A TLS stream's engine (tls.hpp), once its handshake is done: `buffer` then holds what it
+  // decrypted, `pending` what it encrypted. Null for a plain stream.
+  std::shared_ptr<ssl::detail::TlsSession> tls;
+  bool server_side = false;  // a server's connection: start_tls takes the server's side
 
   std::size_t unsent() const { return pending.size() + (inflight.size() - inflight_sent); }
 
@@ -190,6 +195,8 @@ struct StreamState : StreamCount, ListNode {
     StreamState* s;
     ReadWant* want;
     bool operator()(int result, std::uint32_t flags) const {
+      if (s->tls) [[unlikely]]
+        return s->received_tls(result, flags, *want);
       if (result > 0) s->buffer.reserve_more(static_cast<std::size_t>(result));
       s->loop->backend().take_buffer(result, flags, s->buffer.tail());
       // Bytes came: that settles a read(n) at once (the common case, kept off the switch).
@@ -199,6 +206,35 @@ struct StreamState : StreamCount, ListNode {
   };
   std::optional<IoOp<RecvPrep, RecvHook>> recv;
   bool settled = false;
+
+  // TLS: a receive brings ciphertext, which goes to the engine; the reads see what it decrypts,
+  // so a receive that completes no record settles nothing and is queued again.
+  [[gnu::noinline]] bool received_tls(int result, std::uint32_t flags, ReadWant& want) {
+    thread_local std::string cipher;
+    cipher.clear();
+    loop->backend().take_buffer(result, flags, cipher);
+    if (result > 0) {
+      tls->feed(cipher);
+      decrypt_fed();
+    }
+    settled = result <= 0 || tls->error() || want.settled(*this);
+    return result != -ENOBUFS && settled;
+  }
+  // Decrypts the records fed so far into `buffer`: the peer's close_notify is the stream's EOF,
+  // and records the engine answers (a TLS 1.3 key update) are sent.
+  void decrypt_fed() {
+    std::string out;
+    if (tls->decrypt(buffer.tail(), out) == ssl::detail::TlsSession::Read::closed) eof = true;
+    if (!out.empty() && fd >= 0 && !closing && !write_error) {
+      pending += out;
+      if (!sending && !sendfile_busy) start_send();
+    }
+  }
+  // A TLS stream whose engine failed (a bad record, a fatal alert) fails its reads.
+  void check_tls() const {
+    if (tls && tls->error()) [[unlikely]]
+      std::rethrow_exception(tls->error());
+  }
 
   // A reader fed by hand (StreamReader::fed) has no descriptor: a read that the buffer does not
   // settle parks its task here until feed_data, feed_eof or set_exception settles it. Flow
@@ -219,6 +255,7 @@ struct StreamState : StreamCount, ListNode {
   void check_readable() const {
     if (reading) throw std::runtime_error("read() called while another task is already reading");
     if (fd < 0 && !feed) throw std::runtime_error("read from a closed stream");
+    check_tls();
   }
   void check_fed() const {
     if (feed->error) std::rethrow_exception(feed->error);
@@ -266,10 +303,13 @@ struct StreamState : StreamCount, ListNode {
   }
   void end_recv() {
     reading = false;
-    int n = recv->await_resume();          // throws CancelledError if cancelled
-    if (n == -ECANCELED && fd < 0) n = 0;  // a pipe's read, cut short by its close: the end
+    int n = recv->await_resume();  // throws CancelledError if cancelled
+    // A receive that our own close cut short (a pipe's read cancelled; a socket's reset by a
+    // peer that answered after our shutdown, as a TLS peer answers close_notify): the end.
+    if (n < 0 && fd < 0) n = 0;
     if (n < 0) raise_os_error(-n, (pipe ? "read from " : "recv from ") + peer);
-    if (n == 0) eof = true;
+    if (n == 0) eof = true;  // over TLS without a close_notify too, as asyncio takes it
+    check_tls();
   }
 
   void start_send() {
@@ -330,9 +370,13 @@ struct StreamState : StreamCount, ListNode {
       }
     }
   }
-  // close(): after what is buffered has been sent.
+  // close(): after what is buffered has been sent — and over TLS, after the close_notify.
   void close() {
     if (closing) return;
+    if (tls && fd >= 0 && !write_error) {
+      tls->shutdown(pending);
+      if (!pending.empty() && !sending && !sendfile_busy) start_send();
+    }
     closing = true;
     if (!sending && !sendfile_busy) finish_close();
   }
@@ -349,12 +393,22 @@ struct StreamState : StreamCount, ListNode {
       ::shutdown(fd, SHUT_RDWR);
     }
   }
+  // A socket closed with bytes it never read resets the connection, and the kernel drops what it
+  // has not yet sent: the close_notify and the last writes. A TLS peer always leaves such bytes
+  // (TLS 1.3's session tickets, which only a read would consume), so a TLS stream reads and
+  // drops what has arrived before it closes (a bounded amount: a flood can not hold it).
+  void discard_unread() const noexcept {
+    char sink[16 * 1024];
+    for (int i = 0; i < 64 && ::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+    }
+  }
   void shutdown_write() {
     eof_sent = true;
     if (fd >= 0 && !pipe) ::shutdown(fd, SHUT_WR);
   }
   void finish_close() {
     if (fd >= 0) {
+      if (tls) discard_unread();
       if (!pipe) {
         ::shutdown(fd, SHUT_RDWR);  // wakes a recv in flight (it completes with 0)
       } else if (reading) {
@@ -439,6 +493,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   std::vector<Task<void>> connections;  // handler tasks, the finished ones swept out now and then
   std::size_t sweep_at = 64;            // sweep when there are this many
   List<StreamState> clients;            // the accepted connections' streams, while they exist
+  std::optional<ssl::SSLContext> ssl;   // TLS: each connection's handshake precedes its handler
+  double ssl_handshake_timeout = 60.0;
   bool serving = false;
   Event closed;
 
@@ -811,8 +867,12 @@ detail::StreamState& writable(const detail::StreamRef& ref, const char* who) {
 void StreamWriter::write(std::string_view data) {
   detail::StreamState& s = writable(s_, "StreamWriter.write");
   if (data.empty()) return;
-  detail::reserve_more(s.pending, data.size());
-  s.pending.append(data);
+  if (s.tls) [[unlikely]] {
+    s.tls->encrypt(data, s.pending);
+  } else {
+    detail::reserve_more(s.pending, data.size());
+    s.pending.append(data);
+  }
   if (!s.sending) s.start_send();
 }
 
@@ -824,6 +884,8 @@ void StreamWriter::writelines(const std::vector<std::string>& pieces) {
 void StreamWriter::write_owned(std::string data) {
   detail::StreamState& s = writable(s_, "StreamWriter.write");
   if (data.empty()) return;
+  if (s.tls) [[unlikely]]
+    return write(std::string_view(data));  // encrypted into the pending bytes: nothing to take
   if (s.pending.empty()) {
     s.pending = std::move(data);  // the common case: sent from the caller's own memory
   } else {
@@ -855,8 +917,15 @@ void StreamWriter::Drain::await_resume() {
   if (s.write_error) std::rethrow_exception(s.write_error);
 }
 
+bool StreamWriter::can_write_eof() const {
+  return !connected(s_, "StreamWriter.can_write_eof").tls;
+}
+
 void StreamWriter::write_eof() {
   detail::StreamState& s = connected(s_, "StreamWriter.write_eof");
+  if (s.tls) {  // asyncio's NotImplementedError
+    throw std::runtime_error("StreamWriter.write_eof: a TLS stream can not half-close");
+  }
   if (s.eof_requested) return;
   s.eof_requested = true;
   if (!s.sending && !s.sendfile_busy) s.shutdown_write();
@@ -895,11 +964,41 @@ class SendfileHold {
 };
 }  // namespace
 
+namespace {
+// sendfile over TLS, where the kernel can not splice (the bytes must be encrypted): asyncio's
+// _sendfile_fallback — the file read a chunk at a time through the ring, each chunk written
+// and drained.
+Coro<std::size_t> send_file_by_writes(StreamWriter writer, int file_fd, std::uint64_t offset,
+                                      std::optional<std::size_t> count) {
+  constexpr std::size_t kChunk = 256 * 1024;
+  std::string chunk;
+  std::size_t total = 0;
+  while (!count || total < *count) {
+    const std::size_t want = count ? std::min(kChunk, *count - total) : kChunk;
+    chunk.resize(want);
+    char* into = chunk.data();
+    const std::uint64_t at = offset + total;
+    const int n = co_await detail::IoOp([=](detail::Backend& b, detail::Completion* op) {
+      b.read(op, file_fd, into, static_cast<unsigned>(want), at);
+    });
+    if (n < 0) raise_os_error(-n, fmt::format("StreamWriter.sendfile: read from fd {}", file_fd));
+    if (n == 0) break;
+    chunk.resize(static_cast<std::size_t>(n));
+    writer.write(std::string_view(chunk));
+    total += static_cast<std::size_t>(n);
+    co_await writer.drain();
+  }
+  ::lseek(file_fd, static_cast<off_t>(offset + total), SEEK_SET);
+  co_return total;
+}
+}  // namespace
+
 Coro<std::size_t> StreamWriter::sendfile(int file_fd, std::uint64_t offset,
                                          std::optional<std::size_t> count) {
   const detail::StreamRef keep = s_;
   detail::StreamState& s = writable(keep, "StreamWriter.sendfile");
   detail::check_sendfile(s.fd, file_fd, offset, count, "StreamWriter.sendfile");  // before waiting
+  if (s.tls) co_return co_await send_file_by_writes(*this, file_fd, offset, count);
   SendfileHold hold(s);
   if (s.sending) {  // what was written before goes first
     Event idle;
@@ -943,6 +1042,12 @@ std::size_t StreamWriter::buffered() const {
   return connected(s_, "StreamWriter.buffered").unsent();
 }
 
+std::optional<ssl::SSLObject> StreamWriter::ssl_object() const {
+  const detail::StreamState& s = connected(s_, "StreamWriter.ssl_object");
+  if (!s.tls) return std::nullopt;
+  return ssl::SSLObject(s.tls);
+}
+
 namespace detail {
 struct WriterAccess {
   static StreamState& of(const StreamWriter& w) { return connected(w.s_, "Transport"); }
@@ -962,6 +1067,7 @@ std::exception_ptr write_error_of(const StreamWriter& writer) {
 }
 struct ReaderAccess {
   static StreamState& fed(const StreamReader& r, const char* who) { return fed_state(r.s_, who); }
+  static const StreamRef& state(const StreamReader& r) { return r.s_; }
   static void feed_owned(const StreamReader& r, std::string data) { feed(r.s_, std::move(data)); }
 };
 void feed_owned(const StreamReader& reader, std::string data) {
@@ -987,6 +1093,111 @@ void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size
   s.wake_drainers();  // a drain() waiting may be done under the new limits
 }
 }  // namespace detail
+
+// ---- TLS ----
+
+namespace {
+
+using ssl::detail::TlsSession;
+
+// The handshake, over the stream's plain reads and writes: each flight the engine produces is
+// written, each answer read and fed, until it is done; then the stream turns TLS on. Bytes that
+// came behind the peer's last handshake message are its first records: decrypted at once, or a
+// read would wait for bytes that are already here.
+Coro<void> handshake(detail::StreamRef ref, std::shared_ptr<TlsSession> tls) {
+  detail::StreamState& s = state_of(ref);
+  StreamReader reader(ref);
+  StreamWriter writer(ref);
+  std::string out;
+  for (;;) {
+    out.clear();
+    const TlsSession::Progress step = tls->handshake(out);
+    if (!out.empty()) writer.write(std::string_view(out));
+    if (step == TlsSession::Progress::done) break;
+    if (step == TlsSession::Progress::failed) std::rethrow_exception(tls->error());
+    const std::string cipher = co_await reader.read(kDefaultStreamLimit);
+    if (cipher.empty()) {
+      raise_os_error(ECONNRESET,
+                     "TLS handshake with " + s.peer + ": the peer closed the connection");
+    }
+    tls->feed(cipher);
+  }
+  s.tls = std::move(tls);
+  if (!s.buffer.empty()) s.tls->feed(s.buffer.take_all());
+  s.decrypt_fed();
+}
+
+// The handshake within `timeout` seconds; however it fails, the connection is closed (after the
+// alert the engine may have for the peer), and past the timeout it is aborted, as asyncio's
+// sslproto does.
+Coro<void> secure(detail::StreamRef ref, std::shared_ptr<TlsSession> tls, double timeout) {
+  if (!(timeout > 0)) {
+    throw std::invalid_argument(
+        fmt::format("ssl_handshake_timeout should be a positive number, got {}", timeout));
+  }
+  const std::string peer = state_of(ref).peer;
+  std::exception_ptr error;
+  bool timed_out = false;
+  try {
+    Coro<void> steps = handshake(ref, std::move(tls));
+    co_await wait_for(std::move(steps), timeout);
+  } catch (const TimeoutError&) {
+    timed_out = true;
+  } catch (const CancelledError&) {
+    state_of(ref).abort();
+    throw;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (timed_out) {
+    state_of(ref).abort();
+    raise_os_error(ECONNABORTED,
+                   fmt::format("TLS handshake with {} is taking longer than {} seconds: aborting "
+                               "the connection",
+                               peer, timeout));
+  }
+  if (error) {
+    state_of(ref).close();
+    std::rethrow_exception(error);
+  }
+}
+
+// open_connection's and open_unix_connection's TLS, on the streams just connected.
+Coro<std::pair<StreamReader, StreamWriter>> secured(std::pair<StreamReader, StreamWriter> streams,
+                                                    std::shared_ptr<TlsSession> tls,
+                                                    double timeout) {
+  if (tls) co_await secure(detail::ReaderAccess::state(streams.first), std::move(tls), timeout);
+  co_return streams;
+}
+
+// A client's engine, made before connecting so that a context that can not work fails first.
+std::shared_ptr<TlsSession> client_session(const ConnectionOptions& options,
+                                           const std::string& default_hostname,
+                                           const std::string& peer) {
+  if (!options.ssl) {
+    if (options.server_hostname)
+      throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    return nullptr;
+  }
+  return std::make_shared<TlsSession>(*options.ssl, false,
+                                      options.server_hostname.value_or(default_hostname), peer);
+}
+
+}  // namespace
+
+Coro<void> StreamWriter::start_tls(ssl::SSLContext context, std::string server_hostname,
+                                   double ssl_handshake_timeout) {
+  const detail::StreamRef keep = s_;
+  detail::StreamState& s = writable(keep, "StreamWriter.start_tls");
+  if (s.tls) throw std::runtime_error("StreamWriter.start_tls: the stream already uses TLS");
+  if (s.pipe) throw std::runtime_error("StreamWriter.start_tls: the stream is not a socket");
+  if (s.reading) {
+    throw std::runtime_error(
+        "StreamWriter.start_tls: a task is reading the stream; its read must end first");
+  }
+  auto tls = std::make_shared<TlsSession>(context, s.server_side, server_hostname, s.peer);
+  co_await secure(keep, std::move(tls), ssl_handshake_timeout);
+}
 
 // ---- connections and servers ----
 
@@ -1054,7 +1265,10 @@ namespace {
 std::pair<StreamReader, StreamWriter> make_streams(
     int fd, std::size_t limit, detail::List<detail::StreamState>* clients = nullptr) {
   const detail::StreamRef state(new detail::StreamState(&get_running_loop(), fd, limit));
-  if (clients != nullptr) clients->push_back(&state_of(state));
+  if (clients != nullptr) {
+    clients->push_back(&state_of(state));
+    state_of(state).server_side = true;
+  }
   return {StreamReader(state), StreamWriter(state)};
 }
 
@@ -1092,9 +1306,25 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
   raise_os_error(EADDRNOTAVAIL, "open_connection to " + host + ":" + std::to_string(port));
 }
 
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
+                                                            ConnectionOptions options) {
+  const std::string peer = host + ":" + std::to_string(port);
+  auto tls = client_session(options, host, peer);
+  auto streams = co_await open_connection(std::move(host), port, options.limit);
+  co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);
+}
+
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, std::size_t limit) {
   take_over(sock.fd, check_callers_socket(sock, false, "open_connection"));
   co_return make_streams(sock.fd, limit);
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock,
+                                                            ConnectionOptions options) {
+  check_callers_socket(sock, false, "open_connection");
+  auto tls = client_session(options, "", detail::peer_of(sock.fd));
+  auto streams = co_await open_connection(sock, options.limit);
+  co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
@@ -1109,9 +1339,30 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
   co_return make_streams(fd, limit);
 }
 
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 ConnectionOptions options) {
+  auto tls = client_session(options, "", "unix socket " + path);
+  auto streams = co_await open_unix_connection(std::move(path), options.limit);
+  co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);
+}
+
 namespace {
 
 Coro<void> run_handler(std::shared_ptr<detail::ServerState> state, StreamReader r, StreamWriter w) {
+  if (state->ssl) {  // the handshake first, in the connection's own task
+    const detail::StreamRef& ref = detail::ReaderAccess::state(r);
+    bool secured = false;
+    try {
+      auto tls = std::make_shared<TlsSession>(*state->ssl, true, "", state_of(ref).peer);
+      co_await secure(ref, std::move(tls), state->ssl_handshake_timeout);
+      secured = true;
+    } catch (const CancelledError&) {
+      throw;
+    } catch (const std::exception& e) {  // asyncio logs a failed handshake in debug mode only
+      if (state->loop->get_debug()) std::fprintf(stderr, "gilio: %s\n", e.what());
+    }
+    if (!secured) co_return;
+  }
   try {
     co_await state->handler(std::move(r), std::move(w));
   } catch (const CancelledError&) {
@@ -1153,11 +1404,26 @@ std::shared_ptr<detail::ServerState> new_server(ClientConnected handler,
     throw std::invalid_argument(
         fmt::format("{}: the backlog must be positive (got {})", who, options.backlog));
   }
+  if (options.ssl) {
+    if (options.ssl->protocol() != ssl::Protocol::TLS_SERVER)
+      throw std::invalid_argument(fmt::format("{}: ssl needs a Protocol::TLS_SERVER context", who));
+    if (!ssl::detail::has_certificate(*options.ssl)) {
+      throw std::invalid_argument(
+          fmt::format("{}: the SSLContext has no certificate (call load_cert_chain)", who));
+    }
+    if (!(options.ssl_handshake_timeout > 0)) {
+      throw std::invalid_argument(
+          fmt::format("{}: ssl_handshake_timeout should be a positive number, got {}", who,
+                      options.ssl_handshake_timeout));
+    }
+  }
   auto state = std::make_shared<detail::ServerState>();
   state->loop = &get_running_loop();
   state->handler = std::move(handler);
   state->limit = options.limit;
   state->backlog = options.backlog;
+  state->ssl = options.ssl;
+  state->ssl_handshake_timeout = options.ssl_handshake_timeout;
   return state;
 }
 

@@ -63,6 +63,7 @@
 #include "gilio/asyncio/coro.hpp"
 #include "gilio/asyncio/generators.hpp"
 #include "gilio/asyncio/locks.hpp"
+#include "gilio/ssl.hpp"
 
 namespace gilio::asyncio {
 
@@ -223,9 +224,9 @@ class StreamWriter {
   void write(S&& data) { write_owned(std::move(data)); }
   // Writes each piece in order, as one write of them joined (asyncio's writelines).
   void writelines(const std::vector<std::string>& pieces);
-  // Whether write_eof() can half-close: always, for a socket or a pipe (asyncio's
-  // can_write_eof()).
-  bool can_write_eof() const { return true; }
+  // Whether write_eof() can half-close: yes for a plain socket or a pipe; no over TLS, which has
+  // no half-close (asyncio's can_write_eof()).
+  bool can_write_eof() const;
 
   // What drain() returns: co_await it to wait while the buffer is above the high-water mark
   // (until it falls below the low-water mark); rethrows a send error.
@@ -259,9 +260,11 @@ class StreamWriter {
   // left after the last byte sent. Errors are sock_sendfile's.
   Coro<std::size_t> sendfile(int file_fd, std::uint64_t offset = 0,
                              std::optional<std::size_t> count = std::nullopt);
-  // Sends FIN after the buffered data (half-close); reading goes on.
+  // Sends FIN after the buffered data (half-close); reading goes on. Over TLS,
+  // std::runtime_error (asyncio's NotImplementedError).
   void write_eof();
-  // Sends what is buffered, then closes (asyncio's close()); wait_closed() waits for that.
+  // Sends what is buffered, then closes (asyncio's close()); wait_closed() waits for that. Over
+  // TLS the close_notify alert goes first, after the buffered bytes; the peer's is not awaited.
   void close();
   // Closes at once, dropping what is buffered (asyncio's writer.transport.abort()): the socket is
   // shut down and closed now, or as soon as a send the kernel holds fails. A drain() waiting
@@ -279,8 +282,23 @@ class StreamWriter {
   void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
                                std::optional<std::size_t> low = std::nullopt);
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const;
-  // Bytes written but not yet handed to the kernel.
+  // Bytes written but not yet handed to the kernel (over TLS, counted encrypted).
   std::size_t buffered() const;
+
+  // Python 3.11's writer.start_tls(): upgrades this connection to TLS in place — the reader and
+  // writer go on, reading and writing plaintext — once the handshake, over the connection, is
+  // done. The side is the stream's: a server's connection takes the server side (`context`
+  // then a Protocol::TLS_SERVER one), any other the client side. `server_hostname` is the name
+  // to check the certificate against (and to send as SNI): needed when the context checks host
+  // names. Bytes already received and not read are the first of the handshake. Errors: an
+  // SSLError (SSLCertVerificationError) for a handshake that fails, ConnectionAbortedError
+  // past `ssl_handshake_timeout` seconds, ConnectionResetError if the peer closes meanwhile;
+  // the connection is closed after each. std::runtime_error if already TLS, or while a read is
+  // waiting.
+  Coro<void> start_tls(ssl::SSLContext context, std::string server_hostname = "",
+                       double ssl_handshake_timeout = 60.0);
+  // The TLS connection's facts (asyncio's get_extra_info('ssl_object')); none for a plain one.
+  std::optional<ssl::SSLObject> ssl_object() const;
 
  private:
   friend struct detail::WriterAccess;
@@ -291,6 +309,23 @@ class StreamWriter {
 // Connects to host:port (a name is resolved without blocking the loop).
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, int port, std::size_t limit = kDefaultStreamLimit);
+
+// open_connection's keyword arguments, as asyncio has them. With g++ 12, name the options before
+// the co_await: a braced list inside one does not compile.
+struct ConnectionOptions {
+  std::size_t limit = kDefaultStreamLimit;
+  // TLS: the streams are returned once the handshake is done, and read and write plaintext. A
+  // Protocol::TLS_CLIENT context (ssl.hpp).
+  std::optional<ssl::SSLContext> ssl;
+  // The name the server's certificate must show, and the SNI sent: the host by default (a
+  // Socket's or a Unix path's connection has none, so one must be given if the context checks
+  // host names).
+  std::optional<std::string> server_hostname;
+  // How long the handshake may take before ConnectionAbortedError (asyncio's 60 s).
+  double ssl_handshake_timeout = 60.0;
+};
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
+                                                            ConnectionOptions options);
 
 // A socket the caller made, for open_connection and start_server: asyncio's sock= argument. A
 // socketpair's end, a socket a parent process passed down, one systemd opened. On success the
@@ -304,12 +339,15 @@ struct Socket {
 // stream socket, is a listening one or is not connected; OSError if it is no socket at all.
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     Socket sock, std::size_t limit = kDefaultStreamLimit);
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, ConnectionOptions options);
 
 // Connects to the Unix domain socket at `path` (asyncio.open_unix_connection); a path that
 // starts with '\0' names a socket in Linux's abstract namespace. FileNotFoundError if there is
 // no socket there, ConnectionRefusedError if nothing listens on it.
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(
     std::string path, std::size_t limit = kDefaultStreamLimit);
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 ConnectionOptions options);
 
 using ClientConnected = std::function<Coro<void>(StreamReader, StreamWriter)>;
 
@@ -326,6 +364,12 @@ struct ServerOptions {
   // false: the socket is bound but neither listens nor accepts until start_serving() or
   // serve_forever(); connecting meanwhile is refused.
   bool start_serving = true;
+  // TLS: a Protocol::TLS_SERVER context with its certificate loaded (else std::invalid_argument
+  // at the start). Each connection's handshake runs before its handler; one that fails or
+  // times out closes that connection and the handler never runs (asyncio logs it only in debug
+  // mode, as gilio does).
+  std::optional<ssl::SSLContext> ssl;
+  double ssl_handshake_timeout = 60.0;  // seconds, per connection
 };
 
 // asyncio.Server: a copyable handle.
