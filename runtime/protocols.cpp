@@ -379,16 +379,25 @@ void Transport::write_eof() {
   detail::TransportState& t = state("Transport.write_eof");
   t.check_can(detail::PipeEnd::write, "Transport.write_eof");
   if (t.ending() || t.eof_written) return;
-  t.eof_written = true;
   if (t.end == detail::PipeEnd::write) {
+    t.eof_written = true;
     close();  // a pipe's EOF is its close, after what is buffered
   } else {
-    t.writer.write_eof();
+    t.writer.write_eof();  // throws over TLS, which has no half-close
+    t.eof_written = true;
   }
 }
 
 bool Transport::can_write_eof() const {
-  return state("Transport.can_write_eof").end != detail::PipeEnd::read;
+  const detail::TransportState& t = state("Transport.can_write_eof");
+  return t.end == detail::PipeEnd::write ||
+         (t.end == detail::PipeEnd::none && t.writer.can_write_eof());
+}
+
+std::optional<ssl::SSLObject> Transport::ssl_object() const {
+  const detail::TransportState& t = state("Transport.ssl_object");
+  if (t.end != detail::PipeEnd::none) return std::nullopt;
+  return t.writer.ssl_object();
 }
 
 void Transport::close() {

@@ -696,3 +696,53 @@ TEST(TlsStreams, CPythonsSslTalksToGilioBothWays) {
       }(),
       60.0);
 }
+
+namespace {
+// A protocol that keeps what it receives (and echoes it, on the server's side).
+struct Keeper : asyncio::Protocol {
+  asyncio::Transport transport;
+  std::string got;
+  bool echo = false;
+  asyncio::Event line;  // a whole line has come
+  asyncio::Event lost;
+  void connection_made(asyncio::Transport& t) override { transport = t; }
+  void data_received(std::string data) override {
+    if (echo) transport.write(std::string_view(data));
+    got += data;
+    if (got.find('\n') != std::string::npos) line.set();
+  }
+  void connection_lost(std::exception_ptr) override { lost.set(); }
+};
+}  // namespace
+
+// create_server and create_connection with ssl=: the protocols see and write plaintext, and
+// connection_made comes after the handshake, as over asyncio's SSL transport.
+TEST(TlsProtocols, ProtocolsSeePlaintextOnBothSidesOfATlsConnection) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<Keeper> served;
+    asyncio::ProtocolFactory serve = [&] {
+      served = std::make_shared<Keeper>();
+      served->echo = true;
+      return served;
+    };
+    auto options = tls_server(server_context());
+    auto server = co_await asyncio::create_server(serve, "127.0.0.1", 0, options);
+    auto make = [] { return std::make_shared<Keeper>(); };
+    auto client = tls_client(client_context());
+    auto [transport, protocol] =
+        co_await asyncio::create_connection(make, "127.0.0.1", server.port(), client);
+    EXPECT_TRUE(transport.ssl_object().has_value());
+    EXPECT_FALSE(transport.can_write_eof());
+    EXPECT_THROW(transport.write_eof(), std::runtime_error);
+    transport.write(std::string_view("through the transport\n"));  // still writable
+    co_await protocol->line.wait();
+    EXPECT_EQ(protocol->got, "through the transport\n");
+    EXPECT_TRUE(served && served->transport.ssl_object().has_value() &&
+                served->transport.ssl_object()->server_side());
+    transport.close();
+    co_await protocol->lost.wait();
+    if (served) co_await served->lost.wait();  // the client's close_notify: the server's EOF
+    server.close();
+    co_await server.wait_closed();
+  }());
+}

@@ -142,9 +142,9 @@ class Transport {
   void write(S&& data) { write_owned(std::move(data)); }
   void writelines(const std::vector<std::string>& pieces);
   // Half-closes: FIN after what is buffered; data_received goes on. A write pipe has no half:
-  // write_eof() closes it after what is buffered.
+  // write_eof() closes it after what is buffered. Over TLS, std::runtime_error (no half-close).
   void write_eof();
-  bool can_write_eof() const;  // false for a read pipe
+  bool can_write_eof() const;  // false for a read pipe, and over TLS
   // Stops reading; sends what is buffered; closes; then connection_lost(nullptr).
   void close();
   // The same at once, dropping the buffer.
@@ -163,6 +163,9 @@ class Transport {
   // get_extra_info('peername') and ('sockname'), as "host:port" (a Unix socket: its path).
   std::string peername() const;
   std::string sockname() const;
+  // get_extra_info('ssl_object'): a TLS connection's facts (ssl.hpp); none for a plain one or a
+  // pipe.
+  std::optional<ssl::SSLObject> ssl_object() const;
 
  private:
   void write_owned(std::string data);
@@ -199,28 +202,31 @@ std::pair<Transport, P> connected_pair(P protocol, std::pair<StreamReader, Strea
 // loop.create_connection(protocol_factory, host, port): connects (a name is resolved without
 // blocking the loop), makes the protocol with `factory()` — a std::shared_ptr to a Protocol —
 // and returns the transport and the protocol once connection_made has been called. Errors are
-// open_connection's.
+// open_connection's. With ConnectionOptions::ssl (streams.hpp), the connection is TLS and
+// connection_made comes after the handshake: the protocol sees and writes plaintext, as over
+// asyncio's SSL transport. (ConnectionOptions::limit does not apply.)
 template <class Factory>
-auto create_connection(Factory factory, std::string host, int port)
+auto create_connection(Factory factory, std::string host, int port, ConnectionOptions options = {})
     -> Coro<std::pair<Transport, decltype(factory())>> {
-  auto streams = co_await open_connection(std::move(host), port);
+  auto streams = co_await open_connection(std::move(host), port, std::move(options));
   co_return detail::connected_pair(factory(), std::move(streams));
 }
 
 // loop.create_unix_connection(protocol_factory, path).
 template <class Factory>
-auto create_unix_connection(Factory factory, std::string path)
+auto create_unix_connection(Factory factory, std::string path, ConnectionOptions options = {})
     -> Coro<std::pair<Transport, decltype(factory())>> {
-  auto streams = co_await open_unix_connection(std::move(path));
+  auto streams = co_await open_unix_connection(std::move(path), std::move(options));
   co_return detail::connected_pair(factory(), std::move(streams));
 }
 
 // loop.connect_accepted_socket(protocol_factory, sock): a connected stream socket made or
-// accepted elsewhere; checked and taken over as open_connection(Socket) does.
+// accepted elsewhere; checked and taken over as open_connection(Socket) does. With
+// ConnectionOptions::ssl, it takes the client's side of TLS, as asyncio's default does.
 template <class Factory>
-auto connect_accepted_socket(Factory factory, Socket sock)
+auto connect_accepted_socket(Factory factory, Socket sock, ConnectionOptions options = {})
     -> Coro<std::pair<Transport, decltype(factory())>> {
-  auto streams = co_await open_connection(sock);
+  auto streams = co_await open_connection(sock, std::move(options));
   co_return detail::connected_pair(factory(), std::move(streams));
 }
 
@@ -254,8 +260,9 @@ auto connect_write_pipe(Factory factory, int fd)
 
 // loop.create_server(protocol_factory, host, port, ...) and loop.create_unix_server: a Server
 // as start_server's (the options' `limit` does not apply), whose connections each get a protocol
-// from `factory`. Server.wait_closed() waits for every connection's connection_lost. (With
-// g++ 12, name a capturing factory before the co_await: a temporary one is destroyed twice.)
+// from `factory` — over TLS with ServerOptions::ssl, once each handshake is done.
+// Server.wait_closed() waits for every connection's connection_lost. (With g++ 12, name a capturing
+// factory before the co_await: a temporary one is destroyed twice.)
 Coro<Server> create_server(ProtocolFactory factory, std::string host, int port,
                            ServerOptions options = {});
 Coro<Server> create_server(ProtocolFactory factory, Socket sock, ServerOptions options = {});
