@@ -6,10 +6,18 @@
 // (µs, utime + stime from /proc/PID/stat) — which stays meaningful when both cores are busy —
 // and the load generator's own (µs per request, and the share of its core it used: near 1, the
 // client and not the server set the requests/s).
-// Usage: loadgen PORT CONNECTIONS SIZE SECONDS SERVER_PID [CPU]
+//
+// With `tls` after the CPU, every connection is a TLS 1.3 one (OpenSSL, the server's
+// certificate taken unchecked): the handshakes happen before the clock starts, then each message
+// is one SSL_write and its echo is read with SSL_read on the same epoll loop. The TLS engine is
+// the same for every server, so the comparison stays one of servers.
+// Usage: loadgen PORT CONNECTIONS SIZE SECONDS SERVER_PID [CPU [tls]]
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -57,9 +65,29 @@ double own_cpu_seconds() {
 
 struct Conn {
   int fd;
+  SSL* tls = nullptr;
   std::size_t got = 0;
   double sent_at = 0;
 };
+
+// One message out: the whole of it (a small message fits the socket's buffer at once).
+bool send_message(const Conn& c, const std::string& m) {
+  if (c.tls != nullptr)
+    return SSL_write(c.tls, m.data(), static_cast<int>(m.size())) == static_cast<int>(m.size());
+  return ::send(c.fd, m.data(), m.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(m.size());
+}
+
+// What has arrived of the echo (up to `room` bytes): > 0 bytes, 0 for none yet (TLS: half a
+// record), < 0 when the server closed or failed.
+ssize_t receive(const Conn& c, char* into, std::size_t room) {
+  if (c.tls == nullptr) {
+    const ssize_t n = ::recv(c.fd, into, room, 0);
+    return n > 0 ? n : -1;
+  }
+  const int n = SSL_read(c.tls, into, static_cast<int>(room));
+  if (n > 0) return n;
+  return SSL_get_error(c.tls, n) == SSL_ERROR_WANT_READ ? 0 : -1;
+}
 
 }  // namespace
 
@@ -79,6 +107,11 @@ int main(int argc, char** argv) {
     CPU_SET(std::atoi(argv[6]), &set);
     sched_setaffinity(0, sizeof set, &set);
   }
+  SSL_CTX* tls = nullptr;
+  if (argc > 7 && std::string(argv[7]) == "tls") {
+    tls = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, nullptr);
+  }
   const std::string message(size, 'm');
   std::vector<char> buf(size);
   const int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -96,6 +129,15 @@ int main(int argc, char** argv) {
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     all[i].fd = fd;
+    if (tls != nullptr) {  // the handshake blocking, then the socket non-blocking for the loop
+      all[i].tls = SSL_new(tls);
+      SSL_set_fd(all[i].tls, fd);
+      if (SSL_connect(all[i].tls) != 1) {
+        fmt::print(stderr, "loadgen: the TLS handshake with port {} failed\n", port);
+        return 1;
+      }
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u32 = static_cast<std::uint32_t>(i);
@@ -109,7 +151,7 @@ int main(int argc, char** argv) {
   const double end = t0 + seconds;
   for (auto& c : all) {
     c.sent_at = now();
-    if (::send(c.fd, message.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size)) return 1;
+    if (!send_message(c, message)) return 1;
   }
   std::vector<epoll_event> events(conns);
   double t = t0;
@@ -118,24 +160,35 @@ int main(int argc, char** argv) {
     t = now();
     for (int i = 0; i < n; ++i) {
       Conn& c = all[events[i].data.u32];
-      const ssize_t got = ::recv(c.fd, buf.data(), size - c.got, 0);
-      if (got <= 0) {
-        fmt::print(stderr, "loadgen: the server closed a connection\n");
-        return 1;
+      // TLS: every record that came is read now; epoll will not tell of what OpenSSL holds.
+      for (;;) {
+        const ssize_t got = receive(c, buf.data(), size - c.got);
+        if (got < 0) {
+          fmt::print(stderr, "loadgen: the server closed a connection\n");
+          return 1;
+        }
+        if (got == 0) break;
+        c.got += static_cast<std::size_t>(got);
+        if (c.got < size) {
+          if (c.tls == nullptr) break;
+          continue;
+        }
+        latencies.push_back(t - c.sent_at);
+        c.got = 0;
+        c.sent_at = t;
+        if (!send_message(c, message)) return 1;
+        break;
       }
-      c.got += static_cast<std::size_t>(got);
-      if (c.got < size) continue;
-      latencies.push_back(t - c.sent_at);
-      c.got = 0;
-      c.sent_at = t;
-      if (::send(c.fd, message.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size)) return 1;
     }
   }
   const double elapsed = now() - t0;
   const double cpu = cpu_seconds(server_pid) - cpu0;
   const double own = own_cpu_seconds() - own0;
-  for (auto& c : all)
+  for (auto& c : all) {
+    SSL_free(c.tls);
     ::close(c.fd);
+  }
+  SSL_CTX_free(tls);
   std::sort(latencies.begin(), latencies.end());
   const std::size_t k = latencies.size();
   if (k == 0) return 1;

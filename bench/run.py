@@ -24,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 PYTHON = "/usr/bin/python3"  # Debian's interpreter: the one python3-uvloop is installed for
@@ -269,6 +270,33 @@ def start_server(cmd):
     return proc, int(line.strip().rsplit(":", 1)[1])
 
 
+def drive_echo_servers(args, servers, order_of, rounds, what, extra=()):
+    """Runs every server of `servers` (name: command) under the load generator with 50
+    connections, `rounds` times for each message size, in the order order_of(turn) gives (the
+    load generator's `extra` arguments after its CPU). Returns {(name, size): [its JSON, ...]}."""
+    seconds = "0.5" if args.quick else "2"
+    runs = {}
+    for size in (128, 1024):
+        for turn in range(rounds):
+            for name in order_of(turn):
+                progress(f"{what}, 50 connections x {size} B: {name} ({turn + 1}/{rounds})")
+                proc, port = start_server(servers[name])
+                try:
+                    runs.setdefault((name, size), []).append(run_json(
+                        [os.path.join(args.build, "bench", "loadgen"), str(port), "50", str(size),
+                         seconds, str(proc.pid), "0", *extra], timeout=120))
+                finally:
+                    proc.kill()
+                    proc.wait()
+    return runs
+
+
+def medians(runs):
+    """Each server's and size's runs, every metric the median of its runs."""
+    return {key: {metric: statistics.median(r[metric] for r in rs) for metric in rs[0]}
+            for key, rs in runs.items()}
+
+
 def echo(args):
     uring_echo = os.path.join(args.build, "bench", "uring_echo")
     servers = {
@@ -299,24 +327,10 @@ def echo(args):
     def order_of(turn):
         k = turn % len(rest)
         return (judged if turn % 2 == 0 else judged[::-1]) + rest[k:] + rest[:k]
-    seconds = "0.5" if args.quick else "2"
     rounds = 1 if args.quick else 5
-    runs = {}
-    for size in (128, 1024):
-        for turn in range(rounds):
-            for name in order_of(turn):
-                cmd = servers[name]
-                progress(f"echo, 50 connections x {size} B: {name} ({turn + 1}/{rounds})")
-                proc, port = start_server(cmd)
-                try:
-                    runs.setdefault((name, size), []).append(run_json(
-                        [os.path.join(args.build, "bench", "loadgen"), str(port), "50", str(size),
-                         seconds, str(proc.pid), "0"], timeout=120))
-                finally:
-                    proc.kill()
-                    proc.wait()
-    results = {key: {metric: statistics.median(r[metric] for r in rs) for metric in rs[0]}
-               for key, rs in runs.items()}
+    runs = drive_echo_servers(args, servers, order_of, rounds, "echo")
+    results = medians(runs)
+
     def paired(size, peer, metric):
         ratios = [g[metric] / p[metric]
                   for g, p in zip(runs[("gilio streams", size)], runs[(peer, size)])]
@@ -347,6 +361,54 @@ def echo(args):
                              "pace)"))
         rows.append(row(f"echo {size} B x 50 conns: p99 latency", ours["p99_us"], "us",
                         {n: results[(n, size)]["p99_us"] for n in others}))
+    return rows
+
+
+def tls_echo(args):
+    """The echo comparison over TLS 1.3: gilio's stream server with ssl= against asyncio's and
+    uvloop's, each with a certificate made for the run, driven by the same load generator (its
+    OpenSSL client). Every server pays the same cipher work, so what differs is how each one
+    moves records between its socket and its TLS engine. No target: PERF.md sets none."""
+    tmp = tempfile.mkdtemp(prefix="gilio-tls-bench-")
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    echo_py = os.path.join(HERE, "python", "echo_server.py")
+    servers = {
+        "gilio streams": [os.path.join(args.build, "examples", "echo_server"), "0", cert, key],
+        "asyncio streams": [PYTHON, echo_py, "0", "streams", "--tls", cert, key],
+        "asyncio protocol": [PYTHON, echo_py, "0", "protocol", "--tls", cert, key],
+        "uvloop protocol": [PYTHON, echo_py, "0", "protocol", "--uvloop", "--tls", cert, key],
+        "uvloop streams": [PYTHON, echo_py, "0", "streams", "--uvloop", "--tls", cert, key],
+    }
+    names = list(servers)
+
+    def order_of(turn):  # the places rotate, round by round
+        k = turn % len(names)
+        return names[k:] + names[:k]
+    rounds = 1 if args.quick else 5
+    try:
+        runs = drive_echo_servers(args, servers, order_of, rounds, "TLS echo", extra=["tls"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results = medians(runs)
+    rows = []
+    for size in (128, 1024):
+        ours = results[("gilio streams", size)]
+        others = [n for n in servers if n != "gilio streams"]
+        ratios = [g["requests_per_s"] / p["requests_per_s"]
+                  for g, p in zip(runs[("gilio streams", size)], runs[("uvloop protocol", size)])]
+        rows.append(row(f"TLS echo {size} B x 50 conns: requests/s", ours["requests_per_s"] / 1e3,
+                        "k/s", {n: results[(n, size)]["requests_per_s"] / 1e3 for n in others},
+                        note=f"{statistics.median(ratios):.3f}x uvloop's protocol server (the "
+                             f"median of {rounds} rounds' paired ratios); the load generator "
+                             f"used {ours['client_busy']:.0%} of its core against gilio",
+                        higher_is_better=True))
+        rows.append(row(f"TLS echo {size} B x 50 conns: server CPU per request",
+                        ours["server_cpu_us_per_req"], "us",
+                        {n: results[(n, size)]["server_cpu_us_per_req"] for n in others},
+                        higher_is_better=False))
     return rows
 
 
@@ -461,6 +523,7 @@ COMPARISONS = [  # (title, function): the order of the run, the table and the ch
     ("Event loop costs", loop_costs),
     ("Loop lag beside to_thread (L5)", loop_lag),
     ("Echo servers", echo),
+    ("TLS echo servers", tls_echo),
     ("Files", files),
     ("Child processes", child_processes),
     ("Process pool (L6, L7)", process_pool),

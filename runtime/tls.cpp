@@ -344,16 +344,19 @@ TlsSession::Progress TlsSession::handshake(std::string& out) {
 }
 
 TlsSession::Read TlsSession::decrypt(std::string& plain, std::string& out) {
-  constexpr std::size_t kRecord = 16 * 1024;  // TLS's largest record
+  // Each record lands in a buffer on the stack and only its bytes are appended: sizing the string
+  // for a whole record first zero-filled 16 KiB per call, twice per receive (the second call
+  // finds nothing), for a 128-byte message.
+  char record[16 * 1024];  // TLS's largest record
   Read result = Read::more;
   for (;;) {
-    const std::size_t old = plain.size();
-    plain.resize(old + kRecord);
     std::size_t n = 0;
     ERR_clear_error();
-    const int r = SSL_read_ex(ssl_, plain.data() + old, kRecord, &n);
-    plain.resize(old + n);
-    if (r == 1) continue;
+    const int r = SSL_read_ex(ssl_, record, sizeof record, &n);
+    if (r == 1) {
+      plain.append(record, n);
+      continue;
+    }
     const int kind = SSL_get_error(ssl_, r);
     if (kind == SSL_ERROR_WANT_READ) break;
     if (kind == SSL_ERROR_ZERO_RETURN) {
