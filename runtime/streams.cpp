@@ -394,9 +394,11 @@ struct StreamState : StreamCount, ListNode {
     }
   }
   // A socket closed with bytes it never read resets the connection, and the kernel drops what it
-  // has not yet sent: the close_notify and the last writes. A TLS peer always leaves such bytes
-  // (TLS 1.3's session tickets, which only a read would consume), so a TLS stream reads and
-  // drops what has arrived before it closes (a bounded amount: a flood can not hold it).
+  // has not yet sent: the last writes (over TLS, the close_notify too). asyncio's transport reads
+  // whatever comes, so its close finds nothing unread and sends a FIN; a stream here receives
+  // only when a read asks, so it reads and drops what has arrived before it closes (a bounded
+  // amount: a flood can not hold it). A TLS peer always leaves such bytes: TLS 1.3's session
+  // tickets, which only a read consumes.
   void discard_unread() const noexcept {
     char sink[16 * 1024];
     for (int i = 0; i < 64 && ::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
@@ -408,8 +410,8 @@ struct StreamState : StreamCount, ListNode {
   }
   void finish_close() {
     if (fd >= 0) {
-      if (tls) discard_unread();
       if (!pipe) {
+        discard_unread();
         ::shutdown(fd, SHUT_RDWR);  // wakes a recv in flight (it completes with 0)
       } else if (reading) {
         loop->backend().cancel(&*recv);  // a read in flight ends (-ECANCELED: end_recv's EOF)

@@ -291,7 +291,10 @@ TlsSession::TlsSession(const SSLContext& context, bool server_side,
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_hostname.c_str())
                     : X509_VERIFY_PARAM_set1_host(param, server_hostname.c_str(), 0);
-  if (ok != 1) raise_ssl("TLS: server_hostname \"" + server_hostname + "\"");
+  if (ok != 1) {
+    SSL_free(ssl_);  // no destructor runs for a constructor that throws
+    raise_ssl("TLS: server_hostname \"" + server_hostname + "\"");
+  }
 }
 
 TlsSession::~TlsSession() {

@@ -73,6 +73,44 @@ std::string patterned(std::size_t n, std::size_t step) {
 
 }  // namespace
 
+// A server that answers and closes without reading all the client sent: its socket still holds
+// unread bytes at the close, which resets the connection and makes the kernel drop what it has
+// not sent yet. asyncio's transport has read those bytes already; a stream reads and drops them
+// before it closes (streams.cpp, discard_unread), so the answer arrives whole, then EOF.
+TEST(Streams, AServerClosingWithBytesUnreadStillDeliversItsAnswer) {
+  run_test([]() -> Coro<void> {
+    const std::string answer = patterned(512 * 1024, 7);
+    asyncio::Event got_request;
+    asyncio::Event more_sent;  // the bytes the server will not read are in its socket
+    asyncio::ClientConnected handler = [&](StreamReader r, StreamWriter w) -> Coro<void> {
+      co_await r.readline();
+      got_request.set();
+      co_await more_sent.wait();
+      w.write(std::string_view(answer));
+      w.close();
+      co_await w.wait_closed();
+    };
+    auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+    for (int round = 0; round < 3; ++round) {
+      got_request.clear();
+      more_sent.clear();
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+      w.write(std::string_view("GET /\n"));
+      co_await got_request.wait();
+      w.set_write_buffer_limits(0);  // drain() now waits until the kernel has every byte
+      w.write(std::string(16 * 1024, 'x'));
+      co_await w.drain();
+      more_sent.set();
+      const std::string got = co_await r.readexactly(answer.size());
+      EXPECT_TRUE(got == answer) << "round " << round;
+      EXPECT_EQ(co_await r.read(), "");
+      w.close();
+    }
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST(Streams, EchoWithReadline) {
   run_test([]() -> Coro<void> {
     auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);

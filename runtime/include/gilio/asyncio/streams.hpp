@@ -339,6 +339,8 @@ struct Socket {
 // stream socket, is a listening one or is not connected; OSError if it is no socket at all.
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     Socket sock, std::size_t limit = kDefaultStreamLimit);
+// With options.ssl, the socket is the streams' once taken over, so a handshake that fails
+// closes it.
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, ConnectionOptions options);
 
 // Connects to the Unix domain socket at `path` (asyncio.open_unix_connection); a path that
