@@ -418,6 +418,33 @@ TEST(TlsStreams, AHandshakeThatTakesTooLongIsAborted) {
   }());
 }
 
+// Cancelling open_connection during its handshake aborts the connection (the server sees it
+// end) and raises CancelledError; nothing is left behind for LeakSanitizer.
+TEST(TlsStreams, CancellingAHandshakeAbortsTheConnection) {
+  run_test([]() -> Coro<void> {
+    asyncio::Event hello_came;
+    asyncio::Event server_saw_end;
+    asyncio::ClientConnected silent = [&](StreamReader r, StreamWriter w) -> Coro<void> {
+      co_await r.read(1);  // the ClientHello has begun: the handshake is under way
+      hello_came.set();
+      co_await r.read();  // never answered; read to the end
+      server_saw_end.set();
+      w.close();
+    };
+    auto server = co_await asyncio::start_server(silent, "127.0.0.1", 0);
+    auto client = tls_client(client_context());
+    auto connecting =
+        asyncio::create_task(asyncio::open_connection("127.0.0.1", server.port(), client));
+    co_await hello_came.wait();
+    EXPECT_FALSE(connecting.done());
+    connecting.cancel();
+    co_await expect_await_throws<asyncio::CancelledError>(connecting, "not cancelled");
+    co_await server_saw_end.wait();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST(TlsStreams, ATlsServersHandshakeTimesOutForAClientThatSaysNothing) {
   run_test([]() -> Coro<void> {
     int handled = 0;
