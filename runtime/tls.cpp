@@ -28,6 +28,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <stdexcept>
 
 namespace gilio::ssl {
@@ -102,6 +103,16 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return SSL_TLSEXT_ERR_OK;
 }
 
+// load_cert_chain's password, for an encrypted key: none given refuses (returns 0), as does one
+// too long for OpenSSL's buffer.
+int give_password(char* buf, int size, int, void* user) {
+  const auto* password = static_cast<const std::string*>(user);
+  if (password == nullptr || password->empty() || password->size() > static_cast<std::size_t>(size))
+    return 0;
+  std::memcpy(buf, password->data(), password->size());
+  return static_cast<int>(password->size());
+}
+
 void apply_verify(ContextState& c) {
   int mode = SSL_VERIFY_NONE;
   if (c.verify != VerifyMode::CERT_NONE) mode = SSL_VERIFY_PEER;
@@ -143,15 +154,26 @@ Protocol SSLContext::protocol() const {
   return s_->protocol;
 }
 
-void SSLContext::load_cert_chain(const std::string& certfile, const std::string& keyfile) {
+void SSLContext::load_cert_chain(const std::string& certfile, const std::string& keyfile,
+                                 const std::string& password) {
   const std::string& key = keyfile.empty() ? certfile : keyfile;
   detail::check_readable(certfile, "load_cert_chain");
   detail::check_readable(key, "load_cert_chain");
   ERR_clear_error();
-  if (SSL_CTX_use_certificate_chain_file(s_->ctx, certfile.c_str()) != 1)
-    detail::raise_ssl("load_cert_chain: the certificate in " + certfile);
-  if (SSL_CTX_use_PrivateKey_file(s_->ctx, key.c_str(), SSL_FILETYPE_PEM) != 1)
-    detail::raise_ssl("load_cert_chain: the private key in " + key);
+  // The password is asked for through a callback, set only while the files load: without one,
+  // OpenSSL would prompt on the terminal for an encrypted key.
+  SSL_CTX_set_default_passwd_cb(s_->ctx, detail::give_password);
+  SSL_CTX_set_default_passwd_cb_userdata(s_->ctx, const_cast<std::string*>(&password));
+  const bool cert_ok = SSL_CTX_use_certificate_chain_file(s_->ctx, certfile.c_str()) == 1;
+  const bool key_ok =
+      cert_ok && SSL_CTX_use_PrivateKey_file(s_->ctx, key.c_str(), SSL_FILETYPE_PEM) == 1;
+  SSL_CTX_set_default_passwd_cb(s_->ctx, nullptr);
+  SSL_CTX_set_default_passwd_cb_userdata(s_->ctx, nullptr);
+  if (!cert_ok) detail::raise_ssl("load_cert_chain: the certificate in " + certfile);
+  if (!key_ok) {
+    detail::raise_ssl("load_cert_chain: the private key in " + key +
+                      (password.empty() ? " (if it is encrypted, no password was given)" : ""));
+  }
   if (SSL_CTX_check_private_key(s_->ctx) != 1)
     detail::raise_ssl("load_cert_chain: the key in " + key + " does not match the certificate");
 }

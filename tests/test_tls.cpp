@@ -42,7 +42,9 @@ struct Pki {
   std::string client;       // the client's certificate, then its key
   std::string client_cert;  // ... the same, apart
   std::string client_key;
-  std::string stranger;  // a self-signed authority's certificate and key, trusted by nobody
+  std::string stranger;     // a self-signed authority's certificate and key, trusted by nobody
+  std::string server_cert;  // the server's certificate alone
+  std::string server_key_sealed;  // its key, encrypted with the password "sesame"
 };
 
 void add_extension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
@@ -114,6 +116,13 @@ Pki make_pki() {
   write_pem(p.client_cert, client, nullptr);
   write_pem(p.client_key, nullptr, client_key);
   write_pem(p.stranger, stranger, stranger_key);
+  p.server_cert = p.dir + "/server-cert.pem";
+  p.server_key_sealed = p.dir + "/server-key-sealed.pem";
+  write_pem(p.server_cert, server, nullptr);
+  FILE* sealed = std::fopen(p.server_key_sealed.c_str(), "w");
+  PEM_write_PrivateKey(sealed, server_key, EVP_aes_128_cbc(), nullptr, 0, nullptr,
+                       const_cast<char*>("sesame"));
+  std::fclose(sealed);
   for (X509* x : {ca, server, client, stranger})
     X509_free(x);
   for (EVP_PKEY* k : {ca_key, server_key, client_key, stranger_key})
@@ -609,6 +618,29 @@ TEST(TlsStreams, UnixSocketsCarryTlsToo) {
     auto [r, w] = co_await asyncio::open_unix_connection(path, client);
     w.write(std::string_view("local\n"));
     EXPECT_EQ(co_await r.readline(), "local\n");
+    co_await close_both(w, server);
+  }());
+}
+
+// An encrypted key loads with its password; a wrong or missing one is an SSLError, never a
+// prompt on the terminal.
+TEST(TlsContext, AnEncryptedKeyNeedsItsPassword) {
+  ssl::SSLContext c(ssl::Protocol::TLS_SERVER);
+  EXPECT_THROW(c.load_cert_chain(pki().server_cert, pki().server_key_sealed, "wrong"),
+               ssl::SSLError);
+  try {
+    c.load_cert_chain(pki().server_cert, pki().server_key_sealed);
+    ADD_FAILURE() << "an encrypted key loaded without its password";
+  } catch (const ssl::SSLError& e) {
+    EXPECT_NE(std::string(e.what()).find("no password was given"), std::string::npos) << e.what();
+  }
+  c.load_cert_chain(pki().server_cert, pki().server_key_sealed, "sesame");
+  run_test([&]() -> Coro<void> {
+    auto server = co_await tls_echo_server(c);
+    auto client = tls_client(client_context());
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port(), client);
+    w.write(std::string_view("sealed\n"));
+    EXPECT_EQ(co_await r.readline(), "sealed\n");
     co_await close_both(w, server);
   }());
 }

@@ -85,8 +85,11 @@ class SSLContext {
 
   Protocol protocol() const;
   // The certificate (PEM, followed by its chain) and its private key (PEM; in the certificate's
-  // file when keyfile is empty). std::invalid_argument if the key does not match.
-  void load_cert_chain(const std::string& certfile, const std::string& keyfile = "");
+  // file when keyfile is empty), decrypted with `password` if it is encrypted. SSLError if the
+  // key does not match, or is encrypted and the password is wrong or missing (OpenSSL would
+  // prompt on the terminal for one; this never does).
+  void load_cert_chain(const std::string& certfile, const std::string& keyfile = "",
+                       const std::string& password = "");
   // Authorities to trust: a PEM file, a directory hashed as c_rehash makes it, or PEM text.
   void load_verify_locations(const std::string& cafile = "", const std::string& capath = "",
                              const std::string& cadata = "");
