@@ -1102,6 +1102,14 @@ namespace {
 
 using ssl::detail::TlsSession;
 
+// asyncio's check of ssl_handshake_timeout, made before anything connects or listens.
+void check_handshake_timeout(double timeout, const char* who) {
+  if (!(timeout > 0)) {
+    throw std::invalid_argument(
+        fmt::format("{}: ssl_handshake_timeout should be a positive number, got {}", who, timeout));
+  }
+}
+
 // The handshake, over the stream's plain reads and writes: each flight the engine produces is
 // written, each answer read and fed, until it is done; then the stream turns TLS on. Bytes that
 // came behind the peer's last handshake message are its first records: decrypted at once, or a
@@ -1133,10 +1141,6 @@ Coro<void> handshake(detail::StreamRef ref, std::shared_ptr<TlsSession> tls) {
 // alert the engine may have for the peer), and past the timeout it is aborted, as asyncio's
 // sslproto does.
 Coro<void> secure(detail::StreamRef ref, std::shared_ptr<TlsSession> tls, double timeout) {
-  if (!(timeout > 0)) {
-    throw std::invalid_argument(
-        fmt::format("ssl_handshake_timeout should be a positive number, got {}", timeout));
-  }
   const std::string peer = state_of(ref).peer;
   std::exception_ptr error;
   bool timed_out = false;
@@ -1181,6 +1185,7 @@ std::shared_ptr<TlsSession> client_session(const ConnectionOptions& options,
       throw std::invalid_argument("server_hostname is only meaningful with ssl");
     return nullptr;
   }
+  check_handshake_timeout(options.ssl_handshake_timeout, "open_connection");
   return std::make_shared<TlsSession>(*options.ssl, false,
                                       options.server_hostname.value_or(default_hostname), peer);
 }
@@ -1197,6 +1202,7 @@ Coro<void> StreamWriter::start_tls(ssl::SSLContext context, std::string server_h
     throw std::runtime_error(
         "StreamWriter.start_tls: a task is reading the stream; its read must end first");
   }
+  check_handshake_timeout(ssl_handshake_timeout, "StreamWriter.start_tls");
   auto tls = std::make_shared<TlsSession>(context, s.server_side, server_hostname, s.peer);
   co_await secure(keep, std::move(tls), ssl_handshake_timeout);
 }
@@ -1407,17 +1413,8 @@ std::shared_ptr<detail::ServerState> new_server(ClientConnected handler,
         fmt::format("{}: the backlog must be positive (got {})", who, options.backlog));
   }
   if (options.ssl) {
-    if (options.ssl->protocol() != ssl::Protocol::TLS_SERVER)
-      throw std::invalid_argument(fmt::format("{}: ssl needs a Protocol::TLS_SERVER context", who));
-    if (!ssl::detail::has_certificate(*options.ssl)) {
-      throw std::invalid_argument(
-          fmt::format("{}: the SSLContext has no certificate (call load_cert_chain)", who));
-    }
-    if (!(options.ssl_handshake_timeout > 0)) {
-      throw std::invalid_argument(
-          fmt::format("{}: ssl_handshake_timeout should be a positive number, got {}", who,
-                      options.ssl_handshake_timeout));
-    }
+    ssl::detail::check_context(*options.ssl, true, who);
+    check_handshake_timeout(options.ssl_handshake_timeout, who);
   }
   auto state = std::make_shared<detail::ServerState>();
   state->loop = &get_running_loop();

@@ -273,8 +273,16 @@ void SSLContext::set_alpn_protocols(const std::vector<std::string>& protocols) {
 
 namespace detail {
 
-bool has_certificate(const SSLContext& context) {
-  return SSL_CTX_get0_certificate(context.state()->ctx) != nullptr;
+void check_context(const SSLContext& context, bool server_side, const std::string& who) {
+  const ContextState& c = *context.state();
+  if (server_side && c.protocol != Protocol::TLS_SERVER)
+    throw std::invalid_argument(who + ": a server side needs a Protocol::TLS_SERVER context");
+  if (!server_side && c.protocol != Protocol::TLS_CLIENT)
+    throw std::invalid_argument(who + ": a client side needs a Protocol::TLS_CLIENT context");
+  if (server_side && SSL_CTX_get0_certificate(c.ctx) == nullptr) {
+    throw std::invalid_argument(
+        who + ": the server's SSLContext has no certificate (call load_cert_chain)");
+  }
 }
 
 TlsSession::TlsSession(const SSLContext& context, bool server_side,
@@ -284,14 +292,7 @@ TlsSession::TlsSession(const SSLContext& context, bool server_side,
       hostname_(server_hostname),
       server_side_(server_side) {
   const ContextState& c = *context_;
-  if (server_side && c.protocol != Protocol::TLS_SERVER)
-    throw std::invalid_argument("TLS: a server side needs a Protocol::TLS_SERVER context");
-  if (!server_side && c.protocol != Protocol::TLS_CLIENT)
-    throw std::invalid_argument("TLS: a client side needs a Protocol::TLS_CLIENT context");
-  if (server_side && !has_certificate(context)) {
-    throw std::invalid_argument(
-        "TLS: the server's SSLContext has no certificate (call load_cert_chain)");
-  }
+  check_context(context, server_side, "TLS");
   if (!server_side && c.check_hostname && server_hostname.empty())
     throw std::invalid_argument("TLS: check_hostname requires server_hostname");
   ssl_ = SSL_new(c.ctx);

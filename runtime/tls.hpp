@@ -20,8 +20,9 @@ struct bio_st;  // OpenSSL's BIO
 
 namespace gilio::ssl::detail {
 
-// Whether a context has a certificate to present (a server's must).
-bool has_certificate(const SSLContext& context);
+// That `context` can take the side asked for: its protocol is that side's, and a server's has a
+// certificate to present. std::invalid_argument, its message begun with `who`, if not.
+void check_context(const SSLContext& context, bool server_side, const std::string& who);
 
 class TlsSession {
  public:
