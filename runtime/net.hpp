@@ -13,14 +13,19 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
 #include "gilio/asyncio/exceptions.hpp"
 
+namespace gilio::ssl {
+class SSLContext;
+}  // namespace gilio::ssl
 namespace gilio::asyncio {
 class Event;
+class StreamReader;
 class StreamWriter;
 }  // namespace gilio::asyncio
 
@@ -82,6 +87,17 @@ void set_feed_flow(const StreamReader& reader, std::function<void(bool)> flow);
 // StreamReader::feed_data for a string the caller gives up: taken as it is when the reader's
 // buffer is empty (a StreamReaderProtocol's data_received pieces), copied in otherwise.
 void feed_owned(const StreamReader& reader, std::string data);
+// loop.start_tls on a transport's stream (protocols.cpp): StreamWriter::start_tls with the side
+// named, once the transport's reading task has stopped reading; `unread` gives back the bytes
+// that task's last read took, to be the first of the handshake.
+Coro<void> start_tls_on(const StreamWriter& writer, const ssl::SSLContext& context,
+                        bool server_side, const std::string& server_hostname,
+                        double ssl_handshake_timeout);
+void unread(const StreamReader& reader, std::string_view bytes);
+// Ends the read waiting on a socket stream, if one is: it throws ReadInterrupted, or returns what
+// it got if its receive completed first. Nothing received is lost: it stays in the buffer.
+struct ReadInterrupted {};
+void interrupt_read(const StreamReader& reader);
 // StreamWriter::set_write_buffer_limits, named `who` in its errors (a Transport's or a writer's).
 void set_write_buffer_limits(const StreamWriter& writer, std::optional<std::size_t> high,
                              std::optional<std::size_t> low, const char* who);

@@ -21,6 +21,11 @@
 // ended it, and lets go of the protocol. A receive and a send that fail are both fatal, as in
 // asyncio (_fatal_error); so is an exception from data_received, eof_received or
 // connection_made, which is also reported to the loop's exception handler.
+//
+// start_tls (loop.start_tls) must first stop that task, which is usually waiting in a receive
+// that would hand the peer's first handshake bytes to the protocol: the receive is interrupted
+// through the ring, and whatever a read already took goes back to the front of the stream's
+// buffer; then the handshake runs over the stream and the task reads on, now plaintext.
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
@@ -40,6 +45,7 @@
 #include "gilio/asyncio/protocols.hpp"
 #include "io_op.hpp"
 #include "net.hpp"
+#include "tls.hpp"
 
 namespace gilio::asyncio {
 namespace detail {
@@ -76,6 +82,10 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   bool eof_written = false;
   bool aborted = false;      // by abort() or a fatal error: later send errors are not news
   std::exception_ptr error;  // what ended the connection, for connection_lost
+  // start_tls (below): while `upgrading`, the reading task reads nothing and delivers nothing;
+  // `parked` tells start_tls that it has stopped (or ended).
+  bool upgrading = false;
+  Event parked;
 
   // Closing or closed: nothing more is read or delivered.
   bool ending() const { return writer.is_closing(); }
@@ -120,6 +130,14 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
     wake.clear();
     co_await wake.wait();
   }
+  // The reading task's part of start_tls: it waits while the handshake runs.
+  Coro<void> park() {
+    parked.set();
+    while (upgrading && !ending())
+      co_await wait_wake();
+  }
+  // Bytes a read took that are the handshake's, since start_tls began meanwhile.
+  void give_back(std::string_view bytes) { unread(reader, bytes); }
   void maybe_pause_writing();
   // A pipe transport does one of the two: std::runtime_error naming `who` if it does not.
   void check_can(PipeEnd needed, const char* who) const {
@@ -149,9 +167,13 @@ Coro<void> resume_when_drained(std::shared_ptr<TransportState> t) {
 // stopping while reading is paused, as asyncio calls nothing more once pause_reading() returns.
 Coro<void> place(TransportState& t, std::string_view rest) {
   while (!rest.empty()) {
-    while (t.reading_paused && !t.ending())
+    while (t.reading_paused && !t.ending() && !t.upgrading)
       co_await t.wait_wake();
     if (t.ending() || !t.protocol) co_return;
+    if (t.upgrading) {
+      t.give_back(rest);
+      co_return;
+    }
     std::span<char> room;
     t.call("get_buffer", true, [&](Protocol&) { room = t.buffered->get_buffer(rest.size()); });
     if (t.ending()) co_return;  // it threw
@@ -171,6 +193,10 @@ Coro<void> place(TransportState& t, std::string_view rest) {
 // EOF, or by a failure.
 Coro<void> deliver(TransportState& t) {
   while (!t.ending()) {
+    if (t.upgrading) {
+      co_await t.park();
+      continue;
+    }
     if (t.reading_paused) {
       co_await t.wait_wake();
       continue;
@@ -180,15 +206,21 @@ Coro<void> deliver(TransportState& t) {
       data = co_await t.reader.read(kMaxRead);
     } catch (const CancelledError&) {
       throw;
+    } catch (const ReadInterrupted&) {  // by start_tls
+      continue;
     } catch (...) {  // a receive that failed (a reset): fatal, as asyncio's _read_ready
       t.fail(std::current_exception());
       co_return;
     }
     // pause_reading() while the receive was in flight: its bytes wait here for resume_reading().
-    while (t.reading_paused && !t.ending())
+    while (t.reading_paused && !t.ending() && !t.upgrading)
       co_await t.wait_wake();
     if (t.ending()) co_return;  // closed meanwhile: what came goes with the socket
-    if (data.empty()) {         // the peer's EOF
+    if (t.upgrading) {  // start_tls while the receive was in flight: its bytes are the handshake's
+      t.give_back(data);
+      continue;
+    }
+    if (data.empty()) {  // the peer's EOF
       bool keep_open = false;
       t.call("eof_received", true, [&](Protocol& p) { keep_open = p.eof_received(); });
       // A read pipe has nothing left to do (asyncio's _UnixReadPipeTransport ignores the answer).
@@ -224,10 +256,12 @@ Coro<void> drive(std::shared_ptr<TransportState> t) {
   if (t->watch_fd >= 0) watch = create_task(watch_reader(t));
   try {
     if (t->end != PipeEnd::write) co_await deliver(*t);
+    t->parked.set();  // a start_tls waiting to begin: the connection is closing
     co_await t->writer.wait_closed();
     // The poll holds the pipe open in the kernel (so its reader would see no EOF) until it ends.
     if (watch.valid()) watch.cancel();
   } catch (const CancelledError&) {
+    t->parked.set();
     if (watch.valid()) watch.cancel();
     // The loop is closing with the connection open: the socket goes, and the protocol is let go
     // of (it may hold the transport: a cycle otherwise) without connection_lost, as asyncio's
@@ -456,6 +490,59 @@ std::string Transport::peername() const {
 
 std::string Transport::sockname() const {
   return state("Transport.sockname").writer.sockname();
+}
+
+// ---- start_tls ----
+
+Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
+                          ssl::SSLContext context, StartTlsOptions options) {
+  detail::TransportState& t = transport.state("start_tls");
+  if (!protocol) throw std::invalid_argument("start_tls: no protocol");
+  if (t.end != detail::PipeEnd::none)
+    throw std::runtime_error("start_tls: a pipe's transport can not take TLS");
+  if (t.ending()) throw std::runtime_error("start_tls: the transport is closing");
+  if (t.upgrading) throw std::runtime_error("start_tls: already called on this transport");
+  if (t.writer.ssl_object()) throw std::runtime_error("start_tls: the transport already uses TLS");
+  ssl::detail::check_context(context, options.server_side, "start_tls");
+  // The reading task stops: woken if it waits for resume_reading(), its receive interrupted if
+  // one is in flight (what that receive brought is given back, the handshake's first bytes).
+  t.upgrading = true;
+  t.parked.clear();
+  t.wake.set();
+  detail::interrupt_read(t.reader);
+  try {
+    co_await t.parked.wait();
+    if (t.ending())
+      raise_os_error(ECONNRESET, "start_tls: the connection to " + t.peer + " closed");
+    co_await detail::start_tls_on(t.writer, context, options.server_side, options.server_hostname,
+                                  options.ssl_handshake_timeout);
+  } catch (...) {
+    // A handshake that failed has closed the connection: the old protocol's connection_lost
+    // gets the error. A refused argument (a context of the wrong side) leaves it as it was.
+    t.upgrading = false;
+    t.wake.set();
+    if (t.ending() && !t.error) {
+      try {
+        throw;
+      } catch (const std::exception&) {
+        t.error = std::current_exception();
+      } catch (...) {  // CancelledError: the connection was aborted, not failed
+      }
+    }
+    throw;
+  }
+  t.protocol = std::move(protocol);
+  t.buffered = dynamic_cast<BufferedProtocol*>(t.protocol.get());
+  t.upgrading = false;
+  t.reading_paused = false;  // as asyncio's new transport, which reads from the start
+  t.wake.set();
+  co_return transport;
+}
+
+Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
+                          ssl::SSLContext context) {
+  return start_tls(std::move(transport), std::move(protocol), std::move(context),
+                   StartTlsOptions());
 }
 
 // ---- StreamReaderProtocol ----

@@ -91,6 +91,12 @@ class RecvBuffer {
     reserve_more(data.size());
     s_.append(data);
   }
+  // Puts bytes taken by a read back in front of those still here (loop.start_tls hands the
+  // handshake what a transport's read took: net.hpp's unread).
+  void unread(std::string_view front) {
+    compact();
+    s_.insert(0, front);
+  }
   // The same for a string given up: into an empty buffer it is taken whole, not copied.
   void append(std::string&& data) {
     if (!empty()) return append(std::string_view(data));
@@ -296,6 +302,14 @@ struct StreamState : StreamCount, ListNode {
       feed->paused = false;
     }
   }
+  // net.hpp's interrupt_read: the receive in flight is cancelled, and ends in ReadInterrupted
+  // unless it completed first (then its bytes are the read's, as always).
+  bool interrupted = false;
+  void interrupt_read() {
+    if (!reading || feed || interrupted || fd < 0) return;
+    interrupted = true;
+    loop->backend().cancel(&*recv);
+  }
   void begin_recv(TaskCore& task, std::coroutine_handle<> h, ReadWant& want) {
     recv.emplace(RecvPrep{fd, pipe}, RecvHook{this, &want});
     recv->start(task, h);
@@ -303,7 +317,9 @@ struct StreamState : StreamCount, ListNode {
   }
   void end_recv() {
     reading = false;
+    const bool was_interrupted = std::exchange(interrupted, false);
     int n = recv->await_resume();  // throws CancelledError if cancelled
+    if (was_interrupted && (n == -ECANCELED || n == -EINTR)) throw ReadInterrupted{};
     // A receive that our own close cut short (a pipe's read cancelled; a socket's reset by a
     // peer that answered after our shutdown, as a TLS peer answers close_notify): the end.
     if (n < 0 && fd < 0) n = 0;
@@ -1190,22 +1206,45 @@ std::shared_ptr<TlsSession> client_session(const ConnectionOptions& options,
                                       options.server_hostname.value_or(default_hostname), peer);
 }
 
+// StreamWriter::start_tls, and loop.start_tls on a transport's stream (which names its side).
+Coro<void> upgrade(detail::StreamRef keep, const ssl::SSLContext& context,
+                   std::optional<bool> server_side, const std::string& server_hostname,
+                   double ssl_handshake_timeout, const char* who) {
+  detail::StreamState& s = writable(keep, who);
+  if (s.tls) throw std::runtime_error(fmt::format("{}: the stream already uses TLS", who));
+  if (s.pipe) throw std::runtime_error(fmt::format("{}: the stream is not a socket", who));
+  if (s.reading) {
+    throw std::runtime_error(
+        fmt::format("{}: a task is reading the stream; its read must end first", who));
+  }
+  check_handshake_timeout(ssl_handshake_timeout, who);
+  auto tls = std::make_shared<TlsSession>(context, server_side.value_or(s.server_side),
+                                          server_hostname, s.peer);
+  co_await secure(std::move(keep), std::move(tls), ssl_handshake_timeout);
+}
+
 }  // namespace
 
 Coro<void> StreamWriter::start_tls(ssl::SSLContext context, std::string server_hostname,
                                    double ssl_handshake_timeout) {
-  const detail::StreamRef keep = s_;
-  detail::StreamState& s = writable(keep, "StreamWriter.start_tls");
-  if (s.tls) throw std::runtime_error("StreamWriter.start_tls: the stream already uses TLS");
-  if (s.pipe) throw std::runtime_error("StreamWriter.start_tls: the stream is not a socket");
-  if (s.reading) {
-    throw std::runtime_error(
-        "StreamWriter.start_tls: a task is reading the stream; its read must end first");
-  }
-  check_handshake_timeout(ssl_handshake_timeout, "StreamWriter.start_tls");
-  auto tls = std::make_shared<TlsSession>(context, s.server_side, server_hostname, s.peer);
-  co_await secure(keep, std::move(tls), ssl_handshake_timeout);
+  co_await upgrade(s_, context, std::nullopt, server_hostname, ssl_handshake_timeout,
+                   "StreamWriter.start_tls");
 }
+
+namespace detail {
+Coro<void> start_tls_on(const StreamWriter& writer, const ssl::SSLContext& context,
+                        bool server_side, const std::string& server_hostname,
+                        double ssl_handshake_timeout) {
+  co_await upgrade(WriterAccess::state(writer), context, server_side, server_hostname,
+                   ssl_handshake_timeout, "start_tls");
+}
+void interrupt_read(const StreamReader& reader) {
+  state_of(ReaderAccess::state(reader)).interrupt_read();
+}
+void unread(const StreamReader& reader, std::string_view bytes) {
+  if (!bytes.empty()) state_of(ReaderAccess::state(reader)).buffer.unread(bytes);
+}
+}  // namespace detail
 
 // ---- connections and servers ----
 

@@ -11,6 +11,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -757,36 +759,59 @@ TEST(TlsStreams, CPythonsSslTalksToGilioBothWays) {
 }
 
 namespace {
-// A protocol that keeps what it receives (and echoes it, on the server's side).
-struct Keeper : asyncio::Protocol {
+
+// A protocol that keeps what it is given, for a test to wait on (and echoes it, if `echo`).
+struct Collector : asyncio::Protocol {
   asyncio::Transport transport;
   std::string got;
   bool echo = false;
-  asyncio::Event line;  // a whole line has come
+  int made = 0;
+  std::exception_ptr error;  // connection_lost's
+  asyncio::Event more;
   asyncio::Event lost;
-  void connection_made(asyncio::Transport& t) override { transport = t; }
+  void connection_made(asyncio::Transport& t) override {
+    transport = t;
+    ++made;
+  }
   void data_received(std::string data) override {
     if (echo) transport.write(std::string_view(data));
     got += data;
-    if (got.find('\n') != std::string::npos) line.set();
+    more.set();
   }
-  void connection_lost(std::exception_ptr) override { lost.set(); }
+  void connection_lost(std::exception_ptr e) override {
+    error = std::move(e);
+    lost.set();
+  }
 };
+
+// A server's factory: a new P for each connection, the last one kept in `slot`.
+template <class P>
+asyncio::ProtocolFactory keeping(std::shared_ptr<P>& slot, bool echo = false) {
+  return [&slot, echo] {
+    slot = std::make_shared<P>();
+    slot->echo = echo;
+    return slot;
+  };
+}
+
+Coro<void> until_got(Collector& p, std::string text) {
+  while (p.got.find(text) == std::string::npos) {
+    p.more.clear();
+    co_await p.more.wait();
+  }
+}
+
 }  // namespace
 
 // create_server and create_connection with ssl=: the protocols see and write plaintext, and
 // connection_made comes after the handshake, as over asyncio's SSL transport.
 TEST(TlsProtocols, ProtocolsSeePlaintextOnBothSidesOfATlsConnection) {
   run_test([]() -> Coro<void> {
-    std::shared_ptr<Keeper> served;
-    asyncio::ProtocolFactory serve = [&] {
-      served = std::make_shared<Keeper>();
-      served->echo = true;
-      return served;
-    };
+    std::shared_ptr<Collector> served;
+    asyncio::ProtocolFactory serve = keeping(served, true);
     auto options = tls_server(server_context());
     auto server = co_await asyncio::create_server(serve, "127.0.0.1", 0, options);
-    auto make = [] { return std::make_shared<Keeper>(); };
+    auto make = [] { return std::make_shared<Collector>(); };
     auto client = tls_client(client_context());
     auto [transport, protocol] =
         co_await asyncio::create_connection(make, "127.0.0.1", server.port(), client);
@@ -794,7 +819,7 @@ TEST(TlsProtocols, ProtocolsSeePlaintextOnBothSidesOfATlsConnection) {
     EXPECT_FALSE(transport.can_write_eof());
     EXPECT_THROW(transport.write_eof(), std::runtime_error);
     transport.write(std::string_view("through the transport\n"));  // still writable
-    co_await protocol->line.wait();
+    co_await until_got(*protocol, "\n");
     EXPECT_EQ(protocol->got, "through the transport\n");
     EXPECT_TRUE(served && served->transport.ssl_object().has_value() &&
                 served->transport.ssl_object()->server_side());
@@ -804,4 +829,168 @@ TEST(TlsProtocols, ProtocolsSeePlaintextOnBothSidesOfATlsConnection) {
     server.close();
     co_await server.wait_closed();
   }());
+}
+
+// ---- loop.start_tls on a transport ----
+
+namespace {
+
+// A STARTTLS server's protocol, as SMTP's: a plain greeting; at "STARTTLS\n" it answers
+// "GO AHEAD\n" and takes the server's side of TLS on its transport; then it echoes.
+struct StartTlsServer : Collector, std::enable_shared_from_this<StartTlsServer> {
+  std::optional<ssl::SSLObject> tls;
+  asyncio::Event upgraded;
+  void connection_made(asyncio::Transport& t) override {
+    Collector::connection_made(t);
+    t.write(std::string_view("220 ready\n"));
+  }
+  void data_received(std::string data) override {
+    if (tls) {
+      transport.write(std::string_view(data));
+    } else if ((got += data) == "STARTTLS\n") {
+      transport.write(std::string_view("GO AHEAD\n"));
+      asyncio::create_task(upgrade());
+    }
+  }
+  Coro<void> upgrade() {
+    asyncio::StartTlsOptions options;
+    options.server_side = true;
+    ssl::SSLContext context = server_context();
+    std::shared_ptr<StartTlsServer> self = shared_from_this();
+    asyncio::Transport now = co_await asyncio::start_tls(transport, self, context, options);
+    tls = now.ssl_object();
+    upgraded.set();
+  }
+};
+
+// Bytes received and not yet read from a socket.
+int unread_bytes(int fd) {
+  int n = -1;
+  ::ioctl(fd, FIONREAD, &n);
+  return n;
+}
+
+// A plain transport over `fd` (a socketpair's end) whose task waits in its first read: the
+// task runs before this coroutine goes on, since the ready queue is FIFO.
+Coro<std::pair<asyncio::Transport, std::shared_ptr<Collector>>> reading_transport(int fd) {
+  auto make = [] { return std::make_shared<Collector>(); };
+  const asyncio::Socket sock{fd};
+  auto connected = co_await asyncio::connect_accepted_socket(make, sock);
+  co_await asyncio::sleep(0);
+  co_return connected;
+}
+
+}  // namespace
+
+// loop.start_tls on both ends of a STARTTLS conversation: each side's transport is waiting in a
+// read when it upgrades (the read is interrupted, nothing lost), the same protocols go on with
+// plaintext, and connection_made is not called again.
+TEST(TlsProtocols, StartTlsUpgradesATransportInTheMiddleOfAConversation) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<StartTlsServer> served;
+    asyncio::ProtocolFactory serve = keeping(served);
+    auto server = co_await asyncio::create_server(serve, "127.0.0.1", 0);
+    auto make = [] { return std::make_shared<Collector>(); };
+    auto [transport, client] =
+        co_await asyncio::create_connection(make, "127.0.0.1", server.port());
+    co_await until_got(*client, "220 ready\n");
+    transport.write(std::string_view("STARTTLS\n"));
+    co_await until_got(*client, "GO AHEAD\n");
+    EXPECT_FALSE(transport.ssl_object().has_value());
+    client->got.clear();
+    asyncio::StartTlsOptions options;
+    options.server_hostname = "localhost";
+    ssl::SSLContext context = client_context();
+    asyncio::Transport secure = co_await asyncio::start_tls(transport, client, context, options);
+    EXPECT_TRUE(secure.ssl_object().has_value() && !secure.ssl_object()->server_side());
+    EXPECT_TRUE(secure.is_reading());
+    secure.write(std::string_view("secret\n"));
+    co_await until_got(*client, "secret\n");
+    EXPECT_EQ(client->got, "secret\n");
+    co_await served->upgraded.wait();
+    EXPECT_TRUE(served->tls.has_value() && served->tls->server_side());
+    EXPECT_EQ(client->made, 1);
+    EXPECT_EQ(served->made, 1);
+    co_await expect_await_throws<std::runtime_error>(
+        asyncio::start_tls(secure, client, context, options), "TLS twice", "already uses TLS");
+    secure.close();
+    co_await client->lost.wait();
+    co_await served->lost.wait();
+    EXPECT_EQ(client->error, nullptr);
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+// Bytes that a transport's read took while reading was paused, before start_tls, are the
+// handshake's first — here not TLS at all, so the handshake fails at once (were they dropped,
+// it would wait for its timeout instead); the protocol never sees them, and its
+// connection_lost gets the SSLError.
+TEST(TlsProtocols, BytesReadBeforeStartTlsAreTheHandshakesFirst) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  run_test([&]() -> Coro<void> {
+    auto [transport, protocol] = co_await reading_transport(fds[0]);
+    transport.pause_reading();  // the read stays in flight
+    const std::string junk = "not a TLS record\n";
+    EXPECT_EQ(::send(fds[1], junk.data(), junk.size(), 0), static_cast<ssize_t>(junk.size()));
+    for (int i = 0; i < 100000 && unread_bytes(fds[0]) != 0; ++i)
+      co_await asyncio::sleep(0);
+    EXPECT_EQ(unread_bytes(fds[0]), 0);  // the read in flight took them
+    asyncio::StartTlsOptions options;
+    options.server_side = true;
+    options.ssl_handshake_timeout = 5;
+    ssl::SSLContext context = server_context();
+    co_await expect_await_throws<ssl::SSLError>(
+        asyncio::start_tls(transport, protocol, context, options), "a handshake of junk");
+    co_await protocol->lost.wait();
+    EXPECT_EQ(protocol->got, "");
+    bool ssl_error = false;
+    try {
+      if (protocol->error) std::rethrow_exception(protocol->error);
+    } catch (const ssl::SSLError&) {
+      ssl_error = true;
+    }
+    EXPECT_TRUE(ssl_error) << "connection_lost should have the handshake's error";
+  }());
+  ::close(fds[1]);
+}
+
+// What start_tls refuses: a context of the wrong side before the transport stops reading; a
+// client context that checks host names without one, once it has stopped — after which the
+// transport reads again, as if start_tls had not been called; a pipe's transport.
+TEST(TlsProtocols, StartTlsRefusesBadArgumentsAndTheTransportReadsOn) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  run_test([&]() -> Coro<void> {
+    auto [transport, protocol] = co_await reading_transport(fds[0]);
+    auto make = [] { return std::make_shared<Collector>(); };
+    asyncio::StartTlsOptions as_server;
+    as_server.server_side = true;
+    ssl::SSLContext client_side = client_context();
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_tls(transport, protocol, client_side, as_server), "a client context",
+        "Protocol::TLS_SERVER");
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_tls(transport, protocol, client_side), "no host name",
+        "check_hostname requires server_hostname");
+    EXPECT_TRUE(transport.is_reading());
+    const std::string hello = "still plain\n";
+    EXPECT_EQ(::send(fds[1], hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
+    co_await until_got(*protocol, "still plain\n");
+    EXPECT_FALSE(transport.ssl_object().has_value());
+    transport.close();
+    co_await protocol->lost.wait();
+    EXPECT_EQ(protocol->error, nullptr);
+
+    int pipe_fds[2];
+    EXPECT_EQ(::pipe(pipe_fds), 0);
+    auto [reading, sink] = co_await asyncio::connect_read_pipe(make, pipe_fds[0]);
+    ssl::SSLContext server_side = server_context();
+    co_await expect_await_throws<std::runtime_error>(
+        asyncio::start_tls(reading, sink, server_side, as_server), "a pipe", "pipe");
+    ::close(pipe_fds[1]);
+    co_await sink->lost.wait();
+  }());
+  ::close(fds[1]);
 }

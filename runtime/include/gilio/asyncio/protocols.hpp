@@ -1,9 +1,9 @@
 // gilio/asyncio/protocols.hpp — stream protocols and transports: create_connection,
 // create_server, create_unix_connection, create_unix_server, connect_accepted_socket,
-// connect_read_pipe, connect_write_pipe, Protocol, StreamReaderProtocol, Transport; mirrors
-// Lib/asyncio/protocols.py, the transport half of selector_events.py (_SelectorSocketTransport),
-// the pipe transports of unix_events.py, streams.py's StreamReaderProtocol, and
-// loop.create_connection / loop.create_server in base_events.py.
+// connect_read_pipe, connect_write_pipe, start_tls, Protocol, StreamReaderProtocol, Transport;
+// mirrors Lib/asyncio/protocols.py, the transport half of selector_events.py
+// (_SelectorSocketTransport), the pipe transports of unix_events.py, streams.py's
+// StreamReaderProtocol, and loop.create_connection / create_server / start_tls in base_events.py.
 //
 // Streams are asyncio's high-level face; beneath them asyncio has the older callback style, and
 // much code is written against it: the caller supplies a protocol, an object whose methods the
@@ -123,6 +123,31 @@ struct TransportState;
 enum class PipeEnd { none, read, write };
 }  // namespace detail
 
+// loop.start_tls's keyword arguments.
+struct StartTlsOptions {
+  bool server_side = false;     // take the server's side of the handshake (asyncio's default: no)
+  std::string server_hostname;  // a client's: the name to check the certificate against, and SNI
+  double ssl_handshake_timeout = 60.0;  // seconds, then ConnectionAbortedError
+};
+
+// loop.start_tls(transport, protocol, sslcontext, ...): upgrades a plain connection to TLS in
+// place, as a STARTTLS protocol (SMTP, IMAP, PostgreSQL) does after its plain-text greeting.
+// The transport stops reading, the handshake runs over the connection (bytes already received
+// are its first), and once it is done the returned transport — the same handle, now over TLS,
+// reading again — delivers plaintext to `protocol`, whose connection_made is not called (asyncio
+// calls it only for a new connection). `protocol` may be the old one. Errors: an SSLError
+// (SSLCertVerificationError) if the handshake fails, ConnectionAbortedError past the timeout,
+// ConnectionResetError if the peer closes meanwhile; the connection is then closed, and the old
+// protocol's connection_lost gets the error. std::runtime_error for a transport that is
+// closing, a pipe's, or one already TLS; a context of the wrong side (ssl.hpp) is refused with
+// the transport left as it was.
+Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
+                          ssl::SSLContext context, StartTlsOptions options);
+// The same with the default options. (An overload, not a default argument: g++ 12 destroys a
+// `= {}` default argument of a coroutine called inside co_await without having made it.)
+Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
+                          ssl::SSLContext context);
+
 // asyncio's stream transport (_SelectorSocketTransport): a copyable handle. A pipe's transport
 // (asyncio's _UnixReadPipeTransport, _UnixWritePipeTransport) is one too, which goes one way
 // only: a read pipe's write() and a write pipe's pause_reading() throw std::runtime_error, as the
@@ -168,6 +193,8 @@ class Transport {
   std::optional<ssl::SSLObject> ssl_object() const;
 
  private:
+  friend Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
+                                   ssl::SSLContext context, StartTlsOptions options);
   void write_owned(std::string data);
   detail::TransportState& state(const char* who) const;
   std::shared_ptr<detail::TransportState> s_;
