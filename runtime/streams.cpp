@@ -1319,10 +1319,12 @@ std::pair<StreamReader, StreamWriter> make_streams(
   return {StreamReader(state), StreamWriter(state)};
 }
 
-// A new socket connected to `ss`: its descriptor, or -errno (the socket closed again). Cancelled,
-// it closes the socket before the CancelledError goes on.
-Coro<int> connect_new_socket(const sockaddr_storage& ss) {
-  const int fd = make_socket(ss.ss_family);
+// A new socket connected to `ss`: its descriptor, or -errno (a socket that could not be made,
+// or that failed to connect and was closed again). Cancelled, it closes the socket before the
+// CancelledError goes on. `ss` is a copy: a Happy Eyeballs attempt may outlive its caller.
+Coro<int> connect_new_socket(sockaddr_storage ss) {
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return -errno;  // EAFNOSUPPORT where IPv6 is off: the next address may do
   int err = 0;
   try {
     err = co_await detail::connect_to(fd, ss);
@@ -1334,30 +1336,202 @@ Coro<int> connect_new_socket(const sockaddr_storage& ss) {
   ::close(fd);
   co_return -err;
 }
+
+// asyncio's _interleave_addrinfos: the addresses grouped by family in order of first
+// appearance, then `first_count` of the first family, then one of each family in turn.
+std::vector<sockaddr_storage> interleaved(const std::vector<sockaddr_storage>& addresses,
+                                          int first_count) {
+  std::vector<std::vector<sockaddr_storage>> families;
+  for (const sockaddr_storage& ss : addresses) {
+    auto same = std::find_if(families.begin(), families.end(),
+                             [&](const auto& f) { return f[0].ss_family == ss.ss_family; });
+    if (same == families.end()) {
+      families.emplace_back(1, ss);
+    } else {
+      same->push_back(ss);
+    }
+  }
+  std::vector<sockaddr_storage> out;
+  std::vector<std::size_t> taken(families.size(), 0);
+  for (; taken[0] < families[0].size() && taken[0] < static_cast<std::size_t>(first_count);
+       ++taken[0]) {
+    out.push_back(families[0][taken[0]]);
+  }
+  while (out.size() < addresses.size()) {
+    for (std::size_t f = 0; f < families.size(); ++f) {
+      if (taken[f] < families[f].size()) out.push_back(families[f][taken[f]++]);
+    }
+  }
+  return out;
+}
+
+// What open_connection tries, and how (ConnectionOptions' Happy Eyeballs fields).
+struct Attempts {
+  std::string target;  // "host:port", for the errors
+  std::vector<sockaddr_storage> addresses;
+  std::vector<std::exception_ptr> errors;  // each address's, in the addresses' order
+  // The error of an attempt that failed with errno `err`.
+  void failed(std::size_t i, int err) {
+    std::string what = "connect to " + target;
+    if (addresses.size() > 1) {
+      what += " at " + detail::describe_address(reinterpret_cast<const sockaddr*>(&addresses[i]),
+                                                detail::address_length(addresses[i]));
+    }
+    errors[i] = detail::os_error_ptr(err, what);
+  }
+};
+
+// Each address in turn, each attempt to its end: the first descriptor connected, or -1.
+Coro<int> connect_in_turn(Attempts& a) {
+  for (std::size_t i = 0; i < a.addresses.size(); ++i) {
+    const int fd = co_await connect_new_socket(a.addresses[i]);
+    if (fd >= 0) co_return fd;
+    a.failed(i, -fd);
+  }
+  co_return -1;
+}
+
+// A Happy Eyeballs attempt let go of (cancelled, or beaten by another): if it connects anyway,
+// its socket is closed.
+void close_if_connected(Task<int> attempt) {
+  if (!attempt.cancelled() && attempt.exception() == nullptr && attempt.result() >= 0)
+    ::close(attempt.result());
+}
+
+// asyncio's staggered_race over the addresses: an attempt starts, and the next one starts when
+// `delay` seconds pass with none connected, or at once when one fails; the first to connect
+// wins and the others are cancelled. Returns its descriptor, or -1 if every attempt failed.
+Coro<int> connect_staggered(Attempts& a, double delay) {
+  struct Running {
+    Task<int> task;
+    std::size_t index;
+  };
+  std::vector<Running> running;
+  std::size_t next = 0;
+  int winner = -1;
+  std::exception_ptr interrupted;  // a CancelledError of the whole race
+  try {
+    while (winner < 0) {
+      if (next < a.addresses.size()) {
+        running.push_back(Running{create_task(connect_new_socket(a.addresses[next])), next});
+        ++next;
+      }
+      if (running.empty()) break;  // every address has failed
+      std::vector<Task<int>> tasks;
+      for (const Running& r : running)
+        tasks.push_back(r.task);
+      auto first = wait(std::move(tasks), ReturnWhen::FIRST_COMPLETED,
+                        next < a.addresses.size() ? delay : -1.0);
+      co_await first;
+      std::vector<Running> still;
+      for (Running& r : running) {
+        if (!r.task.done()) {
+          still.push_back(std::move(r));
+          continue;
+        }
+        const int fd = r.task.result();
+        if (fd >= 0 && winner < 0) {
+          winner = fd;
+        } else if (fd >= 0) {
+          ::close(fd);  // two connected in the same turn: the first in order wins
+        } else {
+          a.failed(r.index, -fd);
+        }
+      }
+      running = std::move(still);
+    }
+  } catch (...) {
+    interrupted = std::current_exception();
+  }
+  for (Running& r : running) {
+    r.task.add_done_callback(close_if_connected);
+    r.task.cancel();
+  }
+  if (interrupted) {
+    if (winner >= 0) ::close(winner);
+    std::rethrow_exception(interrupted);
+  }
+  co_return winner;
+}
+
+// When every address failed: asyncio's choice of error (see open_connection in streams.hpp).
+[[noreturn]] void raise_connect_errors(Attempts& a, bool all_errors) {
+  std::vector<std::exception_ptr> errors;
+  for (std::exception_ptr& e : a.errors)
+    if (e) errors.push_back(std::move(e));
+  if (errors.empty()) raise_os_error(EADDRNOTAVAIL, "connect to " + a.target + ": no address");
+  if (all_errors) throw ExceptionGroup("create_connection failed", std::move(errors));
+  if (errors.size() == 1) std::rethrow_exception(errors[0]);
+  std::vector<int> codes;
+  std::string each;
+  for (const std::exception_ptr& e : errors) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const OSError& os) {
+      codes.push_back(os.code().value());
+      each += (each.empty() ? "" : ", ") + std::string(os.what());
+    }
+  }
+  if (std::all_of(codes.begin(), codes.end(), [&](int c) { return c == codes[0]; })) {
+    std::string tried;
+    for (const sockaddr_storage& ss : a.addresses) {
+      tried += (tried.empty() ? "" : ", ") +
+               detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
+                                        detail::address_length(ss));
+    }
+    raise_os_error(codes[0], "connect to " + a.target + " at each of " + tried);
+  }
+  throw OSError(codes[0], "Multiple exceptions: " + each);
+}
+
+// open_connection's connecting: the descriptor of a socket connected to host:port.
+Coro<int> connect_host(std::string host, int port, const ConnectionOptions& options) {
+  const std::optional<double> delay = options.happy_eyeballs_delay;
+  if (delay && !(*delay >= 0)) {
+    throw std::invalid_argument(
+        fmt::format("open_connection: happy_eyeballs_delay must be >= 0, got {}", *delay));
+  }
+  const int interleave = options.interleave.value_or(delay ? 1 : 0);
+  if (interleave < 0) {
+    throw std::invalid_argument(
+        fmt::format("open_connection: interleave must be >= 0, got {}", interleave));
+  }
+  Attempts a;
+  a.target = (host.empty() ? std::string("loopback") : host) + ":" + std::to_string(port);
+  a.addresses = co_await detail::resolve(std::move(host), port, SOCK_STREAM);
+  if (interleave > 0 && a.addresses.size() > 1) a.addresses = interleaved(a.addresses, interleave);
+  a.errors.resize(a.addresses.size());
+  const int fd = delay && a.addresses.size() > 1 ? co_await connect_staggered(a, *delay)
+                                                 : co_await connect_in_turn(a);
+  if (fd < 0) raise_connect_errors(a, options.all_errors);
+  set_nodelay(fd);
+  co_return fd;
+}
+
+// The Happy Eyeballs fields are for a host name's addresses: refused where there is none.
+void check_no_host_options(const ConnectionOptions& options, const char* who) {
+  if (options.happy_eyeballs_delay || options.interleave || options.all_errors) {
+    throw std::invalid_argument(std::string(who) +
+                                ": happy_eyeballs_delay, interleave and all_errors are for a "
+                                "host name's addresses");
+  }
+}
 }  // namespace
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                             std::size_t limit) {
-  const auto addresses = co_await detail::resolve(host, port, SOCK_STREAM);
-  std::exception_ptr last;
-  for (const sockaddr_storage& ss : addresses) {
-    const int fd = co_await connect_new_socket(ss);
-    if (fd < 0) {
-      last = detail::os_error_ptr(-fd, "connect to " + host + ":" + std::to_string(port));
-      continue;
-    }
-    set_nodelay(fd);
-    co_return make_streams(fd, limit);
-  }
-  if (last) std::rethrow_exception(last);
-  raise_os_error(EADDRNOTAVAIL, "open_connection to " + host + ":" + std::to_string(port));
+  ConnectionOptions options;
+  options.limit = limit;
+  const int fd = co_await connect_host(std::move(host), port, options);
+  co_return make_streams(fd, limit);
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                             ConnectionOptions options) {
   const std::string peer = host + ":" + std::to_string(port);
   auto tls = client_session(options, host, peer);
-  auto streams = co_await open_connection(std::move(host), port, options.limit);
+  const int fd = co_await connect_host(std::move(host), port, options);
+  auto streams = make_streams(fd, options.limit);
   co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);
 }
 
@@ -1369,6 +1543,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, std::si
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock,
                                                             ConnectionOptions options) {
   check_callers_socket(sock, false, "open_connection");
+  check_no_host_options(options, "open_connection(Socket)");
   auto tls = client_session(options, "", detail::peer_of(sock.fd));
   auto streams = co_await open_connection(sock, options.limit);
   co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);
@@ -1388,6 +1563,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
                                                                  ConnectionOptions options) {
+  check_no_host_options(options, "open_unix_connection");
   auto tls = client_session(options, "", "unix socket " + path);
   auto streams = co_await open_unix_connection(std::move(path), options.limit);
   co_return co_await secured(std::move(streams), std::move(tls), options.ssl_handshake_timeout);

@@ -2688,3 +2688,177 @@ TEST(Streams, SocknameIsTheAddressThePeerSees) {
     co_await server.wait_closed();
   }());
 }
+
+// ---- several addresses: in turn, or Happy Eyeballs ----
+
+namespace {
+
+// The loopback addresses an empty host resolves to, in getaddrinfo's order (Python's None).
+std::vector<int> loopback_families() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::vector<int> families;
+  if (::getaddrinfo(nullptr, "1", &hints, &found) != 0) return families;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next)
+    families.push_back(a->ai_family);
+  ::freeaddrinfo(found);
+  return families;
+}
+
+const char* loopback_of(int family) {
+  return family == AF_INET6 ? "::1" : "127.0.0.1";
+}
+
+// A socket of `family` bound to its loopback address and `port` (0: any), IPv6 alone on its
+// own (IPV6_V6ONLY, so an IPv4 socket may share the port); -1 if the port is taken.
+int bound_loopback(int family, int port) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (family == AF_INET6) {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_addr = in6addr_loopback;
+    in6->sin6_port = htons(static_cast<std::uint16_t>(port));
+    len = sizeof *in6;
+  } else {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in->sin_port = htons(static_cast<std::uint16_t>(port));
+    len = sizeof *in;
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int port_of(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+int open_fd_count() {
+  return static_cast<int>(std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                                        std::filesystem::directory_iterator{}));
+}
+
+}  // namespace
+
+// A listener whose accept queue is full (backlog 0, one connection waiting) drops every SYN,
+// so a connection to it hangs — as to a host that is down. The empty host's first loopback
+// address is such a listener and the second a server on the same port: without Happy Eyeballs
+// the connection would wait minutes for the first; with a 50 ms delay the second attempt starts
+// and wins, and the first is cancelled, its socket closed.
+TEST(Streams, HappyEyeballsTriesTheNextAddressWhileTheFirstHangs) {
+  const std::vector<int> families = loopback_families();
+  if (families.size() < 2 || families[0] == families[1])
+    GTEST_SKIP() << "the loopback is not both IPv6 and IPv4 here";
+  run_test([&]() -> Coro<void> {
+    const int baseline = open_fd_count();
+    int hanging = -1;
+    std::optional<asyncio::Server> server;
+    asyncio::ClientConnected handler = echo_lines;
+    for (int i = 0; i < 10 && !server; ++i) {
+      hanging = bound_loopback(families[0], 0);
+      ::listen(hanging, 0);
+      try {
+        server =
+            co_await asyncio::start_server(handler, loopback_of(families[1]), port_of(hanging));
+      } catch (const asyncio::OSError&) {  // that port is taken on the other family: another
+        ::close(hanging);
+      }
+    }
+    EXPECT_TRUE(server.has_value());
+    if (!server) co_return;
+    const int port = port_of(hanging);
+    // One connection fills the accept queue: connected, never accepted.
+    sockaddr_storage listening{};
+    socklen_t len = sizeof listening;
+    ::getsockname(hanging, reinterpret_cast<sockaddr*>(&listening), &len);
+    const int queued = ::socket(families[0], SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_EQ(::connect(queued, reinterpret_cast<sockaddr*>(&listening), len), 0);
+    asyncio::ConnectionOptions options;
+    options.happy_eyeballs_delay = 0.05;
+    auto [r, w] = co_await asyncio::open_connection("", port, options);
+    EXPECT_EQ(w.peername(), std::string(families[1] == AF_INET6 ? "[::1]:" : "127.0.0.1:") +
+                                std::to_string(port));
+    w.write("across\n");
+    EXPECT_EQ(co_await r.readline(), "across\n");
+    w.close();
+    co_await w.wait_closed();
+    server->close();
+    co_await server->wait_closed();
+    ::close(queued);
+    ::close(hanging);
+    // The losing attempt's socket is closed once its cancelled connect has ended.
+    for (int i = 0; i < 1000 && open_fd_count() > baseline; ++i)
+      co_await asyncio::sleep(0.001);
+    EXPECT_EQ(open_fd_count(), baseline);
+  }());
+}
+
+// Every address refused: one ConnectionRefusedError naming them all (asyncio would raise a
+// plain OSError, "Multiple exceptions"), in turn and with Happy Eyeballs alike; with
+// all_errors, an ExceptionGroup of each address's error.
+TEST(Streams, EveryAddressRefusedIsOneConnectionRefusedErrorOrAGroup) {
+  const std::vector<int> families = loopback_families();
+  if (families.size() < 2 || families[0] == families[1])
+    GTEST_SKIP() << "the loopback is not both IPv6 and IPv4 here";
+  run_test([&]() -> Coro<void> {
+    // A port bound, not listening, on both: refused on both.
+    int first = -1;
+    int second = -1;
+    for (int i = 0; i < 10 && second < 0; ++i) {
+      first = bound_loopback(families[0], 0);
+      second = bound_loopback(families[1], port_of(first));
+      if (second < 0) ::close(first);
+    }
+    EXPECT_GE(second, 0);
+    const int port = port_of(first);
+    asyncio::ConnectionOptions in_turn;
+    asyncio::ConnectionOptions racing;
+    racing.happy_eyeballs_delay = 0.25;
+    std::vector<asyncio::ConnectionOptions> ways{in_turn, racing};
+    for (const asyncio::ConnectionOptions& way : ways) {
+      try {
+        co_await asyncio::open_connection("", port, way);
+        ADD_FAILURE() << "connected to a port nobody listens on";
+      } catch (const asyncio::ConnectionRefusedError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("[::1]:" + std::to_string(port)), std::string::npos) << what;
+        EXPECT_NE(what.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << what;
+      }
+    }
+    asyncio::ConnectionOptions grouped;
+    grouped.all_errors = true;
+    try {
+      co_await asyncio::open_connection("", port, grouped);
+      ADD_FAILURE() << "connected to a port nobody listens on";
+    } catch (const asyncio::ExceptionGroup& group) {
+      EXPECT_EQ(group.exceptions().size(), 2u);
+      for (const std::exception_ptr& e : group.exceptions())
+        EXPECT_THROW(std::rethrow_exception(e), asyncio::ConnectionRefusedError);
+    }
+    asyncio::ConnectionOptions bad;
+    bad.happy_eyeballs_delay = -1;
+    co_await expect_await_throws<std::invalid_argument>(asyncio::open_connection("", port, bad),
+                                                        "a negative delay", "happy_eyeballs_delay");
+    asyncio::ConnectionOptions not_here;
+    not_here.interleave = 1;
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::open_unix_connection("/nonexistent", not_here), "interleave on a Unix socket",
+        "host name");
+    ::close(first);
+    ::close(second);
+  }());
+}

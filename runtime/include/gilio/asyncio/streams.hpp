@@ -306,7 +306,12 @@ class StreamWriter {
   detail::StreamRef s_;
 };
 
-// Connects to host:port (a name is resolved without blocking the loop).
+// Connects to host:port (a name is resolved without blocking the loop; an empty host is the
+// loopback addresses, as Python's None). A name with several addresses is tried address by
+// address; if all fail, the error is that of the one address, or, when every address failed
+// with the same errno, that errno's OSError naming them all — a ConnectionRefusedError stays
+// one even when "localhost" is both ::1 and 127.0.0.1 (asyncio raises a plain OSError, "Multiple
+// exceptions: ..."); mixed errnos give an OSError listing each (code(): the first one's).
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, int port, std::size_t limit = kDefaultStreamLimit);
 
@@ -323,6 +328,19 @@ struct ConnectionOptions {
   std::optional<std::string> server_hostname;
   // How long the handshake may take before ConnectionAbortedError (asyncio's 60 s).
   double ssl_handshake_timeout = 60.0;
+  // Happy Eyeballs (RFC 8305), for a host name with several addresses (open_connection and
+  // create_connection with a host; refused by the others): with a delay, the next address is
+  // tried once the attempts begun have run that many seconds without connecting — or at once
+  // when one fails — and the first to connect wins, the others cancelled. Without one (the
+  // default) each address is tried in turn, to its end. RFC 8305 recommends 0.25.
+  std::optional<double> happy_eyeballs_delay;
+  // Reorders the addresses by family before trying them: `interleave` of the first family, then
+  // one of each in turn (RFC 8305's "First Address Family Count"); 0 keeps getaddrinfo's order.
+  // asyncio's default: 1 with a happy_eyeballs_delay, else 0.
+  std::optional<int> interleave;
+  // When every address fails: an ExceptionGroup of each one's OSError (Python 3.12's
+  // all_errors=True) instead of one OSError.
+  bool all_errors = false;
 };
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                             ConnectionOptions options);
