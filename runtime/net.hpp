@@ -62,6 +62,14 @@ Coro<int> connect_to(int fd, const sockaddr_storage& ss);
 // each message.
 void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
                     const std::string& who);
+// The file's half of those checks: a descriptor that is open, not a directory; a count that is
+// not 0; an offset in range.
+void check_sendfile_source(int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
+                           const std::string& who);
+// Whether the file has a position. A pipe or a socket has none: it is read from where it is, as
+// asyncio's fallback reads it, and an offset in it is an error (ESPIPE; asyncio's
+// file.seek(offset) fails alike).
+bool sendfile_source_seekable(int file_fd, std::uint64_t offset, const std::string& who);
 // raise_os_error's exception, caught: for an error to store rather than throw.
 std::exception_ptr os_error_ptr(int err, const std::string& what);
 

@@ -545,6 +545,17 @@ Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protoco
                    StartTlsOptions());
 }
 
+// ---- sendfile ----
+
+Coro<std::size_t> sendfile(Transport transport, int file_fd, std::uint64_t offset,
+                           std::optional<std::size_t> count) {
+  detail::TransportState& t = transport.state("sendfile");
+  t.check_can(detail::PipeEnd::write, "sendfile");
+  if (t.ending() || t.lost()) throw std::runtime_error("sendfile: the transport is closing");
+  if (t.eof_written) throw std::runtime_error("sendfile: the transport's write_eof() was called");
+  co_return co_await t.writer.sendfile(file_fd, offset, count);
+}
+
 // ---- StreamReaderProtocol ----
 
 StreamReaderProtocol::StreamReaderProtocol(StreamReader reader) : reader_(std::move(reader)) {

@@ -440,6 +440,20 @@ void check_sendfile(int sock, int file_fd, std::uint64_t offset, std::optional<s
   if (type < 0) raise_os_error(errno, who + ": socket " + std::to_string(sock));
   if (type != SOCK_STREAM)
     throw std::invalid_argument(who + ": only SOCK_STREAM type sockets are supported");
+  check_sendfile_source(file_fd, offset, count, who);
+}
+
+bool sendfile_source_seekable(int file_fd, std::uint64_t offset, const std::string& who) {
+  if (::lseek(file_fd, 0, SEEK_CUR) >= 0) return true;
+  if (offset != 0) {
+    raise_os_error(ESPIPE, who + ": offset " + std::to_string(offset) + " in descriptor " +
+                               std::to_string(file_fd) + ", which has no position");
+  }
+  return false;
+}
+
+void check_sendfile_source(int file_fd, std::uint64_t offset, std::optional<std::size_t> count,
+                           const std::string& who) {
   struct stat st {};
   if (::fstat(file_fd, &st) != 0) raise_os_error(errno, who + ": file " + std::to_string(file_fd));
   if (S_ISDIR(st.st_mode))
@@ -456,13 +470,7 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t 
   detail::check_sendfile(sock, file_fd, offset, count, "sock_sendfile");
 
   SendfileScope scope{.file = file_fd, .position = offset};
-  // A pipe or a socket has no position: it is read from where it is, as asyncio's fallback
-  // reads it, and an offset in it is an error (asyncio's file.seek(offset) fails alike).
-  scope.seekable = ::lseek(file_fd, 0, SEEK_CUR) >= 0;
-  if (!scope.seekable && offset != 0) {
-    raise_os_error(ESPIPE, "sock_sendfile: offset " + std::to_string(offset) + " in descriptor " +
-                               std::to_string(file_fd) + ", which has no position");
-  }
+  scope.seekable = detail::sendfile_source_seekable(file_fd, offset, "sock_sendfile");
   if (::pipe2(scope.pipe, O_CLOEXEC) != 0) raise_os_error(errno, "sock_sendfile: pipe");
   ::fcntl(scope.pipe[1], F_SETPIPE_SZ, 1 << 20);  // fewer, larger steps; 64 KiB if refused
   const int capacity = ::fcntl(scope.pipe[1], F_GETPIPE_SZ);

@@ -983,19 +983,20 @@ class SendfileHold {
 }  // namespace
 
 namespace {
-// sendfile over TLS, where the kernel can not splice (the bytes must be encrypted): asyncio's
-// _sendfile_fallback — the file read a chunk at a time through the ring, each chunk written
-// and drained.
+// sendfile over TLS, where the kernel can not splice (the bytes must be encrypted), and to a
+// pipe: asyncio's _sendfile_fallback — the file read a chunk at a time through the ring, each
+// chunk written and drained.
 Coro<std::size_t> send_file_by_writes(StreamWriter writer, int file_fd, std::uint64_t offset,
                                       std::optional<std::size_t> count) {
   constexpr std::size_t kChunk = 256 * 1024;
+  const bool seekable = detail::sendfile_source_seekable(file_fd, offset, "StreamWriter.sendfile");
   std::string chunk;
   std::size_t total = 0;
   while (!count || total < *count) {
     const std::size_t want = count ? std::min(kChunk, *count - total) : kChunk;
     chunk.resize(want);
     char* into = chunk.data();
-    const std::uint64_t at = offset + total;
+    const std::uint64_t at = seekable ? offset + total : detail::kNoOffset;
     const int n = co_await detail::IoOp([=](detail::Backend& b, detail::Completion* op) {
       b.read(op, file_fd, into, static_cast<unsigned>(want), at);
     });
@@ -1006,7 +1007,7 @@ Coro<std::size_t> send_file_by_writes(StreamWriter writer, int file_fd, std::uin
     total += static_cast<std::size_t>(n);
     co_await writer.drain();
   }
-  ::lseek(file_fd, static_cast<off_t>(offset + total), SEEK_SET);
+  if (seekable) ::lseek(file_fd, static_cast<off_t>(offset + total), SEEK_SET);
   co_return total;
 }
 }  // namespace
@@ -1015,6 +1016,10 @@ Coro<std::size_t> StreamWriter::sendfile(int file_fd, std::uint64_t offset,
                                          std::optional<std::size_t> count) {
   const detail::StreamRef keep = s_;
   detail::StreamState& s = writable(keep, "StreamWriter.sendfile");
+  if (s.pipe) {  // a subprocess's stdin, a write pipe's transport: no splice to a socket
+    detail::check_sendfile_source(file_fd, offset, count, "StreamWriter.sendfile");
+    co_return co_await send_file_by_writes(*this, file_fd, offset, count);
+  }
   detail::check_sendfile(s.fd, file_fd, offset, count, "StreamWriter.sendfile");  // before waiting
   if (s.tls) co_return co_await send_file_by_writes(*this, file_fd, offset, count);
   SendfileHold hold(s);

@@ -124,6 +124,16 @@ std::string pattern(std::size_t n) {
 
 auto make_recorder = [] { return std::make_shared<Recorder>(); };
 
+// A file holding `content`, already unlinked: its descriptor.
+int file_holding(const std::string& content) {
+  char path[] = "/tmp/gilio_sendfile_XXXXXX";
+  const int fd = ::mkstemp(path);
+  ::unlink(path);
+  if (::write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size()))
+    ADD_FAILURE() << "could not write the file";
+  return fd;
+}
+
 }  // namespace
 
 // asyncio's protocol echo pair: the server's protocol writes back what it receives; the client
@@ -1046,4 +1056,69 @@ TEST(StreamReaderProtocol, AResetFailsTheReadsAfterTheBytesBeforeIt) {
         asyncio::wait_for(reader.readline(), 10.0), "the reset was lost");
     EXPECT_TRUE(reader.exception());
   }());
+}
+
+// loop.sendfile on a transport: the file goes after what the protocol wrote, spliced to the
+// socket; a write while it runs is refused (asyncio's RuntimeError), and writes go on after it;
+// an offset and a count send that part; a closing transport is refused.
+TEST(Protocols, SendfileSendsAFileAfterWhatWasWritten) {
+  const std::string content = pattern(3 << 20);
+  const int file = file_holding(content);
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  run_test([&]() -> Coro<void> {
+    const asyncio::Socket ours{pair[0]};
+    const asyncio::Socket theirs{pair[1]};
+    auto [transport, protocol] = co_await asyncio::connect_accepted_socket(make_recorder, ours);
+    auto [r, w] = co_await asyncio::open_connection(theirs);
+    transport.write(std::string_view("header\n"));
+    auto sending = asyncio::create_task(asyncio::sendfile(transport, file));
+    co_await asyncio::sleep(0);  // it has begun: the peer reads nothing yet, so it cannot end
+    EXPECT_THROW(transport.write(std::string_view("x")), std::runtime_error);
+    EXPECT_EQ(co_await r.readexactly(7 + content.size()), "header\n" + content);
+    EXPECT_EQ(co_await sending, content.size());
+    transport.write(std::string_view("after\n"));
+    EXPECT_EQ(co_await r.readline(), "after\n");
+    const std::optional<std::size_t> count = 100;
+    EXPECT_EQ(co_await asyncio::sendfile(transport, file, 5, count), 100u);
+    EXPECT_EQ(co_await r.readexactly(100), content.substr(5, 100));
+    transport.close();
+    co_await protocol->until_lost();
+    co_await expect_await_throws<std::runtime_error>(asyncio::sendfile(transport, file),
+                                                     "a closed transport sent", "closing");
+    w.close();
+  }());
+  ::close(file);
+}
+
+// A write pipe's transport has no socket to splice to: its sendfile reads the file through the
+// ring and writes it, as asyncio's fallback does; a read pipe's is refused.
+TEST(PipeTransports, SendfileToAWritePipeWritesTheFile) {
+  const std::string content = pattern(1 << 20);
+  const int file = file_holding(content);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  run_test([&]() -> Coro<void> {
+    auto [in, reader] = co_await asyncio::connect_read_pipe(make_recorder, p[0]);
+    auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, p[1]);
+    EXPECT_EQ(co_await asyncio::sendfile(out, file, 0), content.size());
+    EXPECT_EQ(::lseek(file, 0, SEEK_CUR), static_cast<off_t>(content.size()));
+    // A source with no position (a pipe) is read from where it is, to its EOF; an offset in it
+    // is an error.
+    int source[2];
+    EXPECT_EQ(::pipe2(source, O_CLOEXEC), 0);
+    EXPECT_EQ(::write(source[1], "and a pipe\n", 11), 11);
+    ::close(source[1]);
+    co_await expect_await_throws<asyncio::OSError>(asyncio::sendfile(out, source[0], 3),
+                                                   "an offset in a pipe", "no position");
+    EXPECT_EQ(co_await asyncio::sendfile(out, source[0]), 11u);
+    ::close(source[0]);
+    out.close();
+    co_await reader->until_lost();
+    EXPECT_TRUE(reader->data == content + "and a pipe\n")
+        << reader->data.size() << " bytes of " << content.size() + 11;
+    co_await expect_await_throws<std::runtime_error>(asyncio::sendfile(in, file),
+                                                     "a read pipe sent", "read pipe");
+  }());
+  ::close(file);
 }

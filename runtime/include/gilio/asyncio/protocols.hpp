@@ -41,6 +41,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -195,10 +196,20 @@ class Transport {
  private:
   friend Coro<Transport> start_tls(Transport transport, std::shared_ptr<Protocol> protocol,
                                    ssl::SSLContext context, StartTlsOptions options);
+  friend Coro<std::size_t> sendfile(Transport transport, int file_fd, std::uint64_t offset,
+                                    std::optional<std::size_t> count);
   void write_owned(std::string data);
   detail::TransportState& state(const char* who) const;
   std::shared_ptr<detail::TransportState> s_;
 };
+
+// loop.sendfile(transport, file, offset, count): StreamWriter::sendfile on the transport's
+// connection — after what is buffered, `count` bytes of `file_fd` from `offset` (std::nullopt:
+// to its end) spliced to the socket, or read and written over TLS and to a write pipe — and
+// returns how many. write() meanwhile throws std::runtime_error, as asyncio's does.
+// std::runtime_error for a transport that is closing or a read pipe's.
+Coro<std::size_t> sendfile(Transport transport, int file_fd, std::uint64_t offset = 0,
+                           std::optional<std::size_t> count = std::nullopt);
 
 // What create_server and create_unix_server call for each connection: a new protocol.
 using ProtocolFactory = std::function<std::shared_ptr<Protocol>()>;

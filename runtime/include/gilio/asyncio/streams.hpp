@@ -257,7 +257,8 @@ class StreamWriter {
   // been sent, sends `count` bytes of the file `file_fd` from `offset` (std::nullopt: to its
   // end; a pipe: to its EOF) by splice, as loop.sock_sendfile does, and returns how many.
   // write() meanwhile throws, as asyncio's does; close() waits for it. The file's position is
-  // left after the last byte sent. Errors are sock_sendfile's.
+  // left after the last byte sent. Errors are sock_sendfile's. Over TLS, and to a pipe (a
+  // subprocess's stdin), it falls back to reading the file and writing it, as asyncio does.
   Coro<std::size_t> sendfile(int file_fd, std::uint64_t offset = 0,
                              std::optional<std::size_t> count = std::nullopt);
   // Sends FIN after the buffered data (half-close); reading goes on. Over TLS,
