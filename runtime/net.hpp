@@ -102,6 +102,11 @@ Coro<void> start_tls_on(const StreamWriter& writer, const ssl::SSLContext& conte
                         bool server_side, const std::string& server_hostname,
                         double ssl_handshake_timeout);
 void unread(const StreamReader& reader, std::string_view bytes);
+// asyncio's _interleave_addrinfos (open_connection's `interleave`): the addresses grouped by
+// family in order of first appearance; `first_count` - 1 of the first family, then one of each
+// family in turn. Not empty.
+std::vector<sockaddr_storage> interleaved(const std::vector<sockaddr_storage>& addresses,
+                                          int first_count);
 // Ends the read waiting on a socket stream, if one is: it throws ReadInterrupted, or returns what
 // it got if its receive completed first. Nothing received is lost: it stays in the buffer.
 struct ReadInterrupted {};

@@ -1243,6 +1243,30 @@ Coro<void> start_tls_on(const StreamWriter& writer, const ssl::SSLContext& conte
   co_await upgrade(WriterAccess::state(writer), context, server_side, server_hostname,
                    ssl_handshake_timeout, "start_tls");
 }
+std::vector<sockaddr_storage> interleaved(const std::vector<sockaddr_storage>& addresses,
+                                          int first_count) {
+  std::vector<std::vector<sockaddr_storage>> families;
+  for (const sockaddr_storage& ss : addresses) {
+    auto same = std::find_if(families.begin(), families.end(),
+                             [&](const auto& f) { return f[0].ss_family == ss.ss_family; });
+    if (same == families.end()) {
+      families.emplace_back(1, ss);
+    } else {
+      same->push_back(ss);
+    }
+  }
+  std::vector<sockaddr_storage> out;
+  std::vector<std::size_t> taken(families.size(), 0);
+  while (static_cast<int>(taken[0]) < first_count - 1 && taken[0] < families[0].size())
+    out.push_back(families[0][taken[0]++]);
+  while (out.size() < addresses.size()) {
+    for (std::size_t f = 0; f < families.size(); ++f) {
+      if (taken[f] < families[f].size()) out.push_back(families[f][taken[f]++]);
+    }
+  }
+  return out;
+}
+
 void interrupt_read(const StreamReader& reader) {
   state_of(ReaderAccess::state(reader)).interrupt_read();
 }
@@ -1340,34 +1364,6 @@ Coro<int> connect_new_socket(sockaddr_storage ss) {
   if (err == 0) co_return fd;
   ::close(fd);
   co_return -err;
-}
-
-// asyncio's _interleave_addrinfos: the addresses grouped by family in order of first
-// appearance, then `first_count` of the first family, then one of each family in turn.
-std::vector<sockaddr_storage> interleaved(const std::vector<sockaddr_storage>& addresses,
-                                          int first_count) {
-  std::vector<std::vector<sockaddr_storage>> families;
-  for (const sockaddr_storage& ss : addresses) {
-    auto same = std::find_if(families.begin(), families.end(),
-                             [&](const auto& f) { return f[0].ss_family == ss.ss_family; });
-    if (same == families.end()) {
-      families.emplace_back(1, ss);
-    } else {
-      same->push_back(ss);
-    }
-  }
-  std::vector<sockaddr_storage> out;
-  std::vector<std::size_t> taken(families.size(), 0);
-  for (; taken[0] < families[0].size() && taken[0] < static_cast<std::size_t>(first_count);
-       ++taken[0]) {
-    out.push_back(families[0][taken[0]]);
-  }
-  while (out.size() < addresses.size()) {
-    for (std::size_t f = 0; f < families.size(); ++f) {
-      if (taken[f] < families[f].size()) out.push_back(families[f][taken[f]++]);
-    }
-  }
-  return out;
 }
 
 // What open_connection tries, and how (ConnectionOptions' Happy Eyeballs fields).
@@ -1504,7 +1500,8 @@ Coro<int> connect_host(std::string host, int port, const ConnectionOptions& opti
   Attempts a;
   a.target = (host.empty() ? std::string("loopback") : host) + ":" + std::to_string(port);
   a.addresses = co_await detail::resolve(std::move(host), port, SOCK_STREAM);
-  if (interleave > 0 && a.addresses.size() > 1) a.addresses = interleaved(a.addresses, interleave);
+  if (interleave > 0 && a.addresses.size() > 1)
+    a.addresses = detail::interleaved(a.addresses, interleave);
   a.errors.resize(a.addresses.size());
   const int fd = delay && a.addresses.size() > 1 ? co_await connect_staggered(a, *delay)
                                                  : co_await connect_in_turn(a);
