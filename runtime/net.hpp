@@ -41,7 +41,8 @@ int socket_option(int fd, int name);
 // The socket's own address, the same way ("(closed)" if it has none to give).
 std::string name_of(int fd);
 // Numeric addresses directly; names through getaddrinfo in the default executor.
-Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype);
+Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype,
+                                            int family = AF_UNSPEC);
 socklen_t address_length(const sockaddr_storage& ss);
 // A Unix domain socket's address: a path, or with a leading NUL a name in Linux's abstract
 // namespace. std::invalid_argument if empty or holding a NUL, OSError if too long; `who` names

@@ -133,9 +133,10 @@ std::string name_of(int fd) {
   return describe_address(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port, int socktype) {
+std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port, int socktype,
+                                               int family) {
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_family = family;
   hints.ai_socktype = socktype;
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
@@ -154,7 +155,7 @@ std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port
   return out;
 }
 
-Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype) {
+Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype, int family) {
   if (port < 0 || port > 65535) {
     throw std::invalid_argument("port must be 0-65535, got " + std::to_string(port));
   }
@@ -162,17 +163,18 @@ Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int sock
   sockaddr_storage ss{};
   auto* in = reinterpret_cast<sockaddr_in*>(&ss);
   auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+  // (An address of another family than the one asked for goes to getaddrinfo, which refuses it.)
+  if (family != AF_INET6 && ::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
     in->sin_family = AF_INET;
     in->sin_port = htons(static_cast<std::uint16_t>(port));
     co_return std::vector<sockaddr_storage>{ss};
   }
-  if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+  if (family != AF_INET && ::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
     in6->sin6_family = AF_INET6;
     in6->sin6_port = htons(static_cast<std::uint16_t>(port));
     co_return std::vector<sockaddr_storage>{ss};
   }
-  co_return co_await to_thread(resolve_blocking, host, port, socktype);
+  co_return co_await to_thread(resolve_blocking, host, port, socktype, family);
 }
 
 socklen_t address_length(const sockaddr_storage& ss) {

@@ -1348,12 +1348,36 @@ std::pair<StreamReader, StreamWriter> make_streams(
   return {StreamReader(state), StreamWriter(state)};
 }
 
+// Binds `fd`, a new socket for `to`, to the first of `locals` of its family that will take it;
+// else closes it and throws the last bind's OSError, or EAFNOSUPPORT if none is of its family.
+void bind_local(int fd, const sockaddr_storage& to, const std::vector<sockaddr_storage>& locals) {
+  int err = 0;
+  const sockaddr_storage* tried = nullptr;
+  for (const sockaddr_storage& local : locals) {
+    if (local.ss_family != to.ss_family) continue;
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&local), detail::address_length(local)) == 0)
+      return;
+    err = errno;
+    tried = &local;
+  }
+  ::close(fd);
+  auto name = [](const sockaddr_storage& ss) {
+    return detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
+                                    detail::address_length(ss));
+  };
+  if (tried != nullptr) raise_os_error(err, "bind to local address " + name(*tried));
+  raise_os_error(EAFNOSUPPORT, "connect to " + name(to) + ": no local_addr address of its family");
+}
+
 // A new socket connected to `ss`: its descriptor, or -errno (a socket that could not be made,
 // or that failed to connect and was closed again). Cancelled, it closes the socket before the
 // CancelledError goes on. `ss` is a copy: a Happy Eyeballs attempt may outlive its caller.
-Coro<int> connect_new_socket(sockaddr_storage ss) {
+// With `locals` (local_addr's addresses), it is first bound to one of its family, as asyncio's
+// create_connection binds: an OSError if none will do.
+Coro<int> connect_new_socket(sockaddr_storage ss, std::vector<sockaddr_storage> locals) {
   const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) co_return -errno;  // EAFNOSUPPORT where IPv6 is off: the next address may do
+  if (!locals.empty()) bind_local(fd, ss, locals);
   int err = 0;
   try {
     err = co_await detail::connect_to(fd, ss);
@@ -1371,8 +1395,11 @@ struct Attempts {
   std::string target;  // "host:port", for the errors
   std::vector<sockaddr_storage> addresses;
   std::vector<std::exception_ptr> errors;  // each address's, in the addresses' order
-  // The error of an attempt that failed with errno `err`.
+  std::vector<int> connect_errno;          // ... its connect's errno; 0: it failed before
+  std::vector<sockaddr_storage> locals;    // local_addr's addresses, if given
+  // The error of an attempt whose connect failed with errno `err`.
   void failed(std::size_t i, int err) {
+    connect_errno[i] = err;
     std::string what = "connect to " + target;
     if (addresses.size() > 1) {
       what += " at " + detail::describe_address(reinterpret_cast<const sockaddr*>(&addresses[i]),
@@ -1385,7 +1412,13 @@ struct Attempts {
 // Each address in turn, each attempt to its end: the first descriptor connected, or -1.
 Coro<int> connect_in_turn(Attempts& a) {
   for (std::size_t i = 0; i < a.addresses.size(); ++i) {
-    const int fd = co_await connect_new_socket(a.addresses[i]);
+    int fd = -1;
+    try {
+      fd = co_await connect_new_socket(a.addresses[i], a.locals);
+    } catch (const OSError&) {  // no local address would do
+      a.errors[i] = std::current_exception();
+      continue;
+    }
     if (fd >= 0) co_return fd;
     a.failed(i, -fd);
   }
@@ -1414,7 +1447,8 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
   try {
     while (winner < 0) {
       if (next < a.addresses.size()) {
-        running.push_back(Running{create_task(connect_new_socket(a.addresses[next])), next});
+        running.push_back(
+            Running{create_task(connect_new_socket(a.addresses[next], a.locals)), next});
         ++next;
       }
       if (running.empty()) break;  // every address has failed
@@ -1428,6 +1462,10 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
       for (Running& r : running) {
         if (!r.task.done()) {
           still.push_back(std::move(r));
+          continue;
+        }
+        if (r.task.exception() != nullptr) {  // no local address would do
+          a.errors[r.index] = r.task.exception();
           continue;
         }
         const int fd = r.task.result();
@@ -1458,8 +1496,13 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
 // When every address failed: asyncio's choice of error (see open_connection in streams.hpp).
 [[noreturn]] void raise_connect_errors(Attempts& a, bool all_errors) {
   std::vector<std::exception_ptr> errors;
-  for (std::exception_ptr& e : a.errors)
-    if (e) errors.push_back(std::move(e));
+  bool one_connect_errno = true;  // every attempt's connect failed, each with the same errno
+  for (std::size_t i = 0; i < a.errors.size(); ++i) {
+    if (!a.errors[i]) continue;
+    one_connect_errno = one_connect_errno && a.connect_errno[i] != 0 &&
+                        (errors.empty() || a.connect_errno[i] == a.connect_errno.front());
+    errors.push_back(a.errors[i]);
+  }
   if (errors.empty()) raise_os_error(EADDRNOTAVAIL, "connect to " + a.target + ": no address");
   if (all_errors) throw ExceptionGroup("create_connection failed", std::move(errors));
   if (errors.size() == 1) std::rethrow_exception(errors[0]);
@@ -1473,7 +1516,7 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
       each += (each.empty() ? "" : ", ") + std::string(os.what());
     }
   }
-  if (std::all_of(codes.begin(), codes.end(), [&](int c) { return c == codes[0]; })) {
+  if (one_connect_errno) {
     std::string tried;
     for (const sockaddr_storage& ss : a.addresses) {
       tried += (tried.empty() ? "" : ", ") +
@@ -1499,10 +1542,15 @@ Coro<int> connect_host(std::string host, int port, const ConnectionOptions& opti
   }
   Attempts a;
   a.target = (host.empty() ? std::string("loopback") : host) + ":" + std::to_string(port);
-  a.addresses = co_await detail::resolve(std::move(host), port, SOCK_STREAM);
+  a.addresses = co_await detail::resolve(std::move(host), port, SOCK_STREAM, options.family);
+  if (options.local_addr) {
+    a.locals = co_await detail::resolve(options.local_addr->first, options.local_addr->second,
+                                        SOCK_STREAM, options.family);
+  }
   if (interleave > 0 && a.addresses.size() > 1)
     a.addresses = detail::interleaved(a.addresses, interleave);
   a.errors.resize(a.addresses.size());
+  a.connect_errno.resize(a.addresses.size());
   const int fd = delay && a.addresses.size() > 1 ? co_await connect_staggered(a, *delay)
                                                  : co_await connect_in_turn(a);
   if (fd < 0) raise_connect_errors(a, options.all_errors);
@@ -1512,10 +1560,11 @@ Coro<int> connect_host(std::string host, int port, const ConnectionOptions& opti
 
 // The Happy Eyeballs fields are for a host name's addresses: refused where there is none.
 void check_no_host_options(const ConnectionOptions& options, const char* who) {
-  if (options.happy_eyeballs_delay || options.interleave || options.all_errors) {
+  if (options.happy_eyeballs_delay || options.interleave || options.all_errors ||
+      options.family != AF_UNSPEC || options.local_addr) {
     throw std::invalid_argument(std::string(who) +
-                                ": happy_eyeballs_delay, interleave and all_errors are for a "
-                                "host name's addresses");
+                                ": happy_eyeballs_delay, interleave, all_errors, family and "
+                                "local_addr are for a host name's addresses");
   }
 }
 }  // namespace
@@ -1554,7 +1603,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock,
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
                                                                  std::size_t limit) {
   const sockaddr_storage ss = detail::unix_address(path, "open_unix_connection");
-  const int fd = co_await connect_new_socket(ss);
+  const std::vector<sockaddr_storage> no_local;  // (named: g++ 12 mishandles a {} in co_await)
+  const int fd = co_await connect_new_socket(ss, no_local);
   if (fd < 0) {
     raise_os_error(-fd, "connect to unix socket " +
                             detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),

@@ -2897,3 +2897,55 @@ TEST(Streams, InterleaveOrdersAddressesAsAsyncioDoes) {
                                                address(AF_INET6, 2)};
   EXPECT_EQ(names(asyncio::detail::interleaved(v4_first, 1)), (Names{"4:1", "6:1", "6:2"}));
 }
+
+// family= keeps the host's addresses of one family: the empty host is then one loopback address,
+// and a numeric address of the other family does not resolve. local_addr= binds the socket
+// first, to an address of its family: the server sees the connection come from there; with no
+// address of that family, an OSError saying so.
+TEST(Streams, FamilyAndLocalAddrChooseTheAddresses) {
+  run_test([]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    const int port = server.port();
+    asyncio::ConnectionOptions v4;
+    v4.family = AF_INET;
+    auto [r, w] = co_await asyncio::open_connection("", port, v4);
+    EXPECT_EQ(w.peername(), "127.0.0.1:" + std::to_string(port));
+    w.close();
+    asyncio::ConnectionOptions v6;
+    v6.family = AF_INET6;
+    if (loopback_families().size() >= 2) {
+      try {
+        co_await asyncio::open_connection("", port, v6);
+        ADD_FAILURE() << "connected over IPv6 to a server on 127.0.0.1";
+      } catch (const asyncio::ConnectionRefusedError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("loopback:" + std::to_string(port)), std::string::npos) << what;
+        EXPECT_EQ(what.find("127.0.0.1"), std::string::npos) << what;
+      }
+    }
+    EXPECT_THROW(co_await asyncio::open_connection("127.0.0.1", port, v6),
+                 asyncio::NameResolutionError);
+
+    // A local port of our choosing: bound and let go, then asked for.
+    const int probe = bound_loopback(AF_INET, 0);
+    const int local_port = port_of(probe);
+    ::close(probe);
+    asyncio::ConnectionOptions from;
+    from.local_addr = std::pair<std::string, int>("127.0.0.1", local_port);
+    {
+      auto [r2, w2] = co_await asyncio::open_connection("127.0.0.1", port, from);
+      EXPECT_EQ(w2.sockname(), "127.0.0.1:" + std::to_string(local_port));
+      w2.write("from here\n");
+      EXPECT_EQ(co_await r2.readline(), "from here\n");
+      w2.close();
+      co_await w2.wait_closed();
+    }
+    asyncio::ConnectionOptions wrong_family;
+    wrong_family.local_addr = std::pair<std::string, int>("::1", 0);
+    co_await expect_await_throws<asyncio::OSError>(
+        asyncio::open_connection("127.0.0.1", port, wrong_family), "bound to an IPv6 address",
+        "no local_addr address of its family");
+    server.close();
+    co_await server.wait_closed();
+  }());
+}

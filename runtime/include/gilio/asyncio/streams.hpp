@@ -342,6 +342,11 @@ struct ConnectionOptions {
   // When every address fails: an ExceptionGroup of each one's OSError (Python 3.12's
   // all_errors=True) instead of one OSError.
   bool all_errors = false;
+  // Only the host's addresses of this family (AF_INET, AF_INET6); 0 (AF_UNSPEC): all.
+  int family = 0;
+  // Binds each socket before it connects, to an address of its family among those the host and
+  // port (0: any) resolve to, as asyncio's local_addr=; OSError if none will take it.
+  std::optional<std::pair<std::string, int>> local_addr;
 };
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                             ConnectionOptions options);
