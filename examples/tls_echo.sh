@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # examples/tls_echo.sh — makes a self-signed certificate for localhost (and 127.0.0.1) with the
-# openssl command, valid for a day, then runs examples/tls_echo with it.
-# Usage: tls_echo.sh TLS_ECHO
+# openssl command, valid for a day, then runs a TLS example with it (tls_echo, starttls).
+# Usage: tls_echo.sh EXAMPLE
 set -euo pipefail
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
