@@ -40,9 +40,11 @@ std::string peer_of(int fd);
 int socket_option(int fd, int name);
 // The socket's own address, the same way ("(closed)" if it has none to give).
 std::string name_of(int fd);
-// Numeric addresses directly; names through getaddrinfo in the default executor.
+// Numeric addresses directly; names through getaddrinfo in the default executor, asked for
+// `family` only (AF_UNSPEC: any) with getaddrinfo's `flags` (AI_PASSIVE: an empty host is every
+// interface, not the loopback).
 Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype,
-                                            int family = AF_UNSPEC);
+                                            int family = AF_UNSPEC, int flags = 0);
 socklen_t address_length(const sockaddr_storage& ss);
 // A Unix domain socket's address: a path, or with a leading NUL a name in Linux's abstract
 // namespace. std::invalid_argument if empty or holding a NUL, OSError if too long; `who` names

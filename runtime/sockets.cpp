@@ -134,9 +134,10 @@ std::string name_of(int fd) {
 }
 
 std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port, int socktype,
-                                               int family) {
+                                               int family, int flags) {
   addrinfo hints{};
   hints.ai_family = family;
+  hints.ai_flags = flags;
   hints.ai_socktype = socktype;
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
@@ -155,7 +156,8 @@ std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port
   return out;
 }
 
-Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype, int family) {
+Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype, int family,
+                                            int flags) {
   if (port < 0 || port > 65535) {
     throw std::invalid_argument("port must be 0-65535, got " + std::to_string(port));
   }
@@ -174,7 +176,7 @@ Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int sock
     in6->sin6_port = htons(static_cast<std::uint16_t>(port));
     co_return std::vector<sockaddr_storage>{ss};
   }
-  co_return co_await to_thread(resolve_blocking, host, port, socktype, family);
+  co_return co_await to_thread(resolve_blocking, host, port, socktype, family, flags);
 }
 
 socklen_t address_length(const sockaddr_storage& ss) {

@@ -18,6 +18,7 @@
 // so are the pipes of pipe transports (protocols.cpp), written with a write instead of a send.
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -1699,10 +1700,21 @@ ServerOptions with_limit(std::size_t limit) {
   return options;
 }
 
-// reuse_port needs a TCP socket that the server itself binds.
-void refuse_reuse_port(const ServerOptions& options, const char* who) {
+// reuse_port and family need a TCP socket that the server itself binds.
+void refuse_bind_options(const ServerOptions& options, const char* who) {
   if (options.reuse_port)
     throw std::invalid_argument(std::string(who) + ": reuse_port is for TCP servers that bind");
+  if (options.family != AF_UNSPEC)
+    throw std::invalid_argument(std::string(who) + ": family is for TCP servers that bind");
+}
+
+void set_port(sockaddr_storage& ss, int port) {
+  const auto p = htons(static_cast<std::uint16_t>(port));
+  if (ss.ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = p;
+  } else {
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = p;
+  }
 }
 
 // The port a TCP socket is bound to.
@@ -1748,13 +1760,22 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
                           ServerOptions options) {
   auto state = new_server(std::move(handler), options, "start_server");
-  // g++ 12 bug: a temporary made by ?: inside a co_await expression is freed twice; name it.
-  std::string bind_host = host.empty() ? std::string("0.0.0.0") : host;
-  const auto addresses = co_await detail::resolve(std::move(bind_host), port, SOCK_STREAM);
-  const std::string where = host + ":" + std::to_string(port);
-  for (const sockaddr_storage& ss : addresses) {
-    const int fd = make_socket(ss.ss_family);
+  // An empty host is every interface, of both families unless `family` says one (asyncio's
+  // AI_PASSIVE look-up of None).
+  const auto addresses =
+      co_await detail::resolve(host, port, SOCK_STREAM, options.family, AI_PASSIVE);
+  for (sockaddr_storage ss : addresses) {
+    // Port 0 on several addresses: the first one's port for all (asyncio gives each socket an
+    // ephemeral port of its own, so server.port() could name only one).
+    if (state->port != 0) set_port(ss, state->port);
+    const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      if (errno == EAFNOSUPPORT && addresses.size() > 1) continue;  // no IPv6 here: as asyncio
+      raise_os_error(errno, "start_server: socket");
+    }
     state->listeners.push_back(fd);
+    const std::string where = detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
+                                                       detail::address_length(ss));
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
@@ -1766,6 +1787,8 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port,
     }
     if (state->port == 0) state->port = bound_port(fd);
   }
+  if (state->listeners.empty())
+    raise_os_error(EAFNOSUPPORT, "start_server: no address of " + host + " can be listened on");
   state->where = "port " + std::to_string(state->port);
   co_return started(state, options);
 }
@@ -1775,7 +1798,7 @@ Coro<Server> start_server(ClientConnected handler, Socket sock, std::size_t limi
 }
 
 Coro<Server> start_server(ClientConnected handler, Socket sock, ServerOptions options) {
-  refuse_reuse_port(options, "start_server(Socket)");
+  refuse_bind_options(options, "start_server(Socket)");
   const int family = check_callers_socket(sock, true, "start_server");
   auto state = new_server(std::move(handler), options, "start_server");
   state->tcp = family == AF_INET || family == AF_INET6;
@@ -1802,7 +1825,7 @@ Coro<Server> start_unix_server(ClientConnected handler, std::string path, std::s
 }
 
 Coro<Server> start_unix_server(ClientConnected handler, std::string path, ServerOptions options) {
-  refuse_reuse_port(options, "start_unix_server");
+  refuse_bind_options(options, "start_unix_server");
   auto state = new_server(std::move(handler), options, "start_unix_server");
   state->tcp = false;
   const sockaddr_storage ss = detail::unix_address(path, "start_unix_server");

@@ -2949,3 +2949,40 @@ TEST(Streams, FamilyAndLocalAddrChooseTheAddresses) {
     co_await server.wait_closed();
   }());
 }
+
+// An empty host is every interface of both families, as asyncio's None: one port for all, so the
+// server is reached at 127.0.0.1 and at ::1 on server.port(); family= keeps one of them.
+TEST(Server, AnEmptyHostListensOnEveryInterfaceOfBothFamilies) {
+  const std::vector<int> families = loopback_families();
+  const bool dual = families.size() >= 2 && families[0] != families[1];
+  run_test([dual]() -> Coro<void> {
+    auto server = co_await asyncio::start_server(echo_lines, "", 0);
+    const int port = server.port();
+    std::vector<std::string> hosts{"127.0.0.1"};
+    if (dual) hosts.push_back("::1");
+    for (const std::string& host : hosts) {
+      auto [r, w] = co_await asyncio::open_connection(host, port);
+      w.write("hello\n");
+      EXPECT_EQ(co_await r.readline(), "hello\n") << host;
+      w.close();
+      co_await w.wait_closed();
+    }
+    server.close();
+    co_await server.wait_closed();
+
+    asyncio::ServerOptions v4;
+    v4.family = AF_INET;
+    auto only_v4 = co_await asyncio::start_server(echo_lines, "", 0, v4);
+    if (dual) {
+      co_await expect_await_throws<asyncio::ConnectionRefusedError>(
+          asyncio::open_connection("::1", only_v4.port()), "reached over IPv6");
+    }
+    auto [r, w] = co_await asyncio::open_connection("127.0.0.1", only_v4.port());
+    w.close();
+    only_v4.close();
+    co_await only_v4.wait_closed();
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_unix_server(echo_lines, "/tmp/gilio-never-bound", v4), "a Unix family",
+        "family is for TCP servers");
+  }());
+}

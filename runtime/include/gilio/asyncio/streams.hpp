@@ -396,6 +396,9 @@ struct ServerOptions {
   // mode, as gilio does).
   std::optional<ssl::SSLContext> ssl;
   double ssl_handshake_timeout = 60.0;  // seconds, per connection
+  // Only the host's addresses of this family (AF_INET, AF_INET6); 0 (AF_UNSPEC): all — for an
+  // empty host, every interface of both families.
+  int family = 0;
 };
 
 // asyncio.Server: a copyable handle.
@@ -426,7 +429,8 @@ class Server {
   std::shared_ptr<detail::ServerState> s_;
 };
 
-// Listens on host:port ("" or "0.0.0.0": every IPv4 interface; "::": IPv6) and runs
+// Listens on host:port ("": every interface, IPv4 and IPv6, as asyncio's None; "0.0.0.0": every
+// IPv4 one; "::": every IPv6 one; a name: each of its addresses, all on one port) and runs
 // handler(reader, writer) as a task for each connection. An exception from a handler goes to the
 // loop's exception handler and closes that connection only. (With g++ 12, pass a capturing lambda
 // as a named variable, not as a temporary inside the co_await expression: g++ 12 destroys such a
