@@ -102,10 +102,6 @@ struct DatagramState {
 
 namespace {
 
-std::string where_of(const sockaddr_storage& ss) {
-  return describe_address(reinterpret_cast<const sockaddr*>(&ss), address_length(ss));
-}
-
 // A datagram's sender as datagram_received gives it: a numeric host and a port, or a Unix
 // socket's path ("" if it is not bound) and 0.
 std::pair<std::string, int> sender_of(const sockaddr_storage& from, socklen_t len) {

@@ -35,6 +35,8 @@ namespace gilio::asyncio::detail {
 std::pair<std::string, int> host_and_port(const sockaddr* sa);
 // `len`: the address's length, as the kernel gave it (a Unix socket's name depends on it).
 std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
+// The same for an address kept in a sockaddr_storage.
+std::string where_of(const sockaddr_storage& ss);
 std::string peer_of(int fd);
 // An int option of level SOL_SOCKET (SO_TYPE, SO_DOMAIN, SO_ACCEPTCONN), or -1 with errno set.
 int socket_option(int fd, int name);

@@ -113,6 +113,10 @@ std::string describe_address(const sockaddr* sa, socklen_t len) {
   return "(address family " + std::to_string(sa->sa_family) + ")";
 }
 
+std::string where_of(const sockaddr_storage& ss) {
+  return describe_address(reinterpret_cast<const sockaddr*>(&ss), address_length(ss));
+}
+
 std::string peer_of(int fd) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;

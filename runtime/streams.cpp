@@ -1362,12 +1362,9 @@ void bind_local(int fd, const sockaddr_storage& to, const std::vector<sockaddr_s
     tried = &local;
   }
   ::close(fd);
-  auto name = [](const sockaddr_storage& ss) {
-    return detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
-                                    detail::address_length(ss));
-  };
-  if (tried != nullptr) raise_os_error(err, "bind to local address " + name(*tried));
-  raise_os_error(EAFNOSUPPORT, "connect to " + name(to) + ": no local_addr address of its family");
+  if (tried != nullptr) raise_os_error(err, "bind to local address " + detail::where_of(*tried));
+  raise_os_error(EAFNOSUPPORT,
+                 "connect to " + detail::where_of(to) + ": no local_addr address of its family");
 }
 
 // A new socket connected to `ss`: its descriptor, or -errno (a socket that could not be made,
@@ -1403,8 +1400,7 @@ struct Attempts {
     connect_errno[i] = err;
     std::string what = "connect to " + target;
     if (addresses.size() > 1) {
-      what += " at " + detail::describe_address(reinterpret_cast<const sockaddr*>(&addresses[i]),
-                                                detail::address_length(addresses[i]));
+      what += " at " + detail::where_of(addresses[i]);
     }
     errors[i] = detail::os_error_ptr(err, what);
   }
@@ -1520,9 +1516,7 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
   if (one_connect_errno) {
     std::string tried;
     for (const sockaddr_storage& ss : a.addresses) {
-      tried += (tried.empty() ? "" : ", ") +
-               detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
-                                        detail::address_length(ss));
+      tried += (tried.empty() ? "" : ", ") + detail::where_of(ss);
     }
     raise_os_error(codes[0], "connect to " + a.target + " at each of " + tried);
   }
@@ -1607,9 +1601,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
   const std::vector<sockaddr_storage> no_local;  // (named: g++ 12 mishandles a {} in co_await)
   const int fd = co_await connect_new_socket(ss, no_local);
   if (fd < 0) {
-    raise_os_error(-fd, "connect to unix socket " +
-                            detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
-                                                     detail::address_length(ss)));
+    raise_os_error(-fd, "connect to unix socket " + detail::where_of(ss));
   }
   co_return make_streams(fd, limit);
 }
@@ -1774,8 +1766,7 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port,
       raise_os_error(errno, "start_server: socket");
     }
     state->listeners.push_back(fd);
-    const std::string where = detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
-                                                       detail::address_length(ss));
+    const std::string where = detail::where_of(ss);
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
@@ -1830,8 +1821,7 @@ Coro<Server> start_unix_server(ClientConnected handler, std::string path, Server
   state->tcp = false;
   const sockaddr_storage ss = detail::unix_address(path, "start_unix_server");
   const bool abstract = path[0] == '\0';
-  state->where = "unix socket " + detail::describe_address(reinterpret_cast<const sockaddr*>(&ss),
-                                                           detail::address_length(ss));
+  state->where = "unix socket " + detail::where_of(ss);
   detail::remove_stale_socket_file(path);
   struct stat st;
   const int fd = make_socket(AF_UNIX);
