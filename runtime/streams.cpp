@@ -1406,22 +1406,6 @@ struct Attempts {
   }
 };
 
-// Each address in turn, each attempt to its end: the first descriptor connected, or -1.
-Coro<int> connect_in_turn(Attempts& a) {
-  for (std::size_t i = 0; i < a.addresses.size(); ++i) {
-    int fd = -1;
-    try {
-      fd = co_await connect_new_socket(a.addresses[i], a.locals);
-    } catch (const OSError&) {  // no local address would do
-      a.errors[i] = std::current_exception();
-      continue;
-    }
-    if (fd >= 0) co_return fd;
-    a.failed(i, -fd);
-  }
-  co_return -1;
-}
-
 // A Happy Eyeballs attempt let go of (cancelled, or beaten by another): if it connects anyway,
 // its socket is closed.
 void close_if_connected(Task<int> attempt) {
@@ -1431,7 +1415,9 @@ void close_if_connected(Task<int> attempt) {
 
 // asyncio's staggered_race over the addresses: an attempt starts, and the next one starts when
 // `delay` seconds pass with none connected, or at once when one fails; the first to connect
-// wins and the others are cancelled. Returns its descriptor, or -1 if every attempt failed.
+// wins and the others are cancelled. A negative delay never starts the next early: each address
+// is tried in turn, to its end (asyncio's way without Happy Eyeballs). Returns the descriptor,
+// or -1 if every attempt failed.
 Coro<int> connect_staggered(Attempts& a, double delay) {
   struct Running {
     Task<int> task;
@@ -1494,33 +1480,34 @@ Coro<int> connect_staggered(Attempts& a, double delay) {
 [[noreturn]] void raise_connect_errors(Attempts& a, bool all_errors) {
   std::vector<std::exception_ptr> errors;
   bool one_connect_errno = true;  // every attempt's connect failed, each with the same errno
+  int first_errno = 0;
   for (std::size_t i = 0; i < a.errors.size(); ++i) {
     if (!a.errors[i]) continue;
-    one_connect_errno = one_connect_errno && a.connect_errno[i] != 0 &&
-                        (errors.empty() || a.connect_errno[i] == a.connect_errno.front());
+    if (errors.empty()) first_errno = a.connect_errno[i];
+    one_connect_errno =
+        one_connect_errno && a.connect_errno[i] != 0 && a.connect_errno[i] == first_errno;
     errors.push_back(a.errors[i]);
   }
   if (errors.empty()) raise_os_error(EADDRNOTAVAIL, "connect to " + a.target + ": no address");
   if (all_errors) throw ExceptionGroup("create_connection failed", std::move(errors));
   if (errors.size() == 1) std::rethrow_exception(errors[0]);
-  std::vector<int> codes;
+  if (one_connect_errno) {
+    std::string tried;
+    for (const sockaddr_storage& ss : a.addresses)
+      tried += (tried.empty() ? "" : ", ") + detail::where_of(ss);
+    raise_os_error(first_errno, "connect to " + a.target + " at each of " + tried);
+  }
+  int code = 0;  // the first error's
   std::string each;
   for (const std::exception_ptr& e : errors) {
     try {
       std::rethrow_exception(e);
     } catch (const OSError& os) {
-      codes.push_back(os.code().value());
+      if (code == 0) code = os.code().value();
       each += (each.empty() ? "" : ", ") + std::string(os.what());
     }
   }
-  if (one_connect_errno) {
-    std::string tried;
-    for (const sockaddr_storage& ss : a.addresses) {
-      tried += (tried.empty() ? "" : ", ") + detail::where_of(ss);
-    }
-    raise_os_error(codes[0], "connect to " + a.target + " at each of " + tried);
-  }
-  throw OSError(codes[0], "Multiple exceptions: " + each);
+  throw OSError(code, "Multiple exceptions: " + each);
 }
 
 // open_connection's connecting: the descriptor of a socket connected to host:port.
@@ -1546,8 +1533,7 @@ Coro<int> connect_host(std::string host, int port, const ConnectionOptions& opti
     a.addresses = detail::interleaved(a.addresses, interleave);
   a.errors.resize(a.addresses.size());
   a.connect_errno.resize(a.addresses.size());
-  const int fd = delay && a.addresses.size() > 1 ? co_await connect_staggered(a, *delay)
-                                                 : co_await connect_in_turn(a);
+  const int fd = co_await connect_staggered(a, delay.value_or(-1.0));
   if (fd < 0) raise_connect_errors(a, options.all_errors);
   set_nodelay(fd);
   co_return fd;
