@@ -1735,6 +1735,9 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port, s
   return start_server(std::move(handler), std::move(host), port, with_limit(limit));
 }
 
+// How many times start_server(host, 0) asks the kernel for a port before it gives up: see below.
+constexpr int kPortTries = 16;
+
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
                           ServerOptions options) {
   auto state = new_server(std::move(handler), options, "start_server");
@@ -1742,27 +1745,55 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port,
   // AI_PASSIVE look-up of None).
   const auto addresses =
       co_await detail::resolve(host, port, SOCK_STREAM, options.family, AI_PASSIVE);
-  for (sockaddr_storage ss : addresses) {
-    // Port 0 on several addresses: the first one's port for all (asyncio gives each socket an
-    // ephemeral port of its own, so server.port() could name only one).
-    if (state->port != 0) set_port(ss, state->port);
-    const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      if (errno == EAFNOSUPPORT && addresses.size() > 1) continue;  // no IPv6 here: as asyncio
-      raise_os_error(errno, "start_server: socket");
+  // Port 0 on several addresses: the port the kernel gives the first is asked of the others
+  // (asyncio gives each socket an ephemeral port of its own, so server.port() could name only
+  // one). The kernel chose that port as free in the first one's family only; if another program
+  // holds it in the other family, the round starts over. The sockets of a failed round stay
+  // bound until the end, so the kernel offers their ports to no later round.
+  std::vector<int> held;
+  struct CloseHeld {
+    std::vector<int>& fds;
+    ~CloseHeld() {
+      for (int fd : fds)
+        ::close(fd);
     }
-    state->listeners.push_back(fd);
-    const std::string where = detail::where_of(ss);
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      raise_os_error(errno, "start_server: SO_REUSEPORT on " + where);
+  } close_held{held};
+  for (int round = 1;; ++round) {
+    bool taken_elsewhere = false;
+    for (sockaddr_storage ss : addresses) {
+      if (state->port != 0) set_port(ss, state->port);
+      const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        if (errno == EAFNOSUPPORT && addresses.size() > 1) continue;  // no IPv6 here: as asyncio
+        raise_os_error(errno, "start_server: socket");
+      }
+      state->listeners.push_back(fd);
+      const std::string where = detail::where_of(ss);
+      const int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        raise_os_error(errno, "start_server: SO_REUSEPORT on " + where);
+      }
+      if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
+        const int err = errno;
+        if (err == EADDRINUSE && port == 0 && state->port != 0) {
+          if (round < kPortTries) {
+            taken_elsewhere = true;
+            break;
+          }
+          raise_os_error(err, fmt::format("bind to {}: each of the {} ports the kernel chose "
+                                          "for the first address was taken in this one's family",
+                                          where, kPortTries));
+        }
+        raise_os_error(err, "bind to " + where);
+      }
+      if (state->port == 0) state->port = bound_port(fd);
     }
-    if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {
-      raise_os_error(errno, "bind to " + where);
-    }
-    if (state->port == 0) state->port = bound_port(fd);
+    if (!taken_elsewhere) break;
+    held.insert(held.end(), state->listeners.begin(), state->listeners.end());
+    state->listeners.clear();
+    state->port = 0;
   }
   if (state->listeners.empty())
     raise_os_error(EAFNOSUPPORT, "start_server: no address of " + host + " can be listened on");

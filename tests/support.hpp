@@ -4,8 +4,10 @@
 // a broken GIL fails the test instead of hanging CI.
 #pragma once
 
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,6 +50,20 @@ inline bool asleep(pid_t tid) {
   const std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   const auto paren = all.rfind(')');  // the name, in parentheses, may hold spaces
   return paren != std::string::npos && paren + 2 < all.size() && all[paren + 2] == 'S';
+}
+
+// Waits up to `limit` seconds for child process `pid`; kills it on timeout. Returns its exit
+// code; -1 if it was killed for running late, -2 if a signal ended it.
+inline int wait_child(pid_t pid, double limit = 10.0) {
+  int status = 0;
+  const bool exited = spin_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit,
+                                 [] { ::usleep(1000); });
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
 }
 
 }  // namespace gilio::testing

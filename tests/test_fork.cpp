@@ -20,18 +20,7 @@ namespace threading = gilio::threading;
 
 namespace {
 
-// Waits up to `limit` seconds for the child; kills it on timeout. Returns its exit code, or -1.
-int wait_child(pid_t pid, double limit = 10.0) {
-  int status = 0;
-  const bool exited = gilio::testing::spin_until(
-      [&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit, [] { ::usleep(1000); });
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    return -1;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
+using gilio::testing::wait_child;
 
 // What a child checks: it can use the GIL, threads and sleep on its own.
 int child_checks(bool expect_held) {

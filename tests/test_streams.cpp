@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -24,6 +26,7 @@
 #include "../runtime/net.hpp"
 #include "../runtime/uring.hpp"
 #include "asyncio_support.hpp"
+#include "support.hpp"
 
 namespace asyncio = gilio::asyncio;
 using asyncio::Coro;
@@ -2985,4 +2988,97 @@ TEST(Server, AnEmptyHostListensOnEveryInterfaceOfBothFamilies) {
         asyncio::start_unix_server(echo_lines, "/tmp/gilio-never-bound", v4), "a Unix family",
         "family is for TCP servers");
   }());
+}
+
+namespace {
+
+constexpr int kNoPrivateNetwork = 77;  // the child could not have a network of its own
+
+// A socket bound (not listening) to `port` of one family's any-address: the port is held there.
+int hold_port(int family, int port) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_storage ss{};
+  if (family == AF_INET6) {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<std::uint16_t>(port));
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(port));
+  }
+  const socklen_t len = family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  return ::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0 ? fd : -1;
+}
+
+// The child of the test below, in a network namespace of its own whose ephemeral ports are
+// 40000-40003 (a range of an even count: the kernel halves it by parity): 40000 is held in IPv4,
+// 40001 and 40003 in IPv6, so 40002 is the only one free in both. The kernel offers the odd ones
+// first, so the server's first two picks are taken in IPv6.
+// Its exit status says what went wrong (0: nothing).
+int ports_taken_in_one_family() {
+  if (::unshare(CLONE_NEWNET) != 0) return kNoPrivateNetwork;
+  const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq lo{};
+  std::strcpy(lo.ifr_name, "lo");
+  if (::ioctl(s, SIOCGIFFLAGS, &lo) != 0) return kNoPrivateNetwork;
+  lo.ifr_flags = static_cast<short>(lo.ifr_flags | IFF_UP);
+  if (::ioctl(s, SIOCSIFFLAGS, &lo) != 0) return kNoPrivateNetwork;
+  ::close(s);
+  {
+    std::ofstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    range << "40000 40003" << std::flush;
+    if (!range) return kNoPrivateNetwork;
+  }
+  if (hold_port(AF_INET, 40000) < 0 || hold_port(AF_INET6, 40001) < 0 ||
+      hold_port(AF_INET6, 40003) < 0)
+    return kNoPrivateNetwork;
+  int result = 1;
+  try {
+    result = asyncio::run([]() -> Coro<int> {
+      auto server = co_await asyncio::start_server(echo_lines, "", 0);
+      if (server.port() != 40002) co_return 2;
+      // Now no port is free in both families (40002 is the server's): a clear error.
+      int refused = 4;
+      try {
+        co_await asyncio::start_server(echo_lines, "", 0);
+      } catch (const asyncio::OSError& e) {
+        if (e.code().value() == EADDRINUSE) refused = 0;
+      }
+      // The clients need ports of their own.
+      std::ofstream("/proc/sys/net/ipv4/ip_local_port_range") << "41000 41999";
+      for (const char* host : {"127.0.0.1", "::1"}) {
+        auto [r, w] = co_await asyncio::open_connection(host, 40002);
+        w.write("hello\n");
+        if (co_await r.readline() != "hello\n") co_return 3;
+        w.close();
+        co_await w.wait_closed();
+      }
+      server.close();
+      co_await server.wait_closed();
+      co_return refused;
+    }());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "the child's exception: %s\n", e.what());
+    result = 5;
+  }
+  return result;
+}
+
+}  // namespace
+
+// start_server("", 0) binds the first address to the port the kernel picks and asks the same of
+// the others; a port another program holds in the other family makes it pick again (without
+// that, the server failed with EADDRINUSE). Made certain in a network of the test's own.
+TEST(Server, PortZeroOnBothFamiliesPicksAgainWhenTheOtherFamilyHoldsThePort) {
+  if (loopback_families().size() < 2) GTEST_SKIP() << "this machine has one address family";
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(ports_taken_in_one_family());
+  const int code = gilio::testing::wait_child(pid, 30);
+  if (code == kNoPrivateNetwork) GTEST_SKIP() << "no network namespace of its own (not root?)";
+  EXPECT_EQ(code, 0) << "2: not port 40002; 3: no echo; 4: no EADDRINUSE once all are taken; "
+                        "5: an exception; -1: ran past 30 s";
 }
