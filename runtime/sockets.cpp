@@ -517,14 +517,31 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file_fd, std::uint64_t 
 }
 
 Coro<void> EventLoop::sock_connect(int fd, std::string host, int port) {
-  const auto addresses = co_await detail::resolve(host, port, SOCK_STREAM);
-  int last_error = EADDRNOTAVAIL;
-  for (const sockaddr_storage& ss : addresses) {
-    last_error = co_await detail::connect_to(fd, ss);
-    if (last_error == 0) co_return;
-    // EAFNOSUPPORT: an IPv6 address for an IPv4 socket — try the next address.
+  // As asyncio: the name is resolved for the socket's own family and type, so an IPv4 socket is
+  // never tried on an IPv6 address; on a Unix socket, host is the path and port 0 (as sock_sendto).
+  const int family = detail::socket_option(fd, SO_DOMAIN);
+  const std::string target = (host.empty() ? "loopback" : host) + ":" + std::to_string(port);
+  if (family < 0) raise_os_error(errno, "connect to " + target + " on fd " + std::to_string(fd));
+  if (family == AF_UNIX) {
+    const sockaddr_storage path = detail::unix_peer(host, port, "sock_connect");
+    const int err = co_await detail::connect_to(fd, path);
+    if (err != 0) raise_os_error(err, "connect to " + detail::where_of(path));
+    co_return;
   }
-  raise_os_error(last_error, "connect to " + host + ":" + std::to_string(port));
+  const auto addresses =
+      co_await detail::resolve(host, port, detail::socket_option(fd, SO_TYPE), family);
+  // Each address in turn (asyncio tries the first alone): a socket whose connect failed may
+  // connect again. All failing, the error is the first's, naming every address tried.
+  int first_error = 0;
+  std::string tried;
+  for (const sockaddr_storage& ss : addresses) {
+    const int err = co_await detail::connect_to(fd, ss);
+    if (err == 0) co_return;
+    if (first_error == 0) first_error = err;
+    tried += (tried.empty() ? "" : ", ") + detail::where_of(ss);
+  }
+  raise_os_error(first_error,
+                 "connect to " + target + (addresses.size() > 1 ? " at each of " + tried : ""));
 }
 
 namespace {

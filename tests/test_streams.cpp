@@ -3070,6 +3070,49 @@ int ports_taken_in_one_family() {
 
 }  // namespace
 
+// sock_connect resolves the name for the socket's own family, as asyncio: an IPv6 socket told
+// to connect to the empty host (::1 and 127.0.0.1) tries ::1 alone, and its refusal is the error
+// (it used to try 127.0.0.1 too and report that one's EAFNOSUPPORT). A Unix socket connects to
+// a path given as the host, with port 0.
+TEST(SockMethods, ConnectResolvesForTheSocketsFamilyAndTakesAPathOnAUnixSocket) {
+  const bool dual = loopback_families().size() >= 2;
+  run_test([dual]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+    const int v4 = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    co_await loop.sock_connect(v4, "", server.port());  // ::1 is not tried
+    co_await loop.sock_sendall(v4, "over IPv4\n");
+    EXPECT_EQ(co_await loop.sock_recv(v4, 100), "over IPv4\n");
+    ::close(v4);
+    if (dual) {
+      const int v6 = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      co_await expect_await_throws<asyncio::ConnectionRefusedError>(
+          loop.sock_connect(v6, "", server.port()), "::1 has no server", "loopback:");
+      ::close(v6);
+      const int other = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      co_await expect_await_throws<asyncio::NameResolutionError>(
+          loop.sock_connect(other, "::1", server.port()), "an IPv6 address for an IPv4 socket");
+      ::close(other);
+    }
+    server.close();
+    co_await server.wait_closed();
+
+    const std::string path = "/tmp/gilio-sock-connect-" + std::to_string(::getpid());
+    auto unix_server = co_await asyncio::start_unix_server(echo_lines, path);
+    const int u = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    co_await loop.sock_connect(u, path, 0);
+    co_await loop.sock_sendall(u, "over a path\n");
+    EXPECT_EQ(co_await loop.sock_recv(u, 100), "over a path\n");
+    ::close(u);
+    unix_server.close();
+    co_await unix_server.wait_closed();
+    const int gone = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    co_await expect_await_throws<asyncio::FileNotFoundError>(
+        loop.sock_connect(gone, path, 0), "the server removed its socket file", path);
+    ::close(gone);
+  }());
+}
+
 // start_server("", 0) binds the first address to the port the kernel picks and asks the same of
 // the others; a port another program holds in the other family makes it pick again (without
 // that, the server failed with EADDRINUSE). Made certain in a network of the test's own.

@@ -630,9 +630,11 @@ class EventLoop {
   // (EMSGSIZE). On a Unix datagram socket, host is the peer's path and port 0, as
   // sock_recvfrom gives them.
   Coro<std::size_t> sock_sendto(int fd, std::string data, std::string host, int port);
-  // Resolves `host` without blocking the loop (getaddrinfo in the default executor, as asyncio
-  // does) and connects to the first address that accepts. NameResolutionError if it does not
-  // resolve; ConnectionRefusedError etc. otherwise.
+  // Resolves `host` for the socket's own family and type without blocking the loop (getaddrinfo
+  // in the default executor, as asyncio does) and connects to the first address that accepts.
+  // NameResolutionError if it does not resolve for that family; else the first address's
+  // ConnectionRefusedError etc., naming each address tried. On a Unix socket, host is the path
+  // and port 0, as sock_sendto takes them.
   Coro<void> sock_connect(int fd, std::string host, int port);
   // loop.getaddrinfo(host, port, family=0, type=0, proto=0, flags=0): ::getaddrinfo in the
   // default executor, as asyncio runs socket.getaddrinfo, so the loop goes on while a name is
