@@ -433,9 +433,8 @@ class Server {
 // IPv4 one; "::": every IPv6 one; a name: each of its addresses, all on one port — with port 0,
 // one the kernel finds free in every family asked for) and runs handler(reader, writer) as a
 // task for each connection. An exception from a handler goes to the loop's exception handler
-// and closes that connection only. (With g++ 12, pass a capturing lambda
-// as a named variable, not as a temporary inside the co_await expression: g++ 12 destroys such a
-// temporary twice.)
+// and closes that connection only. (With g++ 12, pass a capturing lambda as a named variable,
+// not as a temporary inside the co_await expression: g++ 12 destroys such a temporary twice.)
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
                           std::size_t limit = kDefaultStreamLimit);
 Coro<Server> start_server(ClientConnected handler, std::string host, int port,
