@@ -372,6 +372,68 @@ TEST(AsyncGenerators, AthrowThrowsAtTheYieldAndGivesWhatTheBodyYieldsNext) {
   }());
 }
 
+// PEP 525's asend, with the running average of its discussion: a generator that takes values
+// back. co_yield evaluates to what asend() sent, std::nullopt when next() resumed it (None).
+//
+//     async def averager():                      AsyncGenerator<double, double> averager() {
+//         total, n = 0.0, 0                        double total = 0;
+//         value = yield 0.0                        int n = 0;
+//         while value is not None:                 std::optional<double> value = co_yield 0.0;
+//             total += value; n += 1               while (value) {
+//             value = yield total / n                total += *value; ++n;
+//                                                    value = co_yield total / n;
+//                                                  }
+AsyncGenerator<double, double> averager(std::vector<double>* seen) {
+  double total = 0;
+  int n = 0;
+  std::optional<double> value = co_yield 0.0;
+  while (value) {
+    seen->push_back(*value);
+    total += *value;
+    ++n;
+    co_await asyncio::sleep(0);  // the body awaits between values, as any async generator may
+    value = co_yield total / n;
+  }
+}
+
+// Sends strings, so that a sent value that is not consumed must be freed (ASan's leak check).
+AsyncGenerator<int, std::string> lengths() {
+  for (;;) {
+    std::optional<std::string> word = co_yield 0;
+    while (word) {
+      const int n = static_cast<int>(word->size());
+      word = co_yield n;
+    }
+  }
+}
+
+TEST(AsyncGenerators, AsendResumesTheYieldWithTheValueSentAndNextWithNullopt) {
+  run_test([]() -> Coro<void> {
+    std::vector<double> seen;
+    auto avg = averager(&seen);
+    co_await gilio::testing::expect_await_throws<std::invalid_argument>(
+        avg.asend(1.0), "a value sent to a generator that never started", "just-started");
+    EXPECT_EQ(co_await avg.next(), 0.0);  // next() starts it
+    EXPECT_EQ(co_await avg.asend(10.0), 10.0);
+    EXPECT_EQ(co_await avg.asend(20.0), 15.0);
+    EXPECT_EQ(co_await avg.asend(60.0), 30.0);
+    EXPECT_FALSE((co_await avg.next()).has_value());  // None: the loop ends, and the body
+    EXPECT_EQ(seen, (std::vector<double>{10.0, 20.0, 60.0}));
+    EXPECT_FALSE((co_await avg.asend(5.0)).has_value());  // ended: StopAsyncIteration
+    EXPECT_EQ(seen.size(), 3u);
+
+    auto len = lengths();
+    EXPECT_EQ(co_await len.next(), 0);
+    std::string word(100, 'w');  // g++ 12: no temporary inside the co_await
+    EXPECT_EQ(co_await len.asend(word), 100);
+    EXPECT_EQ(co_await len.next(), 0);
+    std::string four = "four";
+    EXPECT_EQ(co_await len.asend(std::move(four)), 4);
+    co_await len.aclose();  // GeneratorExit at the yield; no sent value is left behind
+    EXPECT_FALSE((co_await len.asend(word)).has_value());
+  }());
+}
+
 TEST(AsyncGenerators, AMovedFromHandleIsAnError) {
   run_test([]() -> Coro<void> {
     auto gen = count_to(2);

@@ -8,7 +8,7 @@
 //   asyncio/coro.hpp        Coro<T>, Outcome<T>                       (coroutines)
 //   asyncio/futures.hpp     Future<T>                                 (futures.py)
 //   asyncio/tasks.hpp       Task<T>, create_task, sleep, current_task (tasks.py)
-//   asyncio/generators.hpp  AsyncGenerator<T>                         (async generators)
+//   asyncio/generators.hpp  AsyncGenerator<T>, <T, S> (asend)         (async generators)
 //   asyncio/waiting.hpp     gather, wait, as_completed, shield        (tasks.py)
 //   asyncio/timeouts.hpp    timeout, timeout_at, wait_for             (timeouts.py)
 //   asyncio/taskgroups.hpp  TaskGroup                                 (taskgroups.py)

@@ -33,7 +33,14 @@
 // the catch block, as C++ wants), and it must then end — a co_yield instead makes aclose() throw
 // std::runtime_error("async generator ignored GeneratorExit"). athrow(e) throws e there instead
 // and gives the value the body yields next (std::nullopt if it ends instead). A generator that
-// never started is just marked closed. asend() has no counterpart: values go one way here.
+// never started is just marked closed.
+//
+// Sending. AsyncGenerator<T, S> also takes values of type S back (PEP 525's asend): in its body
+// `co_yield v` evaluates to std::optional<S> — the value the consumer sent with asend(s) to
+// resume it, or std::nullopt when next() resumed it (Python's None, since next() is asend(None)).
+// With S void, the default, co_yield evaluates to nothing and asend() does not exist. As in
+// Python, a generator that never started takes no value: start it with next() (asend throws
+// std::invalid_argument, Python's TypeError).
 //
 // Finalization, as asyncio does it through sys.set_asyncgen_hooks (base_events.py). The first
 // step registers the generator with the loop running it (_asyncgen_firstiter_hook). Its handle
@@ -68,7 +75,7 @@
 
 namespace gilio::asyncio {
 
-template <class T>
+template <class T, class S = void>
 class AsyncGenerator;
 
 namespace detail {
@@ -146,19 +153,48 @@ class AsyncGenCore : public PromiseBase, public ListNode {
   State state_ = State::created;
 };
 
+// The slot of the value yielded last, until a step takes it: what the steps of a generator of
+// T read, whatever it takes back.
 template <class T>
-struct AsyncGenPromise final : AsyncGenCore {
+struct AsyncGenValue : AsyncGenCore {
+  using AsyncGenCore::AsyncGenCore;
+  std::optional<T> value;
+};
+
+// The value asend() sent, until the parked co_yield takes it (nothing for a generator that takes
+// none).
+template <class S>
+struct AsyncGenSent {
+  std::optional<S> sent;
+  // co_yield in a generator that takes values: evaluates to what asend() sent, or std::nullopt.
+  struct YieldAwaiter : AsyncGenCore::YieldAwaiter {
+    std::optional<S>* slot;
+    std::optional<S> await_resume() const {
+      std::optional<S> s = std::exchange(*slot, std::nullopt);
+      AsyncGenCore::YieldAwaiter::await_resume();  // what athrow() or aclose() throws here
+      return s;
+    }
+  };
+};
+template <>
+struct AsyncGenSent<void> {};
+
+template <class T, class S>
+struct AsyncGenPromise final : AsyncGenValue<T>, AsyncGenSent<S> {
   AsyncGenPromise() noexcept
-      : AsyncGenCore(std::coroutine_handle<AsyncGenPromise>::from_promise(*this)) {}
-  AsyncGenerator<T> get_return_object() noexcept;
+      : AsyncGenValue<T>(std::coroutine_handle<AsyncGenPromise>::from_promise(*this)) {}
+  AsyncGenerator<T, S> get_return_object() noexcept;
   // U defaults to T so that `co_yield {a, b}` builds a T (with clang: g++ 12 rejects a braced
   // list in any co_await or co_yield, a known bug).
   template <class U = T>
-  YieldAwaiter yield_value(U&& v) {
-    value.emplace(std::forward<U>(v));
-    return {this};
+  auto yield_value(U&& v) {
+    this->value.emplace(std::forward<U>(v));
+    if constexpr (std::is_void_v<S>) {
+      return AsyncGenCore::YieldAwaiter{this};
+    } else {
+      return typename AsyncGenSent<S>::YieldAwaiter{{this}, &this->sent};
+    }
   }
-  std::optional<T> value;  // the value yielded last, until a step takes it
 };
 
 // Runs one step of the body for the awaiting coroutine: until its next co_yield or its end.
@@ -190,7 +226,7 @@ class AsyncGenNext : public AsyncGenStep {
  public:
   using AsyncGenStep::AsyncGenStep;
   std::optional<T> await_resume() {
-    auto& g = static_cast<AsyncGenPromise<T>&>(*g_);
+    auto& g = static_cast<AsyncGenValue<T>&>(*g_);
     if (g.state() == AsyncGenCore::State::parked) {
       // Built from the value, not copied whole: g++ copies a small std::optional with one wide
       // load of the value and its flag, just stored apart by the yield, and the CPU cannot
@@ -211,7 +247,7 @@ Coro<void> close_async_generator(AsyncGenCore& g);
 void drop_async_generator(AsyncGenCore& g) noexcept;
 
 template <class T>
-Coro<std::optional<T>> throw_into(AsyncGenPromise<T>& g, std::exception_ptr e) {
+Coro<std::optional<T>> throw_into(AsyncGenValue<T>& g, std::exception_ptr e) {
   g.check_not_running("athrow()");
   if (g.state() == AsyncGenCore::State::closed) co_return std::nullopt;
   if (g.state() == AsyncGenCore::State::created) {  // thrown before the first line: it ends
@@ -223,18 +259,35 @@ Coro<std::optional<T>> throw_into(AsyncGenPromise<T>& g, std::exception_ptr e) {
   co_return std::move(v);
 }
 
+// asend(): resumes the parked co_yield with `value` (a coroutine, so that the value lives in its
+// frame and not in an awaiter: g++ 12 destroys some awaiter temporaries twice).
+template <class T, class S>
+Coro<std::optional<T>> send_into(AsyncGenPromise<T, S>& g, S value) {
+  g.check_not_running("asend()");
+  if (g.state() == AsyncGenCore::State::closed) co_return std::nullopt;
+  if (g.state() == AsyncGenCore::State::created) {
+    throw std::invalid_argument(
+        "asend(): can't send a value to a just-started async generator (start it with next())");
+  }
+  g.sent.emplace(std::move(value));
+  std::optional<T> v = co_await AsyncGenNext<T>(&g, "asend()");
+  co_return std::move(v);
+}
+
 }  // namespace detail
 
 // The return type of an asynchronous generator function: a coroutine whose body uses co_yield.
 // Move-only; owns the frame (see the top of the file for what destroying it does).
-template <class T>
+template <class T, class S>
 class [[nodiscard]] AsyncGenerator {
   static_assert(!std::is_reference_v<T> && !std::is_void_v<T>,
                 "AsyncGenerator<T>: T must be a value type (yield a pointer to share an object)");
+  static_assert(!std::is_reference_v<S>, "AsyncGenerator<T, S>: S must be a value type");
 
  public:
-  using promise_type = detail::AsyncGenPromise<T>;
+  using promise_type = detail::AsyncGenPromise<T, S>;
   using value_type = T;
+  using send_type = S;
 
   AsyncGenerator() = default;
   AsyncGenerator(AsyncGenerator&& o) noexcept : g_(std::exchange(o.g_, nullptr)) {}
@@ -263,6 +316,14 @@ class [[nodiscard]] AsyncGenerator {
   Coro<std::optional<T>> athrow(E e) {
     return athrow(std::make_exception_ptr(std::move(e)));
   }
+  // gen.asend(value), for a generator that takes values (S not void): resumes the body with the
+  // parked co_yield evaluating to `value`; gives the value yielded next, or std::nullopt if the
+  // body ends (or had ended). std::invalid_argument if the body never started (Python's
+  // TypeError): next() starts it.
+  template <class U = S>
+  requires(!std::is_void_v<U>) Coro<std::optional<T>> asend(U value) {
+    return detail::send_into(checked(), std::move(value));
+  }
   // gen.aclose(): throws GeneratorExit at the parked co_yield and runs the body to its end.
   // Returns when it ends; rethrows an exception other than GeneratorExit that it ends with;
   // std::runtime_error if it yields instead. Nothing runs if it never started or has ended.
@@ -282,9 +343,9 @@ class [[nodiscard]] AsyncGenerator {
 };
 
 namespace detail {
-template <class T>
-AsyncGenerator<T> AsyncGenPromise<T>::get_return_object() noexcept {
-  return AsyncGenerator<T>(this);
+template <class T, class S>
+AsyncGenerator<T, S> AsyncGenPromise<T, S>::get_return_object() noexcept {
+  return AsyncGenerator<T, S>(this);
 }
 }  // namespace detail
 
