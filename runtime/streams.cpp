@@ -1678,10 +1678,12 @@ ServerOptions with_limit(std::size_t limit) {
   return options;
 }
 
-// reuse_port and family need a TCP socket that the server itself binds.
+// reuse_port, keep_alive and family need a TCP socket that the server itself binds.
 void refuse_bind_options(const ServerOptions& options, const char* who) {
   if (options.reuse_port)
     throw std::invalid_argument(std::string(who) + ": reuse_port is for TCP servers that bind");
+  if (options.keep_alive)
+    throw std::invalid_argument(std::string(who) + ": keep_alive is for TCP servers that bind");
   if (options.family != AF_UNSPEC)
     throw std::invalid_argument(std::string(who) + ": family is for TCP servers that bind");
 }
@@ -1773,6 +1775,9 @@ Coro<Server> start_server(ClientConnected handler, std::string host, int port,
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         raise_os_error(errno, "start_server: SO_REUSEPORT on " + where);
+      }
+      if (options.keep_alive && ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0) {
+        raise_os_error(errno, "start_server: SO_KEEPALIVE on " + where);
       }
       if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
       if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), detail::address_length(ss)) != 0) {

@@ -2635,6 +2635,53 @@ TEST(Server, ServerOptionsThatCannotApplyAreRefused) {
   }());
 }
 
+namespace {
+// SO_KEEPALIVE of this process's connected socket whose own port is `port` — a server's end of
+// a connection it accepted there — or -1 if there is none.
+int accepted_keepalive(int port) {
+  for (int fd = 3; fd < 4096; ++fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 || ss.ss_family != AF_INET)
+      continue;
+    if (ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port) != port) continue;
+    int listening = 0, keepalive = 0;
+    socklen_t n = sizeof listening;
+    ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &n);
+    if (listening != 0) continue;
+    n = sizeof keepalive;
+    ::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive, &n);
+    return keepalive;
+  }
+  return -1;
+}
+}  // namespace
+
+// keep_alive (asyncio 3.13): SO_KEEPALIVE on the listening socket, so on every connection it
+// accepts; refused where gilio does not make the socket.
+TEST(Server, KeepAliveSetsSoKeepaliveOnTheConnectionsItAccepts) {
+  run_test([]() -> Coro<void> {
+    for (const bool keep : {false, true}) {
+      asyncio::ServerOptions options;
+      options.keep_alive = keep;
+      auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, options);
+      auto [r, w] = co_await asyncio::open_connection("127.0.0.1", server.port());
+      w.write("hi\n");
+      EXPECT_EQ(co_await r.readline(), "hi\n");  // accepted by now
+      EXPECT_EQ(accepted_keepalive(server.port()), keep ? 1 : 0) << "keep_alive " << keep;
+      w.close();
+      co_await w.wait_closed();
+      server.close();
+      co_await server.wait_closed();
+    }
+    asyncio::ServerOptions keep;
+    keep.keep_alive = true;
+    co_await expect_await_throws<std::invalid_argument>(
+        asyncio::start_unix_server(echo_lines, std::string(1, '\0') + "gilio-keep-alive", keep),
+        "took keep_alive for a Unix server", "keep_alive is for TCP servers");
+  }());
+}
+
 // ---- the writer's buffer limits and its own address ----
 
 // asyncio's set_write_buffer_limits: drain() waits only above `high`; each limit follows from

@@ -387,6 +387,10 @@ struct ServerOptions {
   // SO_REUSEPORT (TCP only): several servers — in several processes, or on several loops — bind
   // the same port, and the kernel spreads the connections among them.
   bool reuse_port = false;
+  // SO_KEEPALIVE on the listening sockets, which every accepted connection inherits: the kernel
+  // probes a connection that has been idle (two hours by default, net.ipv4.tcp_keepalive_time)
+  // and resets it if the peer has gone (asyncio 3.13's keep_alive; TCP only).
+  bool keep_alive = false;
   // false: the socket is bound but neither listens nor accepts until start_serving() or
   // serve_forever(); connecting meanwhile is refused.
   bool start_serving = true;
