@@ -1,5 +1,5 @@
 // runtime/sockets.cpp — socket operations on io_uring: the loop's sock_recv, sock_sendall,
-// sock_accept, sock_connect, sock_recvfrom, sock_sendto, sock_sendfile; mirrors the sock_*
+// sock_accept, sock_connect, sock_recvfrom(_into), sock_sendto, sock_sendfile; mirrors the sock_*
 // methods of Lib/asyncio/selector_events.py (and base_events.py's sock_sendfile).
 //
 // A selector loop waits until a socket is *ready* and then calls recv() itself; an io_uring loop
@@ -360,12 +360,12 @@ Coro<EventLoop::Accepted> EventLoop::sock_accept(int fd) {
   co_return Accepted{conn, detail::describe_address(reinterpret_cast<sockaddr*>(&ss), len)};
 }
 
-Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
-  // Everything the kernel writes lives in this frame, which outlives the completion.
-  Datagram d;
-  d.data.resize(detail::clamp_io_len(nbytes));
+Coro<EventLoop::DatagramInto> EventLoop::sock_recvfrom_into(int fd, char* buf, std::size_t nbytes) {
+  // The sender's address lives in this frame, which outlives the completion; the bytes go where
+  // the caller said.
+  DatagramInto d;
   sockaddr_storage from{};
-  iovec iov{d.data.data(), d.data.size()};
+  iovec iov{buf, detail::clamp_io_len(nbytes)};
   msghdr msg{};
   msg.msg_name = &from;
   msg.msg_namelen = sizeof from;
@@ -374,13 +374,24 @@ Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
   const int n = co_await detail::IoOp(
       [fd, &msg](detail::Backend& b, detail::Completion* op) { b.recvmsg(op, fd, &msg); });
   if (n < 0) raise_os_error(-n, "recvfrom on fd " + std::to_string(fd));
-  d.data.resize(static_cast<std::size_t>(n));
+  d.nbytes = static_cast<std::size_t>(n);
   const auto* sender = reinterpret_cast<const sockaddr*>(&from);
   if (from.ss_family == AF_INET || from.ss_family == AF_INET6) {
     std::tie(d.host, d.port) = detail::host_and_port(sender);
   } else {  // a Unix datagram socket's sender: its path ("" if unbound), port 0
     d.host = detail::unix_path_of(sender, msg.msg_namelen);
   }
+  co_return d;
+}
+
+Coro<EventLoop::Datagram> EventLoop::sock_recvfrom(int fd, std::size_t nbytes) {
+  // The bytes live in this frame, which outlives the completion.
+  Datagram d;
+  d.data.resize(detail::clamp_io_len(nbytes));
+  DatagramInto got = co_await sock_recvfrom_into(fd, d.data.data(), d.data.size());
+  d.data.resize(got.nbytes);
+  d.host = std::move(got.host);
+  d.port = got.port;
   co_return d;
 }
 

@@ -1987,6 +1987,29 @@ TEST(Datagrams, ALongDatagramIsCutToTheBuffer) {
   }());
 }
 
+// sock_recvfrom_into (asyncio 3.11): the datagram lands in the caller's buffer, cut to its size
+// as recvfrom cuts it, with its sender.
+TEST(Datagrams, RecvfromIntoFillsTheCallersBufferAndNamesTheSender) {
+  run_test([]() -> Coro<void> {
+    auto& loop = asyncio::get_running_loop();
+    const auto [a, a_port] = udp_socket(AF_INET);
+    const auto [b, b_port] = udp_socket(AF_INET);
+    co_await loop.sock_sendto(a, "0123456789", "127.0.0.1", b_port);
+    co_await loop.sock_sendto(a, "whole", "127.0.0.1", b_port);
+    char buf[8];
+    std::memset(buf, '.', sizeof buf);
+    auto cut = co_await loop.sock_recvfrom_into(b, buf, 4);
+    EXPECT_EQ(cut.nbytes, 4u);
+    EXPECT_EQ(std::string(buf, sizeof buf), "0123....");  // nothing past nbytes is written
+    EXPECT_EQ(cut.host, "127.0.0.1");
+    EXPECT_EQ(cut.port, a_port);
+    auto whole = co_await loop.sock_recvfrom_into(b, buf, sizeof buf);
+    EXPECT_EQ(std::string(buf, whole.nbytes), "whole");
+    ::close(a);
+    ::close(b);
+  }());
+}
+
 // Cancelling a task blocked in sock_recvfrom cancels the receive in the kernel (no byte is
 // written into a frame that is gone); the socket works afterwards.
 TEST(Datagrams, ABlockedReceiveIsCancelledCleanly) {

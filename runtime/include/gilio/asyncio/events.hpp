@@ -624,6 +624,14 @@ class EventLoop {
     int port = 0;
   };
   Coro<Datagram> sock_recvfrom(int fd, std::size_t nbytes);
+  // asyncio 3.11's sock_recvfrom_into: one datagram into the caller's buffer, which must outlive
+  // the await — its first nbytes bytes, the rest dropped — and who sent it.
+  struct DatagramInto {
+    std::size_t nbytes = 0;  // bytes written into the buffer
+    std::string host;        // the sender, as Datagram's
+    int port = 0;
+  };
+  Coro<DatagramInto> sock_recvfrom_into(int fd, char* buf, std::size_t nbytes);
   // Sends `data` as one datagram to host:port — to its first address of the socket's family; a
   // name is resolved without blocking the loop, as sock_connect does — and returns the bytes
   // sent. No address of that family is an OSError (EAFNOSUPPORT), a datagram too large one too
