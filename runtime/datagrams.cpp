@@ -102,14 +102,6 @@ struct DatagramState {
 
 namespace {
 
-// A datagram's sender as datagram_received gives it: a numeric host and a port, or a Unix
-// socket's path ("" if it is not bound) and 0.
-std::pair<std::string, int> sender_of(const sockaddr_storage& from, socklen_t len) {
-  const auto* sa = reinterpret_cast<const sockaddr*>(&from);
-  if (from.ss_family == AF_UNIX || len < sizeof(sa_family_t)) return {unix_path_of(sa, len), 0};
-  return host_and_port(sa);
-}
-
 Coro<void> receive_each(std::shared_ptr<DatagramState> s);
 
 // The receiver: one recvmsg after another, each datagram to the protocol. Cancelled by close()

@@ -37,6 +37,10 @@ std::pair<std::string, int> host_and_port(const sockaddr* sa);
 std::string describe_address(const sockaddr* sa, socklen_t len = sizeof(sockaddr_storage));
 // The same for an address kept in a sockaddr_storage.
 std::string where_of(const sockaddr_storage& ss);
+// A received datagram's sender (recvmsg's address and its length), as datagram_received and
+// sock_recvfrom give it: a numeric host and a port, or a Unix socket's path ("" if it is not
+// bound) and 0.
+std::pair<std::string, int> sender_of(const sockaddr_storage& from, socklen_t len);
 std::string peer_of(int fd);
 // An int option of level SOL_SOCKET (SO_TYPE, SO_DOMAIN, SO_ACCEPTCONN), or -1 with errno set.
 int socket_option(int fd, int name);

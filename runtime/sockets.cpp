@@ -117,6 +117,12 @@ std::string where_of(const sockaddr_storage& ss) {
   return describe_address(reinterpret_cast<const sockaddr*>(&ss), address_length(ss));
 }
 
+std::pair<std::string, int> sender_of(const sockaddr_storage& from, socklen_t len) {
+  const auto* sa = reinterpret_cast<const sockaddr*>(&from);
+  if (from.ss_family == AF_UNIX || len < sizeof(sa_family_t)) return {unix_path_of(sa, len), 0};
+  return host_and_port(sa);
+}
+
 std::string peer_of(int fd) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -375,12 +381,7 @@ Coro<EventLoop::DatagramInto> EventLoop::sock_recvfrom_into(int fd, char* buf, s
       [fd, &msg](detail::Backend& b, detail::Completion* op) { b.recvmsg(op, fd, &msg); });
   if (n < 0) raise_os_error(-n, "recvfrom on fd " + std::to_string(fd));
   d.nbytes = static_cast<std::size_t>(n);
-  const auto* sender = reinterpret_cast<const sockaddr*>(&from);
-  if (from.ss_family == AF_INET || from.ss_family == AF_INET6) {
-    std::tie(d.host, d.port) = detail::host_and_port(sender);
-  } else {  // a Unix datagram socket's sender: its path ("" if unbound), port 0
-    d.host = detail::unix_path_of(sender, msg.msg_namelen);
-  }
+  std::tie(d.host, d.port) = detail::sender_of(from, msg.msg_namelen);
   co_return d;
 }
 
