@@ -166,7 +166,7 @@ TEST(Timeout, TheDelayStartsWhenAwaited) {
 
 TEST(Timeout, NaNIsRejected) {
   run_test([]() -> Coro<void> {
-    EXPECT_THROW(asyncio::timeout(std::nan(""), value_after(1, 0)), std::invalid_argument);
+    EXPECT_THROW((void)asyncio::timeout(std::nan(""), value_after(1, 0)), std::invalid_argument);
     co_return;
   }());
 }
@@ -178,7 +178,7 @@ TEST(Timeout, ExtremeDeadlinesAreClampedNotUndefined) {
     EXPECT_THROW(co_await asyncio::timeout_at(-1.0, asyncio::sleep(3600)), asyncio::TimeoutError);
     EXPECT_EQ(co_await asyncio::timeout(1e300, value_after(5, 0.001)), 5);
     std::vector<asyncio::Task<int>> tasks{asyncio::create_task(value_after(1, 0.001))};
-    EXPECT_THROW(asyncio::wait(tasks, asyncio::ReturnWhen::ALL_COMPLETED, std::nan("")),
+    EXPECT_THROW((void)asyncio::wait(tasks, asyncio::ReturnWhen::ALL_COMPLETED, std::nan("")),
                  std::invalid_argument);
     co_await tasks[0];
   }());

@@ -342,7 +342,7 @@ TEST(Wait, FirstExceptionAndTimeoutCancelNothing) {
     EXPECT_EQ(t.pending.size(), 1u);
     EXPECT_FALSE(slow[0].done()) << "wait() never cancels on timeout";
     slow[0].cancel();
-    EXPECT_THROW(asyncio::wait(std::vector<asyncio::Task<int>>{}), std::invalid_argument);
+    EXPECT_THROW((void)asyncio::wait(std::vector<asyncio::Task<int>>{}), std::invalid_argument);
     co_await tasks[1];
   }());
 }
@@ -407,7 +407,7 @@ TEST(AsCompleted, FailuresDoneTasksAndTheTimeout) {
     EXPECT_THROW(asyncio::as_completed(mixed, std::nan("")), std::invalid_argument);
     auto all = asyncio::as_completed(std::vector<asyncio::Task<int>>{});
     EXPECT_FALSE(all.begin() != all.end());
-    EXPECT_THROW(all.next(), std::out_of_range);
+    EXPECT_THROW((void)all.next(), std::out_of_range);
   }());
 }
 

@@ -278,7 +278,7 @@ class [[nodiscard]] Gather {
         results_.push_back(result(tasks_[i]));
       return std::move(results_);
     } else {
-      return std::apply([this](auto&... t) { return std::make_tuple(result(t)...); }, tasks_);
+      return std::apply([this](auto&... t) { return std::make_tuple(this->result(t)...); }, tasks_);
     }
   }
   Tasks tasks_;
