@@ -189,18 +189,7 @@ sockaddr_storage numeric_address(const std::string& host, int port, int family) 
   if (family == AF_UNIX) return unix_peer(host, port, "sendto");
   if (port < 0 || port > 65535)
     throw std::invalid_argument("sendto: port " + std::to_string(port) + " is out of range");
-  sockaddr_storage ss{};
-  if (family == AF_INET6) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<std::uint16_t>(port));
-    if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) return ss;
-  } else {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    in->sin_family = AF_INET;
-    in->sin_port = htons(static_cast<std::uint16_t>(port));
-    if (::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) return ss;
-  }
+  if (auto ss = numeric_address_of(host, port, family == AF_INET6 ? AF_INET6 : AF_INET)) return *ss;
   throw std::invalid_argument("sendto: '" + host + "' is not a numeric " +
                               (family == AF_INET6 ? "IPv6" : "IPv4") +
                               " address (sendto cannot wait for a name lookup)");

@@ -46,6 +46,9 @@ std::string peer_of(int fd);
 int socket_option(int fd, int name);
 // The socket's own address, the same way ("(closed)" if it has none to give).
 std::string name_of(int fd);
+// `host` as a numeric address of `family` (AF_UNSPEC: IPv4 or IPv6) with `port`, parsed here and
+// now; std::nullopt if it is not one (a name, or an address of the other family).
+std::optional<sockaddr_storage> numeric_address_of(const std::string& host, int port, int family);
 // Numeric addresses directly; names through getaddrinfo in the default executor, asked for
 // `family` only (AF_UNSPEC: any) with getaddrinfo's `flags` (AI_PASSIVE: an empty host is every
 // interface, not the loopback).

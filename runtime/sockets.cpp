@@ -166,26 +166,32 @@ std::vector<sockaddr_storage> resolve_blocking(const std::string& host, int port
   return out;
 }
 
+std::optional<sockaddr_storage> numeric_address_of(const std::string& host, int port, int family) {
+  sockaddr_storage ss{};
+  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (family != AF_INET6 && ::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<std::uint16_t>(port));
+    return ss;
+  }
+  if (family != AF_INET && ::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<std::uint16_t>(port));
+    return ss;
+  }
+  return std::nullopt;
+}
+
 Coro<std::vector<sockaddr_storage>> resolve(std::string host, int port, int socktype, int family,
                                             int flags) {
   if (port < 0 || port > 65535) {
     throw std::invalid_argument("port must be 0-65535, got " + std::to_string(port));
   }
   // A numeric address needs no resolver; anything else goes to a thread (getaddrinfo blocks).
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
   // (An address of another family than the one asked for goes to getaddrinfo, which refuses it.)
-  if (family != AF_INET6 && ::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(static_cast<std::uint16_t>(port));
-    co_return std::vector<sockaddr_storage>{ss};
-  }
-  if (family != AF_INET && ::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<std::uint16_t>(port));
-    co_return std::vector<sockaddr_storage>{ss};
-  }
+  if (const std::optional<sockaddr_storage> ss = numeric_address_of(host, port, family))
+    co_return std::vector<sockaddr_storage>{*ss};
   co_return co_await to_thread(resolve_blocking, host, port, socktype, family, flags);
 }
 
