@@ -76,6 +76,7 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   BufferedProtocol* buffered;  // the protocol, if it lends its own buffer
   PipeEnd end;                 // none: a socket's transport, which reads and writes
   int watch_fd = -1;           // a write pipe's: watched for its reader's departure
+  bool watch_socket = false;   // ... which is a socket's peer (else a pipe's reader)
   Event wake;                  // resume_reading(), and the stream's close: the task looks again
   bool reading_paused = false;
   bool writing_paused = false;
@@ -237,12 +238,18 @@ Coro<void> deliver(TransportState& t) {
 
 // A write pipe that has nothing to write learns that its reader is gone from a poll, as asyncio's
 // does with a reader callback on it: a pipe's write end reports POLLERR then, and never POLLIN
-// (it is not open for reading). With nothing buffered that is a plain end; with bytes left, a
-// broken pipe.
+// (it is not open for reading). A socket is polled for its hang-ups only, not POLLIN (its peer
+// may send, which is no departure): POLLHUP once the peer has closed, POLLERR if it closed with
+// bytes unread; io_uring also reports POLLRDHUP, a peer that only shut down its sending half and
+// may still read — the watch ends then, with nothing decided. With nothing buffered a departure
+// is a plain end; with bytes left, a broken pipe.
 Coro<void> watch_reader(std::shared_ptr<TransportState> t) {
   const int fd = t->watch_fd;
-  const int events = co_await IoOp([fd](Backend& b, Completion* op) { b.poll(op, fd, POLLIN); });
+  const short asked = t->watch_socket ? POLLRDHUP : POLLIN;
+  const int events =
+      co_await IoOp([fd, asked](Backend& b, Completion* op) { b.poll(op, fd, asked); });
   if (events < 0 || t->ending()) co_return;
+  if (t->watch_socket && (events & (POLLHUP | POLLERR)) == 0) co_return;
   if (t->writer.buffered() > 0) {
     t->fail(os_error_ptr(EPIPE, "write to " + t->peer));
   } else {
@@ -320,7 +327,8 @@ void check_pipe(int fd, const char* who) {
   }
 }
 
-Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end) {
+Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end,
+                               std::string name) {
   check_protocol(protocol);
   if (end == PipeEnd::write) {
     // As the Python interpreter does when it starts: a write to a pipe whose reader is gone is
@@ -331,16 +339,20 @@ Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeE
       ::signal(SIGPIPE, SIG_IGN);
   }
   make_blocking(fd);  // a non-blocking pipe would end a read of an empty pipe with EAGAIN
-  // Watched: a pipe or FIFO open for writing only (asyncio watches sockets too, but a socket's
-  // peer may send, and a poll for POLLIN would take that for a departure).
+  // Watched, as asyncio's: a pipe or FIFO open for writing only, or a socket (watch_reader).
   struct stat st {};
-  const bool watched = end == PipeEnd::write && ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
-                       (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY;
-  StreamRef stream =
-      stream_of(fd, kDefaultStreamLimit,
-                fmt::format("{} pipe (fd {})", end == PipeEnd::read ? "read" : "write", fd), true);
+  const bool is_socket = ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  const bool watched =
+      end == PipeEnd::write &&
+      (is_socket || (S_ISFIFO(st.st_mode) && (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY));
+  if (name.empty())
+    name = fmt::format("{} pipe (fd {})", end == PipeEnd::read ? "read" : "write", fd);
+  StreamRef stream = stream_of(fd, kDefaultStreamLimit, std::move(name), true);
   auto t = open_transport(std::move(protocol), StreamReader(stream), StreamWriter(stream), end);
-  if (watched) t->watch_fd = fd;
+  if (watched) {
+    t->watch_fd = fd;
+    t->watch_socket = is_socket;
+  }
   create_task(drive(t));
   return Transport(std::move(t));
 }

@@ -72,6 +72,8 @@ namespace gilio::asyncio {
       throw PermissionError(err, msg);
     case EISDIR:
       throw IsADirectoryError(err, msg);
+    case ESRCH:
+      throw ProcessLookupError(err, msg);
     default:
       throw OSError(err, msg);
   }

@@ -1,4 +1,5 @@
-// runtime/subprocess.cpp — create_subprocess_exec, create_subprocess_shell and Process; mirrors
+// runtime/subprocess.cpp — create_subprocess_exec, create_subprocess_shell, Process, and the
+// protocol side, subprocess_exec and subprocess_shell with SubprocessTransport; mirrors
 // Lib/asyncio/subprocess.py, with the parts of base_subprocess.py and unix_events.py
 // (_UnixSubprocessTransport, PidfdChildWatcher) that start the child and learn of its end.
 //
@@ -20,6 +21,14 @@
 // ring, by the poll itself (`self`), so a child whose handles are all gone is still reaped. The
 // loop's close cancels every operation in flight; a cancelled poll means the loop is closing
 // while the child runs, and the child is killed and reaped then and there.
+//
+// The protocol side, subprocess_exec and subprocess_shell (base_subprocess.py's
+// BaseSubprocessTransport): the same child, with each of its pipes given to a pipe transport
+// (protocols.cpp) whose protocol passes what happens to the SubprocessProtocol with the fd
+// named, and a task that waits for the exit to call process_exited. connection_lost comes when
+// both are over: process_exited called and every pipe closed, whichever comes last (asyncio's
+// _try_finish). The pipe protocols and that task hold the transport's state until then, so a
+// caller may drop its handles and still hear everything.
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
@@ -35,6 +44,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -95,6 +107,13 @@ struct ChildState final : Completion {
     }
     pidfd_send_signal(pidfd, SIGKILL);
     reap(0);
+  }
+
+  // Popen.send_signal: nothing once the child has been reaped (its pid may be another's by now).
+  void send_signal(int sig) {
+    if (returncode) return;
+    if (pidfd_send_signal(pidfd, sig) != 0)
+      raise_os_error(errno, fmt::format("send signal {} to process {}", sig, pid));
   }
 
   // waitid on the pidfd; false if the child has not ended (with WNOHANG).
@@ -219,7 +238,11 @@ void keep_and_close(FileActions& fa, const subprocess::Options& o, const char* w
   check_action(posix_spawn_file_actions_addclosefrom_np(fa.get(), from), who);
 }
 
-Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o, const char* who) {
+// Starts the child, watched by the running loop; the parent's ends of its pipes are left in
+// `fds.parent` for the caller to take.
+std::shared_ptr<ChildState> start_child(const std::vector<std::string>& argv,
+                                        const subprocess::Options& o, const char* who,
+                                        SpawnFds& fds) {
   EventLoop& loop = get_running_loop();
   if (argv.empty()) throw std::invalid_argument(std::string(who) + ": no program given");
   for (const std::string& a : argv)
@@ -242,7 +265,6 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
     if (!S_ISDIR(st.st_mode)) raise_os_error(ENOTDIR, std::string(who) + ": cwd " + o.cwd);
   }
 
-  SpawnFds fds;
   FileActions fa;
   const std::optional<int>* redirect[3] = {&o.stdin_, &o.stdout_, &o.stderr_};
   for (int target = 0; target < 3; ++target) {
@@ -313,6 +335,14 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
   }
 
   auto state = std::make_shared<ChildState>(&loop, pid, pidfd);
+  state->watch(state);
+  return state;
+}
+
+Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o, const char* who) {
+  SpawnFds fds;
+  auto state = start_child(argv, o, who, fds);
+  const pid_t pid = state->pid;
   for (int i = 0; i < 3; ++i) {
     if (fds.parent[i] < 0) continue;
     StreamRef stream = stream_of(std::exchange(fds.parent[i], -1), o.limit,
@@ -323,7 +353,6 @@ Process spawn(const std::vector<std::string>& argv, const subprocess::Options& o
       (i == 1 ? state->out : state->err).emplace(std::move(stream));
     }
   }
-  state->watch(state);
   return Process(std::move(state));
 }
 
@@ -431,10 +460,7 @@ Coro<std::pair<std::string, std::string>> Process::communicate() {
 }
 
 void Process::send_signal(int sig) {
-  detail::ChildState& s = state("Process.send_signal");
-  if (s.returncode) return;  // reaped: its pid may belong to another process by now
-  if (detail::pidfd_send_signal(s.pidfd, sig) != 0)
-    raise_os_error(errno, fmt::format("send signal {} to process {}", sig, s.pid));
+  state("Process.send_signal").send_signal(sig);
 }
 
 void Process::terminate() {
@@ -460,6 +486,187 @@ Coro<Process> create_subprocess_exec(std::vector<std::string> argv) {
 
 Coro<Process> create_subprocess_shell(std::string cmd) {
   return create_subprocess_shell(std::move(cmd), subprocess::Options{});
+}
+
+// ---- subprocess_exec, subprocess_shell: the protocol side (base_subprocess.py) ----
+
+namespace detail {
+
+struct SubprocessState {
+  SubprocessState(std::shared_ptr<ChildState> c, std::shared_ptr<SubprocessProtocol> p)
+      : child(std::move(c)), protocol(std::move(p)) {}
+
+  std::shared_ptr<ChildState> child;
+  std::shared_ptr<SubprocessProtocol> protocol;  // until connection_lost has been called
+  std::optional<Transport> pipes[3];             // the child's fds 0-2 that are PIPEs
+  bool pipe_open[3] = {false, false, false};     // ... until their pipe_connection_lost
+  bool closing = false;
+  bool exit_told = false;  // process_exited has been called
+  bool finished = false;   // connection_lost has been called
+
+  // Calls a protocol method; what it throws is reported, and the caller goes on.
+  template <class F>
+  void call(const char* method, F&& fn) {
+    if (!protocol) return;
+    try {
+      fn(*protocol);
+    } catch (...) {  // as asyncio's, whose protocol calls are call_soon callbacks
+      child->loop->report_callback_exception(
+          fmt::format("SubprocessProtocol.{}() for process {}", method, child->pid));
+    }
+  }
+  void pipe_lost(int fd, std::exception_ptr error) {
+    pipe_open[fd] = false;
+    call("pipe_connection_lost", [&](SubprocessProtocol& p) { p.pipe_connection_lost(fd, error); });
+    try_finish();
+  }
+  void exited() {
+    exit_told = true;
+    call("process_exited", [](SubprocessProtocol& p) { p.process_exited(); });
+    try_finish();
+  }
+  // asyncio's _try_finish: connection_lost once the protocol has heard of the child's end (not
+  // just once it was reaped: that wakes watch_exit only later) and every pipe has closed.
+  void try_finish() {
+    if (finished || !exit_told) return;
+    for (const bool open : pipe_open) {
+      if (open) return;
+    }
+    finished = true;
+    call("connection_lost", [](SubprocessProtocol& p) { p.connection_lost(nullptr); });
+    protocol.reset();
+  }
+};
+
+namespace {
+
+// The protocol of one pipe's transport (asyncio's ReadSubprocessPipeProto and
+// WriteSubprocessPipeProto): passes what happens to the subprocess protocol, naming the fd.
+// It holds the state until its transport's connection_lost lets go of it.
+class PipeProtocol final : public Protocol {
+ public:
+  PipeProtocol(std::shared_ptr<SubprocessState> s, int fd) : s_(std::move(s)), fd_(fd) {}
+  void data_received(std::string data) override {
+    s_->call("pipe_data_received",
+             [&](SubprocessProtocol& p) { p.pipe_data_received(fd_, std::move(data)); });
+  }
+  void connection_lost(std::exception_ptr error) override { s_->pipe_lost(fd_, std::move(error)); }
+  void pause_writing() override {
+    s_->call("pause_writing", [](SubprocessProtocol& p) { p.pause_writing(); });
+  }
+  void resume_writing() override {
+    s_->call("resume_writing", [](SubprocessProtocol& p) { p.resume_writing(); });
+  }
+
+ private:
+  std::shared_ptr<SubprocessState> s_;
+  int fd_;
+};
+
+// Tells the protocol of the child's end; holds the state until then.
+Coro<void> watch_exit(std::shared_ptr<SubprocessState> s) {
+  try {
+    co_await s->child->exited.wait();
+  } catch (const CancelledError&) {
+    // The loop is closing with the child running (the child is killed as the loop closes): the
+    // protocol is let go of without connection_lost, since it may hold the transport — a cycle
+    // otherwise — as a socket transport's is (protocols.cpp).
+    s->protocol.reset();
+    throw;
+  }
+  s->exited();
+}
+
+}  // namespace
+
+SubprocessTransport start_subprocess(std::shared_ptr<SubprocessProtocol> protocol,
+                                     const std::vector<std::string>& argv,
+                                     const subprocess::Options& options, const char* who) {
+  if (!protocol)
+    throw std::invalid_argument(std::string(who) + ": the protocol factory returned no protocol");
+  SpawnFds fds;
+  auto child = start_child(argv, options, who, fds);
+  auto s = std::make_shared<SubprocessState>(child, std::move(protocol));
+  try {
+    for (int i = 0; i < 3; ++i) {
+      if (fds.parent[i] < 0) continue;
+      s->pipes[i] =
+          start_pipe_transport(std::make_shared<PipeProtocol>(s, i), fds.parent[i],
+                               i == 0 ? PipeEnd::write : PipeEnd::read,
+                               fmt::format("{} of process {}", kStreamName[i], child->pid));
+      fds.parent[i] = -1;  // the transport's now
+      s->pipe_open[i] = true;
+    }
+  } catch (...) {
+    // Reaped by its watch; the pipes made so far close as it ends.
+    ::syscall(SYS_pidfd_send_signal, child->pidfd, SIGKILL, nullptr, 0);
+    throw;
+  }
+  create_task(watch_exit(s));
+  SubprocessTransport transport(s);
+  s->call("connection_made", [&](SubprocessProtocol& p) { p.connection_made(transport); });
+  return transport;
+}
+
+}  // namespace detail
+
+detail::SubprocessState& SubprocessTransport::state(const char* who) const {
+  if (!s_) throw std::runtime_error(std::string(who) + ": no process (default-constructed)");
+  return *s_;
+}
+
+int SubprocessTransport::get_pid() const {
+  return state("SubprocessTransport.get_pid").child->pid;
+}
+
+std::optional<int> SubprocessTransport::get_returncode() const {
+  return state("SubprocessTransport.get_returncode").child->returncode;
+}
+
+std::optional<Transport> SubprocessTransport::get_pipe_transport(int fd) const {
+  const detail::SubprocessState& s = state("SubprocessTransport.get_pipe_transport");
+  if (fd < 0 || fd > 2) return std::nullopt;
+  return s.pipes[fd];
+}
+
+void SubprocessTransport::send_signal(int sig) {
+  detail::SubprocessState& s = state("SubprocessTransport.send_signal");
+  if (s.finished) {
+    raise_os_error(ESRCH, fmt::format("send signal {} to process {}: its transport has finished",
+                                      sig, s.child->pid));
+  }
+  s.child->send_signal(sig);
+}
+
+void SubprocessTransport::terminate() {
+  send_signal(SIGTERM);
+}
+
+void SubprocessTransport::kill() {
+  send_signal(SIGKILL);
+}
+
+void SubprocessTransport::close() {
+  detail::SubprocessState& s = state("SubprocessTransport.close");
+  if (s.closing) return;
+  s.closing = true;
+  for (std::optional<Transport>& pipe : s.pipes) {
+    if (pipe) pipe->close();
+  }
+  if (!s.child->returncode) {
+    if (s.child->loop->get_debug()) {
+      std::fprintf(stderr, "gilio: SubprocessTransport.close(): killing running process %d\n",
+                   static_cast<int>(s.child->pid));
+    }
+    try {
+      s.child->send_signal(SIGKILL);
+    } catch (const ProcessLookupError&) {  // it has just ended: its watch will tell
+    }
+  }
+}
+
+bool SubprocessTransport::is_closing() const {
+  return state("SubprocessTransport.is_closing").closing;
 }
 
 }  // namespace gilio::asyncio

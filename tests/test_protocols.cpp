@@ -893,6 +893,27 @@ TEST(PipeTransports, AWritePipeEndsWhenItsReaderLeaves) {
   }());
 }
 
+// A write "pipe" that is a socket (a child's stdin under subprocess_exec is one) is watched for
+// its peer's hang-up only: bytes the peer sends are no departure, its close is — then
+// connection_lost(nullptr), without a write that fails.
+TEST(PipeTransports, AWriteSocketEndsWhenItsPeerClosesNotWhenItSends) {
+  run_test([]() -> Coro<void> {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    auto [out, writer] = co_await asyncio::connect_write_pipe(make_recorder, sv[0]);
+    auto [in, reader] = co_await asyncio::connect_read_pipe(make_recorder, sv[1]);
+    EXPECT_EQ(::send(sv[1], "hi", 2, MSG_NOSIGNAL), 2);  // to the writer, which never reads
+    out.write(std::string_view("ping"));
+    co_await reader->until_bytes(4);
+    EXPECT_EQ(reader->data, "ping");
+    EXPECT_FALSE(out.is_closing()) << "the peer's bytes were taken for its departure";
+    in.close();  // the peer's end closes
+    co_await writer->until_lost();
+    EXPECT_EQ(writer->events, (std::vector<std::string>{"made", "lost"}));
+    EXPECT_FALSE(writer->error);
+  }());
+}
+
 // What is not a pipe, a socket or a character device is refused, as is a closed descriptor;
 // either way before the factory is called, and the descriptor is left alone.
 TEST(PipeTransports, WhatIsNotAPipeIsRefused) {

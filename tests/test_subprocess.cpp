@@ -13,9 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -522,4 +525,249 @@ TEST(Subprocess, PassFdsRefusesADescriptorThatIsNotOpen) {
     co_await gilio::testing::expect_await_throws<std::system_error>(
         closed, "passed a closed descriptor", fmt::format("pass_fds: descriptor {}", fd));
   }());
+}
+
+// ---- subprocess_exec and subprocess_shell: the protocol side (loop.subprocess_exec) ----
+
+namespace {
+
+// Records what a SubprocessProtocol is told, in order; `done` is set by connection_lost.
+struct Recorder : asyncio::SubprocessProtocol {
+  std::vector<std::string> events;
+  std::string data[3];
+  std::exception_ptr pipe_error[3];
+  bool pipe_lost[3] = {false, false, false};
+  bool data_after_lost = false;
+  std::optional<int> returncode_at_exit;
+  int paused = 0;
+  int resumed = 0;
+  asyncio::Event resumed_event;
+  asyncio::Event done;
+  asyncio::SubprocessTransport transport;  // a cycle until connection_lost, as in asyncio
+
+  void connection_made(asyncio::SubprocessTransport& t) override {
+    transport = t;
+    events.push_back("made");
+  }
+  void pipe_data_received(int fd, std::string bytes) override {
+    if (pipe_lost[fd]) data_after_lost = true;
+    data[fd] += bytes;
+  }
+  void pipe_connection_lost(int fd, std::exception_ptr e) override {
+    events.push_back(fmt::format("pipe {} lost", fd));
+    pipe_lost[fd] = true;
+    pipe_error[fd] = e;
+  }
+  void process_exited() override {
+    events.push_back("exited");
+    returncode_at_exit = transport.get_returncode();
+  }
+  void connection_lost(std::exception_ptr e) override {
+    events.push_back(e ? "lost with an error" : "lost");
+    done.set();
+  }
+  void pause_writing() override { ++paused; }
+  void resume_writing() override {
+    ++resumed;
+    resumed_event.set();
+  }
+};
+
+std::shared_ptr<Recorder> make_recorder() {
+  return std::make_shared<Recorder>();
+}
+
+Coro<std::shared_ptr<Recorder>> sh_protocol(std::string script, sp::Options o) {
+  auto started = co_await asyncio::subprocess_shell(make_recorder, std::move(script), o);
+  co_return started.second;
+}
+
+// connection_made first, connection_lost last and once, everything else in between.
+void expect_whole_story(const Recorder& r, std::vector<std::string> middle) {
+  ASSERT_GE(r.events.size(), 2u);
+  EXPECT_EQ(r.events.front(), "made");
+  EXPECT_EQ(r.events.back(), "lost");
+  std::vector<std::string> seen(r.events.begin() + 1, r.events.end() - 1);
+  std::sort(seen.begin(), seen.end());
+  std::sort(middle.begin(), middle.end());
+  EXPECT_EQ(seen, middle);
+  EXPECT_FALSE(r.data_after_lost) << "pipe_data_received after that pipe's pipe_connection_lost";
+}
+
+}  // namespace
+
+// The whole of a child's life through the protocol: stdin written and closed through its pipe
+// transport, stdout and stderr delivered per fd, each pipe's end, the exit, and connection_lost
+// only after all of them (asyncio's _try_finish).
+TEST(SubprocessProtocol, HearsEachPipeTheExitAndThenConnectionLost) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> argv{"/bin/sh", "-c", "cat; echo oops >&2; exit 3"};
+    auto [transport, r] = co_await asyncio::subprocess_exec(make_recorder, argv);
+    EXPECT_EQ(r->events, std::vector<std::string>{"made"});  // before subprocess_exec returned
+    EXPECT_GT(transport.get_pid(), 0);
+    EXPECT_FALSE(transport.get_returncode());
+    std::optional<asyncio::Transport> in = transport.get_pipe_transport(0);
+    EXPECT_TRUE(in && transport.get_pipe_transport(1) && transport.get_pipe_transport(2))
+        << "without options, the three streams are pipes";
+    in->write("hello\n");
+    in->write(std::string("world\n"));
+    in->write_eof();
+    co_await r->done.wait();
+    EXPECT_EQ(r->data[1], "hello\nworld\n");
+    EXPECT_EQ(r->data[2], "oops\n");
+    EXPECT_EQ(transport.get_returncode(), 3);
+    EXPECT_EQ(r->returncode_at_exit, 3) << "process_exited comes after the child is reaped";
+    expect_whole_story(*r, {"pipe 0 lost", "pipe 1 lost", "pipe 2 lost", "exited"});
+    for (int fd = 0; fd < 3; ++fd)
+      EXPECT_EQ(r->pipe_error[fd], nullptr) << "fd " << fd;
+    EXPECT_FALSE(transport.is_closing());
+  }());
+}
+
+// close() closes the pipes and kills a child that still runs; the protocol still hears the end.
+// After connection_lost the transport has let go of the process: ProcessLookupError.
+TEST(SubprocessProtocol, CloseKillsARunningChildAndSignalsThenFindNoProcess) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<Recorder> r = co_await sh_protocol("sleep 60", sp::Options::piped());
+    asyncio::SubprocessTransport t = r->transport;
+    t.close();
+    EXPECT_TRUE(t.is_closing());
+    t.close();  // again: nothing
+    co_await r->done.wait();
+    EXPECT_EQ(t.get_returncode(), -SIGKILL);
+    expect_whole_story(*r, {"pipe 0 lost", "pipe 1 lost", "pipe 2 lost", "exited"});
+    EXPECT_THROW(t.send_signal(SIGTERM), asyncio::ProcessLookupError);
+    EXPECT_THROW(t.kill(), asyncio::ProcessLookupError);
+  }());
+}
+
+TEST(SubprocessProtocol, TerminateShowsInTheReturncode) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<Recorder> r = co_await sh_protocol("exec sleep 60", sp::Options::piped());
+    r->transport.terminate();
+    co_await r->done.wait();
+    EXPECT_EQ(r->transport.get_returncode(), -SIGTERM);
+    EXPECT_EQ(r->returncode_at_exit, -SIGTERM);
+  }());
+}
+
+// A child that exits without reading its stdin: the stdin transport learns that its reader has
+// gone (a poll on the socket's hang-up, as asyncio watches its pipe) and ends, so connection_lost
+// comes although nobody closed stdin. The protocol is the only one holding the transport.
+TEST(SubprocessProtocol, StdinEndsWhenTheChildExitsWithoutReadingIt) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<Recorder> r = co_await sh_protocol("exit 0", sp::Options::piped());
+    co_await r->done.wait();
+    EXPECT_EQ(r->transport.get_returncode(), 0);
+    EXPECT_EQ(r->pipe_error[0], nullptr);
+    EXPECT_TRUE(r->transport.get_pipe_transport(0)->is_closing());
+    expect_whole_story(*r, {"pipe 0 lost", "pipe 1 lost", "pipe 2 lost", "exited"});
+  }());
+}
+
+// Only PIPE streams get a pipe transport; STDOUT sends stderr's bytes to the stdout pipe.
+TEST(SubprocessProtocol, OnlyPipedStreamsHaveTransports) {
+  run_test([]() -> Coro<void> {
+    sp::Options o;
+    o.stdin_ = sp::DEVNULL;
+    o.stdout_ = sp::PIPE;
+    o.stderr_ = sp::STDOUT;
+    std::vector<std::string> argv{"/bin/sh", "-c", "echo a; echo b >&2"};
+    auto [t, r] = co_await asyncio::subprocess_exec(make_recorder, argv, o);
+    EXPECT_FALSE(t.get_pipe_transport(0));
+    EXPECT_TRUE(t.get_pipe_transport(1));
+    EXPECT_FALSE(t.get_pipe_transport(2));
+    EXPECT_FALSE(t.get_pipe_transport(3));
+    EXPECT_FALSE(t.get_pipe_transport(-1));
+    EXPECT_THROW(t.get_pipe_transport(1)->write("x"), std::runtime_error);  // a read pipe's
+    co_await r->done.wait();
+    EXPECT_EQ(r->data[1], "a\nb\n");
+    expect_whole_story(*r, {"pipe 1 lost", "exited"});
+  }());
+}
+
+// Flow control of the stdin pipe reaches the subprocess protocol: 1 MiB to a child that reads it
+// all passes the high-water mark at once (pause_writing within write()) and drains below the
+// low one later (resume_writing).
+TEST(SubprocessProtocol, StdinFlowControlReachesTheProtocol) {
+  run_test([]() -> Coro<void> {
+    std::shared_ptr<Recorder> r = co_await sh_protocol("wc -c", sp::Options::piped());
+    std::optional<asyncio::Transport> in = r->transport.get_pipe_transport(0);
+    in->write(std::string(1 << 20, 'x'));
+    EXPECT_EQ(r->paused, 1);
+    co_await r->resumed_event.wait();
+    EXPECT_EQ(r->resumed, 1);
+    in->close();
+    co_await r->done.wait();
+    EXPECT_EQ(r->data[1], std::to_string(1 << 20) + "\n");
+    EXPECT_EQ(r->transport.get_returncode(), 0);
+  }());
+}
+
+// What a protocol method throws is reported to the loop's exception handler, naming the process,
+// and the delivery goes on: every byte still arrives, and the end comes.
+TEST(SubprocessProtocol, ProtocolExceptionsAreReportedAndDeliveryGoesOn) {
+  struct Throws : Recorder {
+    void pipe_data_received(int fd, std::string bytes) override {
+      Recorder::pipe_data_received(fd, std::move(bytes));
+      throw std::runtime_error("boom");
+    }
+    void process_exited() override {
+      Recorder::process_exited();
+      throw std::logic_error("bang");
+    }
+  };
+  gilio::testing::Reports reports;
+  run_test([&reports]() -> Coro<void> {
+    reports.install(asyncio::get_running_loop());
+    auto factory = [] { return std::make_shared<Throws>(); };
+    std::vector<std::string> argv{"/bin/sh", "-c", "printf abc; printf def >&2"};
+    auto [t, r] = co_await asyncio::subprocess_exec(factory, argv);
+    co_await r->done.wait();
+    EXPECT_EQ(r->data[1], "abc");
+    EXPECT_EQ(r->data[2], "def");
+    expect_whole_story(*r, {"pipe 0 lost", "pipe 1 lost", "pipe 2 lost", "exited"});
+    EXPECT_GE(reports.seen.size(), 3u);  // a piece of stdout, one of stderr, process_exited
+    const std::string pid = std::to_string(t.get_pid());
+    for (const asyncio::ExceptionContext& c : reports.seen) {
+      EXPECT_EQ(c.message, "Exception in callback");
+      EXPECT_NE(c.handle.find("for process " + pid), std::string::npos) << c.handle;
+      const std::string what = gilio::testing::what_of(c);
+      if (c.handle.find("SubprocessProtocol.process_exited()") == 0) {
+        EXPECT_EQ(what, "bang");
+      } else {
+        EXPECT_EQ(c.handle.find("SubprocessProtocol.pipe_data_received()"), 0u) << c.handle;
+        EXPECT_EQ(what, "boom");
+      }
+    }
+  }());
+}
+
+TEST(SubprocessProtocol, ErrorsNameWhatIsWrong) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> missing{"/no/such/program"};
+    co_await gilio::testing::expect_await_throws<asyncio::FileNotFoundError>(
+        asyncio::subprocess_exec(make_recorder, missing), "a missing program was started",
+        "/no/such/program");
+    auto none = [] { return std::shared_ptr<Recorder>(); };
+    std::vector<std::string> argv{"true"};
+    co_await gilio::testing::expect_await_throws<std::invalid_argument>(
+        asyncio::subprocess_exec(none, argv), "a null protocol was accepted", "no protocol");
+    asyncio::SubprocessTransport unset;
+    EXPECT_THROW((void)unset.get_pid(), std::runtime_error);
+  }());
+}
+
+// A loop that closes while a child runs under a protocol kills and reaps it, and lets go of the
+// protocol (LeakSanitizer would see the cycle through the pipe protocols otherwise).
+TEST(SubprocessProtocol, ClosingTheLoopKillsAndReapsTheChild) {
+  pid_t pid = 0;
+  std::weak_ptr<Recorder> kept;
+  asyncio::run([&]() -> Coro<void> {
+    std::shared_ptr<Recorder> r = co_await sh_protocol("exec sleep 60", sp::Options::piped());
+    pid = r->transport.get_pid();
+    kept = r;
+  }());
+  EXPECT_TRUE(reaped(pid));
+  EXPECT_TRUE(kept.expired()) << "the protocol outlived its loop";
 }

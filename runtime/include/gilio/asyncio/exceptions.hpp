@@ -164,6 +164,10 @@ class PermissionError : public OSError {
 class IsADirectoryError : public OSError {
   using OSError::OSError;
 };
+// No such process (ESRCH): a signal to a child that is gone.
+class ProcessLookupError : public OSError {
+  using OSError::OSError;
+};
 // A host name that does not resolve (Python's socket.gaierror). code() is getaddrinfo's error.
 class NameResolutionError : public std::runtime_error {
  public:

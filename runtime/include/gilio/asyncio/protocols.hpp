@@ -223,8 +223,9 @@ Transport start_transport(std::shared_ptr<Protocol> protocol, StreamReader reade
 // character device such as a terminal (std::invalid_argument), as asyncio's pipe transports ask.
 void check_pipe(int fd, const char* who);
 // The transport over a pipe end, which it owns from now on: reads or writes it with read() and
-// write(), and closes it at the end.
-Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end);
+// write(), and closes it at the end. `name` is what its errors call it ("" : "read pipe (fd N)").
+Transport start_pipe_transport(std::shared_ptr<Protocol> protocol, int fd, PipeEnd end,
+                               std::string name = {});
 // A server's handler that runs a protocol from `factory` over each connection.
 ClientConnected serve_protocol(ProtocolFactory factory);
 
@@ -283,10 +284,11 @@ auto connect_read_pipe(Factory factory, int fd) -> Coro<std::pair<Transport, dec
 // loop.connect_write_pipe(protocol_factory, pipe): a transport that writes to `fd`, with the
 // flow control of a connection's (pause_writing above the high-water mark). A reader that
 // closes its end ends the transport: with nothing buffered, connection_lost(nullptr) at once (a
-// pipe or FIFO is watched for it, as asyncio's is); with bytes left, or at the next write,
-// connection_lost gets BrokenPipeError. As the Python interpreter does at its start, SIGPIPE is
-// ignored from the first write pipe on, if the program left it at its default action (which
-// would kill the process instead). The transport owns `fd` and closes it at the end.
+// pipe, FIFO or socket is watched for it, as asyncio's is); with bytes left, or at the next
+// write, connection_lost gets BrokenPipeError (or, from a socket, ConnectionResetError). As the
+// Python interpreter does at its start, SIGPIPE is ignored from the first write pipe on, if the
+// program left it at its default action (which would kill the process instead). The transport owns
+// `fd` and closes it at the end.
 template <class Factory>
 auto connect_write_pipe(Factory factory, int fd)
     -> Coro<std::pair<Transport, decltype(factory())>> {

@@ -31,8 +31,21 @@
 //
 // A Process is the loop's that started it, as its streams are: from a task of another loop,
 // wait() throws std::runtime_error unless the exit was already heard, and communicate() always.
+//
+// Beneath Process, asyncio has the callback style of protocols.hpp for children too, and this
+// header has it as well: subprocess_exec and subprocess_shell (asyncio's loop.subprocess_exec
+// and loop.subprocess_shell) start a child and hand what happens to it to a SubprocessProtocol —
+// pipe_data_received(fd, bytes) for each piece of its stdout (1) or stderr (2), then
+// pipe_connection_lost(fd, error) as each pipe closes, process_exited() when the child ends, and
+// connection_lost() once both have happened for everything — through a SubprocessTransport that
+// holds a pipe transport for each piped stream (get_pipe_transport). Their streams default to
+// PIPE, as asyncio's do.
+//
+//     auto [transport, protocol] =
+//         co_await asyncio::subprocess_exec([] { return std::make_shared<Collect>(); }, argv);
 #pragma once
 
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +53,7 @@
 #include <vector>
 
 #include "gilio/asyncio/coro.hpp"
+#include "gilio/asyncio/protocols.hpp"
 #include "gilio/asyncio/streams.hpp"
 
 namespace gilio::asyncio {
@@ -66,6 +80,13 @@ struct Options {
   // Descriptors the child keeps under the same numbers besides 0-2, also with close_fds (Popen's
   // pass_fds). Each must be open here; it stays close-on-exec in this process.
   std::vector<int> pass_fds;
+
+  // The three streams PIPE: the defaults of loop.subprocess_exec and subprocess_shell.
+  static Options piped() {
+    Options o;
+    o.stdin_ = o.stdout_ = o.stderr_ = PIPE;
+    return o;
+  }
 };
 }  // namespace subprocess
 
@@ -122,5 +143,118 @@ Coro<Process> create_subprocess_shell(std::string cmd, subprocess::Options optio
 // destroys a coroutine's defaulted class-type argument twice when the call is co_awaited.)
 Coro<Process> create_subprocess_exec(std::vector<std::string> argv);
 Coro<Process> create_subprocess_shell(std::string cmd);
+
+class SubprocessTransport;
+
+// asyncio.SubprocessProtocol: override what you need; each default does nothing. Each method is
+// called on the loop's thread, never from within another; what one throws is reported to the
+// loop's exception handler and delivery goes on (asyncio calls each with call_soon, whose
+// handle reports it the same way).
+class SubprocessProtocol {
+ public:
+  virtual ~SubprocessProtocol() = default;
+  // The child runs and its pipes are connected; `transport` is the protocol's to keep.
+  virtual void connection_made(SubprocessTransport& transport) { (void)transport; }
+  // Bytes the child wrote to its stdout (`fd` 1) or stderr (2), in order for each pipe.
+  virtual void pipe_data_received(int fd, std::string data) {
+    (void)fd;
+    (void)data;
+  }
+  // The pipe for the child's `fd` (0, 1 or 2) closed: nullptr at its EOF or a close(), the
+  // OSError of a failure (a write to a stdin that the child stopped reading: BrokenPipeError).
+  virtual void pipe_connection_lost(int fd, std::exception_ptr error) {
+    (void)fd;
+    (void)error;
+  }
+  // The child ended and was reaped: the transport's get_returncode() has its status.
+  virtual void process_exited() {}
+  // The last call, once the child has ended and every pipe has closed (always nullptr, as
+  // asyncio's: the failures were the pipes').
+  virtual void connection_lost(std::exception_ptr error) { (void)error; }
+  // The stdin pipe's buffer passed its high-water mark, and later fell to its low one.
+  virtual void pause_writing() {}
+  virtual void resume_writing() {}
+};
+
+namespace detail {
+struct SubprocessState;
+}
+
+// asyncio's SubprocessTransport: a copyable handle to a child started by subprocess_exec or
+// subprocess_shell.
+class SubprocessTransport {
+ public:
+  SubprocessTransport() = default;
+  explicit SubprocessTransport(std::shared_ptr<detail::SubprocessState> s) : s_(std::move(s)) {}
+
+  int get_pid() const;
+  // The child's exit status once it has been reaped (Process::returncode's), else std::nullopt.
+  std::optional<int> get_returncode() const;
+  // The transport of the pipe for the child's `fd`: a write pipe's for 0 (write, write_eof,
+  // close; flow control through the protocol's pause_writing), a read pipe's for 1 and 2
+  // (pause_reading, resume_reading, close). std::nullopt for a stream that is not a PIPE, and
+  // for any other fd.
+  std::optional<Transport> get_pipe_transport(int fd) const;
+  // As Process's, through the pidfd; nothing once the child has been reaped. After
+  // connection_lost, ProcessLookupError (asyncio's transport has let go of its process then).
+  void send_signal(int sig);
+  void terminate();  // SIGTERM
+  void kill();       // SIGKILL
+  // Closes every pipe and kills the child if it still runs (asyncio's close(); a warning says so
+  // in debug mode); process_exited and connection_lost follow as always. Twice does nothing.
+  void close();
+  bool is_closing() const;
+
+ private:
+  detail::SubprocessState& state(const char* who) const;
+  std::shared_ptr<detail::SubprocessState> s_;
+};
+
+namespace detail {
+// Starts the child of argv with the given options and connects `protocol` to it.
+SubprocessTransport start_subprocess(std::shared_ptr<SubprocessProtocol> protocol,
+                                     const std::vector<std::string>& argv,
+                                     const subprocess::Options& options, const char* who);
+
+template <class Factory>
+using SubprocessPair = std::pair<SubprocessTransport, decltype(std::declval<Factory&>()())>;
+}  // namespace detail
+
+// loop.subprocess_exec(protocol_factory, *args, ...): starts argv[0] (looked up on PATH) as
+// create_subprocess_exec does, with the same options (`limit` aside, which does not apply), and
+// returns the transport and the protocol — a std::shared_ptr to a SubprocessProtocol made by
+// `factory()` — once connection_made has been called. Errors are create_subprocess_exec's;
+// std::invalid_argument if the factory returns no protocol. Without options, the three streams
+// are PIPEs (subprocess::Options::piped()), as asyncio's defaults; with options, each stream is
+// what they say (std::nullopt: inherited). (With g++ 12, name a capturing factory and a braced
+// argv before the co_await.)
+template <class Factory>
+auto subprocess_exec(Factory factory, std::vector<std::string> argv, subprocess::Options options)
+    -> Coro<detail::SubprocessPair<Factory>> {
+  auto protocol = factory();
+  SubprocessTransport transport =
+      detail::start_subprocess(protocol, argv, options, "subprocess_exec");
+  co_return detail::SubprocessPair<Factory>(std::move(transport), std::move(protocol));
+}
+template <class Factory>
+auto subprocess_exec(Factory factory, std::vector<std::string> argv)
+    -> Coro<detail::SubprocessPair<Factory>> {
+  return subprocess_exec(std::move(factory), std::move(argv), subprocess::Options::piped());
+}
+
+// loop.subprocess_shell(protocol_factory, cmd, ...): the same for `cmd` run by /bin/sh -c.
+template <class Factory>
+auto subprocess_shell(Factory factory, std::string cmd, subprocess::Options options)
+    -> Coro<detail::SubprocessPair<Factory>> {
+  auto protocol = factory();
+  std::vector<std::string> argv{"/bin/sh", "-c", std::move(cmd)};
+  SubprocessTransport transport =
+      detail::start_subprocess(protocol, argv, options, "subprocess_shell");
+  co_return detail::SubprocessPair<Factory>(std::move(transport), std::move(protocol));
+}
+template <class Factory>
+auto subprocess_shell(Factory factory, std::string cmd) -> Coro<detail::SubprocessPair<Factory>> {
+  return subprocess_shell(std::move(factory), std::move(cmd), subprocess::Options::piped());
+}
 
 }  // namespace gilio::asyncio
