@@ -500,6 +500,8 @@ TEST(Streams, ReaduntilWithSeveralSeparators) {
       ADD_FAILURE() << "readuntil past EOF did not throw";
     } catch (const asyncio::IncompleteReadError& e) {
       EXPECT_EQ(e.partial, "tail");
+      EXPECT_EQ(e.expected, std::string::npos);  // asyncio's None
+      EXPECT_STREQ(e.what(), "4 bytes read on a total of undefined expected bytes");
     }
     const std::vector<std::string> none, with_empty = {"x", ""};
     EXPECT_THROW(co_await r.readuntil(none), std::invalid_argument);

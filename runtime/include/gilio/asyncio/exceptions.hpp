@@ -76,12 +76,15 @@ class InvalidStateError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// StreamReader::readexactly hit EOF first: `partial` holds what was read.
+// StreamReader::readexactly or readuntil hit EOF first: `partial` holds what was read.
+// `expected` is readexactly's n, and std::string::npos for readuntil (asyncio's None).
 class IncompleteReadError : public std::runtime_error {
  public:
   IncompleteReadError(std::string partial_bytes, std::size_t expected_bytes)
       : std::runtime_error(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
-                           std::to_string(expected_bytes) + " expected bytes"),
+                           (expected_bytes == std::string::npos ? std::string("undefined")
+                                                                : std::to_string(expected_bytes)) +
+                           " expected bytes"),
         partial(std::move(partial_bytes)),
         expected(expected_bytes) {}
   std::string partial;
