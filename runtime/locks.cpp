@@ -13,25 +13,55 @@ void detail::LoopBinding::bind_or_throw(EventLoop* loop, const char* owner) {
 
 // ---- Lock ----
 
+// As asyncio's Lock (3.11 to 3.13), release() unlocks and wakes the first waiter, which takes
+// the lock when it runs; until then the lock is unlocked (locked() is false, a second release()
+// is an error) but not free: a newcomer queues behind the woken waiter (`woken_`), so the order
+// stays FIFO. A cancelled waiter stays in the list until its task runs, as asyncio's cancelled
+// future stays in its deque: a release() that finds it first wakes no one, and the cancelled
+// task, when it runs, wakes the next waiter if the lock is free (asyncio's _wake_up_first). So a
+// wake-up takes the same turns of the loop as in asyncio; tests/sync_diff.py holds the two to it.
+bool Lock::free_for_newcomer() {
+  if (locked_ || woken_) return false;
+  bool all_cancelled = true;  // (asyncio: all(w.cancelled() for w in self._waiters))
+  waiters_.for_each(
+      [&](detail::SyncWaiter* w) { all_cancelled = all_cancelled && w->cancelled(); });
+  return all_cancelled;
+}
+
 bool Lock::Acquire::await_ready() noexcept {
-  if (!lock_.locked_ && lock_.waiters_.empty()) {
-    lock_.locked_ = true;
-    return true;
-  }
-  return false;
+  if (!lock_.free_for_newcomer()) return false;
+  lock_.locked_ = true;
+  return true;
 }
 
 void Lock::Acquire::await_resume() {
   if (!parked()) return;  // taken without waiting
-  // Handed the lock, but cancelled: pass it on before CancelledError is thrown.
-  if (woken() && task()->cancel_pending(cancelled())) lock_.release();
+  unlink();               // a cancelled waiter was left in the list until now
+  if (woken()) {
+    lock_.woken_ = false;
+    if (!task()->cancel_pending(cancelled())) {
+      lock_.locked_ = true;  // ours
+      return;
+    }
+  }
+  if (!lock_.locked_) lock_.wake_first();
   task()->resume_check(cancelled());
+}
+
+// Wakes the first waiter unless it has been woken already or was cancelled (then its own task
+// passes the turn on when it runs).
+void Lock::wake_first() {
+  if (woken_) return;
+  detail::SyncWaiter* w = waiters_.front();
+  if (w == nullptr || w->cancelled()) return;
+  w->wake_up();
+  woken_ = true;
 }
 
 void Lock::release() {
   if (!locked_) throw std::runtime_error("Lock is not acquired");
-  // Hand the lock straight to the first waiter (it stays locked), or unlock.
-  if (!detail::wake_first(waiters_)) locked_ = false;
+  locked_ = false;
+  wake_first();
 }
 
 // ---- Event ----
@@ -50,14 +80,10 @@ Coro<bool> Condition::wait() {
   binding_.check(running_loop(), "Condition");  // before the lock is let go
   lock_->release();
   bool cancelled = false;
-  bool pass_on = false;
   {
     detail::Parked p(waiters_, binding_, "Condition", detail::Parked::deferred);
     co_await p;
-    if (p.take_cancel()) {
-      cancelled = true;
-      pass_on = p.woken();
-    }
+    cancelled = p.take_cancel();
   }
   // Take the lock back even if cancelled, before rethrowing (as asyncio does).
   for (;;) {
@@ -68,8 +94,13 @@ Coro<bool> Condition::wait() {
       cancelled = true;
     }
   }
-  if (pass_on) notify(1);  // a notification reached us but we were cancelled: pass it on
-  if (cancelled) throw CancelledError();
+  if (cancelled) {
+    // As asyncio's since 3.12.x (gh-112202): a notification may have reached us before the
+    // cancel did, so another waiter is notified in our place. Perhaps spuriously, which a
+    // condition variable allows: its waiters check their predicate again (wait_for).
+    notify(1);
+    throw CancelledError();
+  }
   co_return true;
 }
 
@@ -89,6 +120,9 @@ Semaphore::Semaphore(long value) : value_(value) {
   if (value < 0) throw std::invalid_argument("Semaphore initial value must be >= 0");
 }
 
+// As asyncio's (3.12+): release() adds a unit and hands it to the first waiter, if any, taking
+// it off the count at once; acquire() waits while anyone is ahead, even with units left, and a
+// waiter that runs, or is cancelled, wakes as many of those behind it as there are units.
 bool Semaphore::Acquire::await_ready() noexcept {
   if (!sem_.locked()) {
     --sem_.value_;
@@ -99,14 +133,27 @@ bool Semaphore::Acquire::await_ready() noexcept {
 
 void Semaphore::Acquire::await_resume() {
   if (!parked()) return;
-  // Handed a unit, but cancelled: it goes to the next waiter before CancelledError is thrown.
-  if (woken() && task()->cancel_pending(cancelled())) sem_.release();
+  const bool cancelling = task()->cancel_pending(cancelled());
+  if (woken()) {
+    --sem_.woken_;
+    if (cancelling) ++sem_.value_;  // handed a unit, but cancelled: it goes back
+  }
+  // Units left that newcomers queued behind us for: theirs now.
+  while (sem_.value_ > 0 && sem_.wake_next()) {
+  }
   task()->resume_check(cancelled());
 }
 
+bool Semaphore::wake_next() {
+  if (!detail::wake_first(waiters_)) return false;
+  --value_;
+  ++woken_;
+  return true;
+}
+
 void Semaphore::release() {
-  // Hand the unit straight to the first waiter, or put it back.
-  if (!detail::wake_first(waiters_)) ++value_;
+  ++value_;
+  wake_next();
 }
 
 void BoundedSemaphore::release() {

@@ -11,9 +11,9 @@ all the time. Exits 1 with the first script whose transcripts differ, shown whol
 Usage: stream_diff.py STREAM_REPLAY_BINARY [SEEDS [FIRST_SEED]]
 """
 import asyncio
-import random
-import subprocess
 import sys
+
+import replay_diff
 
 SEPARATORS = [b"\n", b"ab", b"X", b"aXb", b"bb", b"\n\n", b""]
 
@@ -94,31 +94,6 @@ async def replay(limit, pieces, ops):
     return "".join(line + "\n" for line in out)
 
 
-def main():
-    binary = sys.argv[1]
-    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    scripts = [make_script(random.Random(seed)) for seed in range(first, first + seeds)]
-    expected = [asyncio.run(replay(*s)) for s in scripts]
-    text = "".join(script_text(*s) for s in scripts)
-    run = subprocess.run([binary], input=text.encode(), capture_output=True, timeout=600)
-    if run.returncode != 0:
-        print(f"{binary} exited with {run.returncode}:\n{run.stderr.decode(errors='replace')}")
-        return 1
-    got = run.stdout.decode().split("==\n")
-    if len(got) != len(scripts) + 1 or got[-1] != "":
-        print(f"{binary} gave {len(got) - 1} transcripts for {len(scripts)} scripts")
-        return 1
-    for i, (s, want, have) in enumerate(zip(scripts, expected, got)):
-        if want != have:
-            print(f"seed {first + i}: gilio's StreamReader differs from asyncio's\n")
-            print("script:\n" + script_text(*s))
-            print("asyncio:\n" + want)
-            print("gilio:\n" + have)
-            return 1
-    print(f"{len(scripts)} scripts: gilio's StreamReader read what asyncio's read")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(replay_diff.main(make_script, replay, script_text,
+                              "gilio's StreamReader read what asyncio's read"))

@@ -21,11 +21,13 @@
 #include <fmt/core.h>
 
 #include <gilio/asyncio.hpp>
-#include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "replay_support.hpp"
 
 namespace asyncio = gilio::asyncio;
 
@@ -92,7 +94,7 @@ asyncio::Coro<void> feeder_task(asyncio::StreamReader r, const Script& s) {
   r.feed_eof();
 }
 
-asyncio::Coro<std::string> replay(const Script& s) {
+asyncio::Coro<std::string> replay(Script s) {
   asyncio::StreamReader r = asyncio::StreamReader::fed(s.limit);
   std::string out;
   asyncio::Task<void> reading = asyncio::create_task(reader_task(r, s, out));
@@ -105,36 +107,22 @@ asyncio::Coro<std::string> replay(const Script& s) {
 }  // namespace
 
 int main() {
-  std::string line;
   Script s;
-  std::string all;
-  int scripts = 0;
-  while (std::getline(std::cin, line)) {
-    std::istringstream words(line);
-    std::string head;
-    words >> head;
-    if (head == "limit") {
-      words >> s.limit;
-    } else if (head == "feed") {
-      std::string hex;
-      words >> hex;
-      s.pieces.push_back(from_hex(hex));
-    } else if (head == "op") {
-      std::vector<std::string> op;
-      for (std::string w; words >> w;)
-        op.push_back(w);
-      s.ops.push_back(op);
-    } else if (head == "end") {
-      try {
-        all += asyncio::run(replay(s));
-      } catch (const std::exception& e) {
-        all += fmt::format("script failed: {}\n", e.what());
-      }
-      all += "==\n";
-      ++scripts;
-      s = Script{};
-    }
-  }
-  std::cout << all;
-  std::cerr << fmt::format("stream_replay: {} scripts replayed\n", scripts);
+  return gilio::testing::replay_scripts(
+      "stream_replay",
+      [&](const std::string& head, std::istringstream& words) {
+        if (head == "limit") {
+          words >> s.limit;
+        } else if (head == "feed") {
+          std::string hex;
+          words >> hex;
+          s.pieces.push_back(from_hex(hex));
+        } else if (head == "op") {
+          std::vector<std::string> op;
+          for (std::string w; words >> w;)
+            op.push_back(w);
+          s.ops.push_back(op);
+        }
+      },
+      [&] { return asyncio::run(replay(std::exchange(s, Script{}))); });
 }

@@ -5,11 +5,14 @@
 // and they never block the thread: a task that must wait parks a waiter node — which lives in
 // its own coroutine frame — in the primitive's FIFO list and suspends.
 //
-// Fairness is FIFO, as in asyncio: Lock::release() hands the lock straight to the first waiter,
-// so a task that calls acquire() in between cannot barge in (asyncio gets the same effect by
-// keeping woken waiters in its deque). The edge case that matters: a waiter that was handed
-// the lock (or a semaphore unit, or a notification) and is cancelled before it runs passes it
-// on to the next waiter rather than losing it.
+// Fairness is FIFO, as in asyncio: Lock::release() unlocks and wakes the first waiter, which
+// takes the lock when it runs; a task that calls acquire() in between queues behind it (asyncio
+// keeps the woken waiter in its deque for that). Meanwhile the lock is unlocked, as asyncio's
+// is: locked() is false and another release() throws. A Semaphore hands its unit straight to
+// the first waiter, as asyncio's does since 3.11.1. The edge case that matters: a waiter that
+// was woken (for the lock, a semaphore unit, or a notification) and is cancelled before it runs
+// passes the wake-up on to the next waiter rather than losing it. tests/sync_diff.py checks all
+// of this against CPython's own asyncio, task order and all.
 //
 // A primitive belongs to the loop of the first task that waits on it (asyncio's _LoopBoundMixin,
 // Lib/asyncio/mixins.py): a task of another loop that would wait on it gets std::runtime_error
@@ -103,6 +106,14 @@ class SyncWaiter : public ListNode, public Suspension {
   }
 
  protected:
+  // cancel_wait() that leaves the waiter in its list until its task runs, as an asyncio Lock's
+  // cancelled future stays in the deque until its task removes it (Lock::Acquire).
+  bool cancel_in_place() noexcept {
+    if (woken()) return false;
+    word_ |= kCancelled;
+    task()->wake();
+    return true;
+  }
   // What the awaiter waits on, kept in the same word until park().
   // (Its address must leave the low three bits clear: aligned to 8 or more.)
   void set_subject(void* subject) noexcept { word_ = reinterpret_cast<std::uintptr_t>(subject); }
@@ -171,6 +182,7 @@ class Lock {
       park(lock_.waiters_, lock_.binding_, "Lock", h);
     }
     void await_resume();
+    bool cancel_wait() noexcept override { return cancel_in_place(); }
 
    private:
     Lock& lock_;
@@ -214,7 +226,10 @@ class Lock {
   Scoped scoped() { return Scoped(*this); }
 
  private:
+  void wake_first();
+  bool free_for_newcomer();
   bool locked_ = false;
+  bool woken_ = false;  // a waiter was woken and has not run yet: the lock is its to take
   detail::List<detail::SyncWaiter> waiters_;
   detail::LoopBinding binding_;
 };
@@ -309,12 +324,15 @@ class Semaphore {
   };
   [[nodiscard]] Acquire acquire() { return Acquire(*this); }
   void release();
-  // True if acquire() would have to wait.
-  bool locked() const noexcept { return value_ == 0 || !waiters_.empty(); }
+  // True if acquire() would have to wait: no unit left, or waiters ahead (also one that has been
+  // handed a unit and has not run yet), as asyncio's.
+  bool locked() const noexcept { return value_ == 0 || !waiters_.empty() || woken_ > 0; }
   long value() const noexcept { return value_; }
 
  protected:
+  bool wake_next();
   long value_;
+  long woken_ = 0;  // waiters handed a unit that have not run yet
   detail::List<detail::SyncWaiter> waiters_;
   detail::LoopBinding binding_;
 };
