@@ -1,6 +1,9 @@
 // tests/test_locks.cpp — gilio/asyncio/locks.hpp, after Lib/test/test_asyncio/test_locks.py.
-// Lock's FIFO hand-off and a cancelled waiter passing it on, Event, Condition (re-acquiring on
-// cancel), Semaphore, BoundedSemaphore's over-release, and Barrier's indices and abort.
+// Lock's FIFO order (unlocked between a release and the woken waiter's turn, as asyncio's) and
+// a cancelled waiter passing its turn on, Event, Condition (re-acquiring on cancel, notifying
+// another in its place), Semaphore (woken waiters counted until they run), BoundedSemaphore's
+// over-release, and Barrier's indices and abort. tests/sync_diff.py checks the same classes
+// against CPython's asyncio on random scripts, task order included.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -59,6 +62,32 @@ TEST(Lock, CancelledWaiterPassesTheLockOn) {
     EXPECT_EQ(co_await b, 1);
     EXPECT_FALSE(lock.locked());
     EXPECT_THROW(lock.release(), std::runtime_error);
+  }());
+}
+
+// As asyncio's: release() unlocks at once, and the woken waiter takes the lock when it runs. In
+// between, locked() is false and another release() is an error (it used to be handed over
+// locked, and that second release() went through), yet a newcomer still queues behind.
+TEST(Lock, ReleaseUnlocksAndTheWokenWaiterTakesItWhenItRuns) {
+  run_test([]() -> Coro<void> {
+    asyncio::Lock lock;
+    std::vector<int> order;
+    auto take = [](asyncio::Lock& l, std::vector<int>& o, int who) -> Coro<void> {
+      co_await l.acquire();
+      o.push_back(who);
+      l.release();
+    };
+    co_await lock.acquire();
+    auto b = asyncio::create_task(take(lock, order, 1));
+    co_await asyncio::sleep(0);  // b waits
+    lock.release();
+    EXPECT_FALSE(lock.locked()) << "asyncio's lock is unlocked until the woken waiter runs";
+    EXPECT_THROW(lock.release(), std::runtime_error);
+    auto c = asyncio::create_task(take(lock, order, 2));  // a newcomer: behind b
+    co_await b;
+    co_await c;
+    EXPECT_EQ(order, (std::vector<int>{1, 2}));
+    EXPECT_FALSE(lock.locked());
   }());
 }
 
@@ -146,6 +175,34 @@ TEST(Condition, WaitNotifyAndReacquireOnCancel) {
   }());
 }
 
+// A waiter that is cancelled without having been notified still notifies another in its place
+// on its way out (asyncio since 3.12.x, gh-112202: a notification may have reached it first).
+// Here that is a spurious wake-up, which a condition variable allows.
+TEST(Condition, ACancelledWaiterNotifiesAnotherInItsPlace) {
+  run_test([]() -> Coro<void> {
+    asyncio::Condition cond;
+    auto wait_once = [](asyncio::Condition& c) -> Coro<bool> {
+      co_await c.acquire();  // as `async with c:` — released on the way out, cancelled or not
+      bool woken = false;
+      try {
+        woken = co_await c.wait();
+      } catch (const asyncio::CancelledError&) {
+        c.release();
+        throw;
+      }
+      c.release();
+      co_return woken;
+    };
+    auto a = asyncio::create_task(wait_once(cond));
+    auto b = asyncio::create_task(wait_once(cond));
+    co_await asyncio::sleep(0);  // both wait
+    a.cancel();
+    EXPECT_THROW(co_await a, asyncio::CancelledError);
+    EXPECT_TRUE(co_await b) << "b was not notified in a's place";
+    EXPECT_FALSE(cond.locked());
+  }());
+}
+
 TEST(Semaphore, LimitsConcurrency) {
   run_test([]() -> Coro<void> {
     asyncio::Semaphore sem(2);
@@ -183,6 +240,38 @@ TEST(Semaphore, CancelledWaiterPassesTheUnitOn) {
     a.cancel();     // ...which is cancelled before it runs: `b` must get the unit
     EXPECT_THROW(co_await a, asyncio::CancelledError);
     EXPECT_EQ(co_await b, 1);
+    EXPECT_FALSE(sem.locked());
+  }());
+}
+
+// As asyncio's: a waiter handed a unit counts until it has run — locked() stays true, and a
+// newcomer queues behind it even with a unit left over — and when it runs it wakes as many of
+// those behind it as there are units.
+TEST(Semaphore, AWokenWaiterCountsUntilItRuns) {
+  run_test([]() -> Coro<void> {
+    asyncio::Semaphore sem(0);
+    std::vector<int> order;
+    auto take = [](asyncio::Semaphore& s, std::vector<int>& o, int who) -> Coro<void> {
+      co_await s.acquire();
+      o.push_back(who);
+    };
+    auto a = asyncio::create_task(take(sem, order, 1));
+    co_await asyncio::sleep(0);  // a waits
+    sem.release();               // a's unit
+    sem.release();               // one more
+    EXPECT_EQ(sem.value(), 1);
+    EXPECT_TRUE(sem.locked()) << "a has been handed a unit and has not run: it is ahead";
+    auto b = asyncio::create_task(take(sem, order, 2));
+    auto c = asyncio::create_task(take(sem, order, 3));
+    co_await a;
+    co_await b;
+    EXPECT_EQ(order, (std::vector<int>{1, 2}));
+    EXPECT_EQ(sem.value(), 0);
+    sem.release();
+    co_await c;
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+    EXPECT_TRUE(sem.locked());  // c holds the last unit
+    sem.release();
     EXPECT_FALSE(sem.locked());
   }());
 }
