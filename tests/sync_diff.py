@@ -3,8 +3,9 @@
 random scripts of several tasks, down to the order in which the tasks run.
 
 Each script is a few tasks, each a list of operations on one Lock, a Condition over it, a
-Semaphore, an Event and a bounded Queue (acquire and release, wait and set, put and get in both
-kinds, task_done and join, notify, sleep(0), and cancel() of another task or of itself). Every
+Semaphore (bounded or not), an Event, a bounded Queue and a Barrier (acquire and release, wait
+and set, put and get in both kinds, task_done and join, notify, the barrier's wait, reset and
+abort, sleep(0), and cancel() of another task or of itself). Every
 operation, as it finishes, appends a line to one transcript: which task, what, and what came of
 it (a value, an error, CancelledError). The main task then lets the loop turn 100 times,
 cancels whatever has not ended, lets it turn 100 more, notes the primitives' state, and frees
@@ -29,7 +30,8 @@ import replay_diff
 
 OPS = ["sleep", "sleep", "lock", "lock", "unlock", "unlock", "sem_acq", "sem_rel", "ev_wait",
        "ev_set", "ev_clear", "q_put", "q_put", "q_get", "q_get", "q_put_nowait", "q_get_nowait",
-       "q_done", "q_join", "cond_wait", "cond_notify", "cond_notify_all", "cancel", "state"]
+       "q_done", "q_join", "cond_wait", "cond_notify", "cond_notify_all", "cancel", "state",
+       "bar_wait", "bar_wait", "bar_reset", "bar_abort"]
 
 
 class Condition(asyncio.Condition):
@@ -95,10 +97,35 @@ if "while self._value > 0" in inspect.getsource(asyncio.Semaphore.acquire):  # 3
     Semaphore = asyncio.Semaphore
 
 
+class BoundedSemaphore(Semaphore):
+    """asyncio.BoundedSemaphore over the Semaphore above."""
+
+    def __init__(self, value):
+        self._bound_value = value
+        super().__init__(value)
+
+    def release(self):
+        if self._value >= self._bound_value:
+            raise ValueError("BoundedSemaphore released too many times")
+        super().release()
+
+
+def make_barrier(parties):
+    """asyncio.Barrier over the Condition above (a Barrier makes its own Condition)."""
+    saved = asyncio.locks.Condition
+    asyncio.locks.Condition = Condition
+    try:
+        return asyncio.Barrier(parties)
+    finally:
+        asyncio.locks.Condition = saved
+
+
 def make_script(rng):
     ntasks = rng.randrange(1, 6)
     maxsize = rng.choice([0, 1, 2, 3])
     sem = rng.choice([0, 1, 2])
+    bounded = rng.choice([0, 1])
+    parties = rng.choice([1, 2, 3])
     tasks = []
     for _ in range(ntasks):
         ops = []
@@ -113,21 +140,22 @@ def make_script(rng):
             else:
                 ops.append((op,))
         tasks.append(ops)
-    return maxsize, sem, tasks
+    return maxsize, sem, bounded, parties, tasks
 
 
-def script_text(maxsize, sem, tasks):
-    lines = [f"queue {maxsize}", f"semaphore {sem}"]
+def script_text(maxsize, sem, bounded, parties, tasks):
+    lines = [f"queue {maxsize}", f"semaphore {sem} {bounded}", f"barrier {parties}"]
     for ops in tasks:
         lines.append("task " + " ".join(":".join(str(w) for w in op) for op in ops))
     lines.append("end")
     return "\n".join(lines) + "\n"
 
 
-async def replay(maxsize, sem_value, scripts):
+async def replay(maxsize, sem_value, bounded, parties, scripts):
     lock = asyncio.Lock()
     cond = Condition(lock)
-    sem = Semaphore(sem_value)
+    sem = BoundedSemaphore(sem_value) if bounded else Semaphore(sem_value)
+    bar = make_barrier(parties)
     ev = asyncio.Event()
     q = asyncio.Queue(maxsize)
     out = []
@@ -135,8 +163,8 @@ async def replay(maxsize, sem_value, scripts):
     holder = [None]  # the task that took the lock last
 
     def state():
-        return (f"q={q.qsize()} lock={int(lock.locked())} "
-                f"sem={int(sem.locked())} ev={int(ev.is_set())}")
+        return (f"q={q.qsize()} lock={int(lock.locked())} sem={int(sem.locked())} "
+                f"ev={int(ev.is_set())} bar={bar.n_waiting}/{int(bar.broken)}")
 
     async def one(i, op):
         name = op[0]
@@ -177,6 +205,12 @@ async def replay(maxsize, sem_value, scripts):
             cond.notify(op[1])
         elif name == "cond_notify_all":
             cond.notify_all()
+        elif name == "bar_wait":
+            return f"ok {await bar.wait()}"
+        elif name == "bar_reset":
+            await bar.reset()
+        elif name == "bar_abort":
+            await bar.abort()
         elif name == "cancel":
             return str(tasks[op[1]].cancel())
         elif name == "state":
@@ -196,6 +230,8 @@ async def replay(maxsize, sem_value, scripts):
                     result = "QueueFull"
                 except asyncio.QueueEmpty:
                     result = "QueueEmpty"
+                except asyncio.BrokenBarrierError:
+                    result = "BrokenBarrierError"
                 except RuntimeError:
                     result = "RuntimeError"
                 except ValueError:

@@ -3,6 +3,8 @@
 // tests/sync_diff.py to compare, line for line, with what CPython's asyncio prints for the same
 // script.
 //
+// (A Semaphore, a BoundedSemaphore and a Barrier are in the scripts too.)
+//
 // A transcript holds every operation as it finishes, in the order the tasks ran, so it pins
 // more than results: which waiter a release wakes, whether a woken waiter that is cancelled
 // passes its wake-up on, how many turns of the loop a wake-up takes. The runner is the same on
@@ -13,7 +15,8 @@
 //
 // Input (stdin), one script after another:
 //     queue 2              (the Queue's maxsize)
-//     semaphore 1          (the Semaphore's initial value)
+//     semaphore 1 0        (the Semaphore's initial value; 1: a BoundedSemaphore)
+//     barrier 2            (the Barrier's parties)
 //     task lock q_put:7 cancel:0 unlock      (one line per task: op or op:argument)
 //     end
 // Output: the transcript's lines, then "==" after each script.
@@ -42,23 +45,37 @@ struct Op {
 struct Script {
   std::size_t maxsize = 0;
   long semaphore = 1;
+  bool bounded = false;
+  std::size_t parties = 1;
   std::vector<std::vector<Op>> tasks;
 };
 
 struct World {
-  explicit World(const Script& s) : cond(lock), sem(s.semaphore), q(s.maxsize) {}
+  explicit World(const Script& s)
+      : cond(lock),
+        bounded(s.bounded),
+        plain_sem(s.semaphore),
+        bounded_sem(s.semaphore),
+        q(s.maxsize),
+        bar(s.parties) {}
   asyncio::Lock lock;
   asyncio::Condition cond;
-  asyncio::Semaphore sem;
+  bool bounded;  // which of the two is the script's semaphore
+  asyncio::Semaphore plain_sem;
+  asyncio::BoundedSemaphore bounded_sem;
+  asyncio::Semaphore& sem() { return bounded ? bounded_sem : plain_sem; }
+  void sem_release() { bounded ? bounded_sem.release() : plain_sem.release(); }
   asyncio::Event ev;
   asyncio::Queue<int> q;
+  asyncio::Barrier bar;
   std::vector<asyncio::Task<void>> tasks;
   std::vector<std::string> out;
   std::optional<int> holder;  // the task that took the lock last
 
   std::string state() const {
-    return fmt::format("q={} lock={} sem={} ev={}", q.qsize(), int(lock.locked()),
-                       int(sem.locked()), int(ev.is_set()));
+    return fmt::format("q={} lock={} sem={} ev={} bar={}/{}", q.qsize(), int(lock.locked()),
+                       int(bounded ? bounded_sem.locked() : plain_sem.locked()), int(ev.is_set()),
+                       bar.n_waiting(), int(bar.broken()));
   }
 };
 
@@ -73,9 +90,9 @@ asyncio::Coro<std::string> one(World& w, int i, const Op& op) {
     w.lock.release();
     w.holder.reset();
   } else if (n == "sem_acq") {
-    co_await w.sem.acquire();
+    co_await w.sem().acquire();
   } else if (n == "sem_rel") {
-    w.sem.release();
+    w.sem_release();
   } else if (n == "ev_wait") {
     co_await w.ev.wait();
   } else if (n == "ev_set") {
@@ -102,6 +119,13 @@ asyncio::Coro<std::string> one(World& w, int i, const Op& op) {
     w.cond.notify(static_cast<std::size_t>(op.arg));
   } else if (n == "cond_notify_all") {
     w.cond.notify_all();
+  } else if (n == "bar_wait") {
+    const std::size_t index = co_await w.bar.wait();
+    co_return fmt::format("ok {}", index);
+  } else if (n == "bar_reset") {
+    co_await w.bar.reset();
+  } else if (n == "bar_abort") {
+    co_await w.bar.abort();
   } else if (n == "cancel") {
     co_return w.tasks[static_cast<std::size_t>(op.arg)].cancel() ? "True" : "False";
   } else if (n == "state") {
@@ -124,6 +148,8 @@ asyncio::Coro<void> run_task(World& w, int i, const std::vector<Op>& ops) {
       result = "QueueFull";
     } catch (const asyncio::QueueEmpty&) {
       result = "QueueEmpty";
+    } catch (const asyncio::BrokenBarrierError&) {
+      result = "BrokenBarrierError";
     } catch (const std::invalid_argument&) {  // asyncio's ValueError (task_done too often)
       result = "ValueError";
     } catch (const std::runtime_error&) {  // asyncio's RuntimeError (not acquired)
@@ -182,7 +208,9 @@ int main() {
         if (head == "queue") {
           words >> s.maxsize;
         } else if (head == "semaphore") {
-          words >> s.semaphore;
+          words >> s.semaphore >> s.bounded;
+        } else if (head == "barrier") {
+          words >> s.parties;
         } else if (head == "task") {
           std::vector<Op> ops;
           for (std::string w; words >> w;) {
