@@ -9,7 +9,7 @@
 // takes the lock when it runs; a task that calls acquire() in between queues behind it (asyncio
 // keeps the woken waiter in its deque for that). Meanwhile the lock is unlocked, as asyncio's
 // is: locked() is false and another release() throws. A Semaphore hands its unit straight to
-// the first waiter, as asyncio's does since 3.11.1. The edge case that matters: a waiter that
+// the first waiter, as asyncio's does (CPython 3.11.7 already does). The edge case: a waiter that
 // was woken (for the lock, a semaphore unit, or a notification) and is cancelled before it runs
 // passes the wake-up on to the next waiter rather than losing it. tests/sync_diff.py checks all
 // of this against CPython's own asyncio, task order and all.
