@@ -599,7 +599,7 @@ SubprocessTransport start_subprocess(std::shared_ptr<SubprocessProtocol> protoco
     }
   } catch (...) {
     // Reaped by its watch; the pipes made so far close as it ends.
-    ::syscall(SYS_pidfd_send_signal, child->pidfd, SIGKILL, nullptr, 0);
+    pidfd_send_signal(child->pidfd, SIGKILL);
     throw;
   }
   create_task(watch_exit(s));

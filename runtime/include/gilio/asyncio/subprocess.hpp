@@ -218,6 +218,15 @@ SubprocessTransport start_subprocess(std::shared_ptr<SubprocessProtocol> protoco
 
 template <class Factory>
 using SubprocessPair = std::pair<SubprocessTransport, decltype(std::declval<Factory&>()())>;
+
+// subprocess_exec and subprocess_shell: the protocol made, the child started, the pair.
+template <class Factory>
+Coro<SubprocessPair<Factory>> subprocess_with(Factory factory, std::vector<std::string> argv,
+                                              subprocess::Options options, const char* who) {
+  auto protocol = factory();
+  SubprocessTransport transport = start_subprocess(protocol, argv, options, who);
+  co_return SubprocessPair<Factory>(std::move(transport), std::move(protocol));
+}
 }  // namespace detail
 
 // loop.subprocess_exec(protocol_factory, *args, ...): starts argv[0] (looked up on PATH) as
@@ -231,10 +240,8 @@ using SubprocessPair = std::pair<SubprocessTransport, decltype(std::declval<Fact
 template <class Factory>
 auto subprocess_exec(Factory factory, std::vector<std::string> argv, subprocess::Options options)
     -> Coro<detail::SubprocessPair<Factory>> {
-  auto protocol = factory();
-  SubprocessTransport transport =
-      detail::start_subprocess(protocol, argv, options, "subprocess_exec");
-  co_return detail::SubprocessPair<Factory>(std::move(transport), std::move(protocol));
+  return detail::subprocess_with(std::move(factory), std::move(argv), std::move(options),
+                                 "subprocess_exec");
 }
 template <class Factory>
 auto subprocess_exec(Factory factory, std::vector<std::string> argv)
@@ -246,11 +253,9 @@ auto subprocess_exec(Factory factory, std::vector<std::string> argv)
 template <class Factory>
 auto subprocess_shell(Factory factory, std::string cmd, subprocess::Options options)
     -> Coro<detail::SubprocessPair<Factory>> {
-  auto protocol = factory();
   std::vector<std::string> argv{"/bin/sh", "-c", std::move(cmd)};
-  SubprocessTransport transport =
-      detail::start_subprocess(protocol, argv, options, "subprocess_shell");
-  co_return detail::SubprocessPair<Factory>(std::move(transport), std::move(protocol));
+  return detail::subprocess_with(std::move(factory), std::move(argv), std::move(options),
+                                 "subprocess_shell");
 }
 template <class Factory>
 auto subprocess_shell(Factory factory, std::string cmd) -> Coro<detail::SubprocessPair<Factory>> {
