@@ -531,35 +531,14 @@ void EventLoop::run_once() {
   backend_->reap();
   drain_threadsafe();
 
-  // Due timers join the ready queue in deadline order: first every due entry leaves the heap,
-  // then each fires. With many due at once (a million timers) every node and target is a cache
-  // miss; taken in two passes, the misses are prefetched several entries ahead and overlap.
+  // The timers due now leave the heap before the batch runs and fire after it, in deadline
+  // order: asyncio appends due timer handles to the ready queue behind what is there, so they
+  // run last in this step, and what they wake (a sleeping task, one whose timeout fell) runs in
+  // the next — a turn after the timer, as asyncio's sleep(d) sets a future that wakes the task.
+  due_.clear();
   if (const std::int64_t end = timers_.empty() ? 0 : now_ns();
       !timers_.empty() && timers_.front().when <= end) {
-    due_.clear();
     timers_.take_due(end, due_);
-    // Two stages: a node is loaded 2 x kAhead entries ahead, its target kAhead ahead (by when
-    // the node has arrived, so reading its target pointer does not stall).
-    constexpr std::size_t kAhead = 8;
-    for (std::size_t i = 0; i < due_.size(); ++i) {
-      if (i + 2 * kAhead < due_.size()) __builtin_prefetch(due_[i + 2 * kAhead].node);
-      if (i + kAhead < due_.size()) {
-        if (detail::TimerTarget* later = due_[i + kAhead].node->target) __builtin_prefetch(later);
-      }
-      detail::TimerNode* node = due_[i].node;
-      detail::TimerTarget* target = node->target;  // null if disarmed, even by an earlier on_timer
-      if (target == nullptr) {
-        leave_heap(node);
-        if (cancelled_timers_ > 0) --cancelled_timers_;
-        continue;
-      }
-      if (node->in_handle()) {
-        node->target = nullptr;  // fired: the handle's heap reference passes to the ready queue
-      } else {
-        timer_nodes_.put(node);  // before on_timer, which may arm a timer that reuses it
-      }
-      target->on_timer();
-    }
   }
 
   // Run what was ready when this step began; what they make ready waits for the next one.
@@ -589,8 +568,65 @@ void EventLoop::run_once() {
     }
   } catch (...) {
     ready_.put_back(items + i + 1, n - i - 1);  // the one that threw has run
+    put_back_due(0);
     throw;
   }
+  fire_due();
+}
+
+// With many due at once (a million timers) every node and target is a cache miss; the misses
+// are prefetched several entries ahead and overlap.
+void EventLoop::fire_due() {
+  // Two stages: a node is loaded 2 x kAhead entries ahead, its target kAhead ahead (by when
+  // the node has arrived, so reading its target pointer does not stall).
+  constexpr std::size_t kAhead = 8;
+  std::size_t i = 0;
+  try {
+    for (; i < due_.size(); ++i) {
+      if (i + 2 * kAhead < due_.size()) __builtin_prefetch(due_[i + 2 * kAhead].node);
+      if (i + kAhead < due_.size()) {
+        if (detail::TimerTarget* later = due_[i + kAhead].node->target) __builtin_prefetch(later);
+      }
+      detail::TimerNode* node = due_[i].node;
+      detail::TimerTarget* target = node->target;  // null if disarmed, even by an earlier on_timer
+      if (target == nullptr) {
+        leave_heap(node);
+        if (cancelled_timers_ > 0) --cancelled_timers_;
+        continue;
+      }
+      if (node->in_handle()) {
+        // A call_later handle runs here, as the ready queue would run it (the heap's reference
+        // is the one its run() lets go of).
+        node->target = nullptr;
+        auto* handle = static_cast<detail::CallbackHandle*>(node);
+        gil::checkpoint();
+        if (!debug_ && !trace_) {
+          handle->run();
+        } else {
+          run_ready_handle(handle);
+        }
+        continue;
+      }
+      timer_nodes_.put(node);  // before on_timer, which may arm a timer that reuses it
+      target->on_timer();
+    }
+  } catch (...) {
+    put_back_due(i + 1);
+    throw;
+  }
+}
+
+// A step that throws before its due timers have all fired gives the rest back to the heap.
+void EventLoop::put_back_due(std::size_t from) noexcept {
+  for (std::size_t i = from; i < due_.size(); ++i) {
+    try {
+      timers_.push(due_[i]);
+    } catch (...) {  // no memory to grow the heap: this timer is lost, so say so
+      leave_heap(due_[i].node);
+      std::fputs("gilio: a due timer was dropped (out of memory)\n", stderr);
+    }
+  }
+  due_.clear();
 }
 
 void EventLoop::run_forever() {

@@ -236,6 +236,15 @@ void TaskCore::cancel_before_start() {
   finish_with(std::make_exception_ptr(CancelledError(cancel_message())));
 }
 
+std::exception_ptr TaskCore::cancelled_at_return() noexcept {
+  must_cancel_ = false;
+  try {
+    return std::make_exception_ptr(CancelledError(cancel_message()));
+  } catch (...) {  // the message could not be copied
+    return std::current_exception();
+  }
+}
+
 void TaskCore::abandon() noexcept {
   if (done()) return;
   if (root_) {
@@ -285,7 +294,25 @@ MultiWait::MultiWait(MultiWait&& o) noexcept : policy_(o.policy_) {}
 
 MultiWait::~MultiWait() {
   unregister();
+  drop_hop();
   if (timer_ != nullptr) task_->loop()->disarm_timer(timer_);
+}
+
+void MultiWait::Hop::run() {
+  if (wait != nullptr) {
+    wait->hop_ = nullptr;
+    wait->wake();
+  }
+  delete this;
+}
+
+void MultiWait::Hop::discard() {  // the loop is closing
+  if (wait != nullptr) wait->hop_ = nullptr;
+  delete this;
+}
+
+void MultiWait::drop_hop() noexcept {
+  if (hop_ != nullptr) std::exchange(hop_, nullptr)->wait = nullptr;
 }
 
 void MultiWait::unregister() noexcept {
@@ -331,29 +358,50 @@ bool MultiWait::suspend(std::coroutine_handle<> h, Children children, std::int64
     child->add_waiter(this);  // if this throws, the destructor unregisters from the others
     ++remaining_;
   }
-  if (over || remaining_ == 0) return false;  // finish() unregisters
+  over = over || remaining_ == 0;
+  // Over already: a gather is done without a turn of the loop (3.12's gather completes at once
+  // when its children have), and so is a shield of a task that has ended; wait() still takes
+  // its two turns, as asyncio's done callbacks on finished futures are each a call_soon.
+  if (over && (!waits_like_wait() || policy_ == Policy::shield))
+    return false;  // finish() unregisters
   task_ = &task;
-  if (timeout_ns > 0) timer_ = task.loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
+  if (over) {
+    decide();
+  } else if (timeout_ns >= 0) {
+    timer_ = task.loop()->arm_timer(EventLoop::now_ns() + timeout_ns, this);
+  }
   task.suspend(h, this);
   return true;
 }
 
+void MultiWait::decide() noexcept {
+  decided_ = true;
+  try {
+    hop_ = new Hop(this);
+  } catch (...) {  // no memory for the hop: wake the task a turn early rather than never
+    wake();
+    return;
+  }
+  task_->loop()->ready(hop_);
+}
+
 void MultiWait::wake() noexcept {
+  decided_ = true;
   woken_ = true;
   task_->wake();
 }
 
 void MultiWait::on_future_done(FutureCore& child) noexcept {
   --remaining_;
-  if (woken_) return;
+  if (decided_) return;
   // A child with a result ends only a FIRST_COMPLETED wait: decided without ends_wait().
   if ((!child.succeeded() || policy_ == Policy::first_completed) &&
       ends_wait(static_cast<TaskCore&>(child))) {
-    wake();
+    decide();
     return;
   }
   if (take_ != nullptr) take_ended();
-  if (remaining_ == 0) wake();
+  if (remaining_ == 0) decide();
 }
 
 void MultiWait::take_ended() noexcept {
@@ -368,8 +416,9 @@ void MultiWait::take_ended() noexcept {
 
 bool MultiWait::cancel_wait() noexcept {
   if (woken_) return false;
-  if (policy_ == Policy::gather || policy_ == Policy::gather_all) {
-    // Cancelling a gather cancels its children; it ends when they do.
+  if (!waits_like_wait()) {
+    // Cancelling a gather cancels its children, also when its wake-up is already queued (asyncio's
+    // outer future is not done until its callback runs); it ends when they do, or as decided.
     bool any = false;
     for (std::size_t i = taken_; i < children_.size(); ++i) {
       if (!children_[i]->done() && children_[i]->cancel()) any = true;
@@ -377,18 +426,24 @@ bool MultiWait::cancel_wait() noexcept {
     if (any) cancel_requested_ = true;
     return any;
   }
-  wait_cancelled_ = true;  // wait() and shield(): stop waiting, leave the children alone
+  // wait() and shield(): stop waiting at once (asyncio cancels their future, whose callback
+  // wakes the task), leave the children alone; a hop already queued finds nothing to do.
+  drop_hop();
+  wait_cancelled_ = true;
   wake();
   return true;
 }
 
 void MultiWait::on_timer() {
   timer_ = nullptr;
-  if (!woken_) wake();
+  if (woken_) return;
+  drop_hop();  // asyncio's timeout sets the waiter at once, before a pending callback would
+  wake();
 }
 
 void MultiWait::finish() {
   unregister();
+  drop_hop();
   if (timer_ != nullptr) {
     task_->loop()->disarm_timer(timer_);
     timer_ = nullptr;
@@ -405,7 +460,28 @@ TimeoutScope::TimeoutScope(std::int64_t when_ns)
     : task_(&current_task_for_await()),
       when_ns_(when_ns),
       cancelling_on_entry_(task_->cancelling()) {
-  if (when_ns >= 0) timer_ = task_->loop()->arm_timer(when_ns, this);
+  arm();
+}
+
+// A deadline already past expires through call_soon, as asyncio's Timeout.reschedule has it:
+// the expiry takes its turn in the ready queue behind what is there, where a timer would fire
+// at the top of the next iteration, ahead of it. A later deadline is a timer.
+void TimeoutScope::arm() {
+  if (when_ns_ < 0) return;
+  EventLoop* loop = task_->loop();
+  if (when_ns_ <= EventLoop::now_ns()) {
+    soon_ = loop->call_soon([this] { on_timer(); });
+  } else {
+    timer_ = loop->arm_timer(when_ns_, this);
+  }
+}
+
+void TimeoutScope::disarm() noexcept {
+  if (timer_ != nullptr) {
+    task_->loop()->disarm_timer(timer_);
+    timer_ = nullptr;
+  }
+  soon_.cancel();
 }
 
 void TimeoutScope::reschedule(std::int64_t when_ns) {
@@ -413,16 +489,13 @@ void TimeoutScope::reschedule(std::int64_t when_ns) {
     throw std::runtime_error(state_ == State::exited ? "Cannot change state of exited Timeout"
                                                      : "Cannot change state of expired Timeout");
   }
-  if (timer_ != nullptr) {
-    task_->loop()->disarm_timer(timer_);
-    timer_ = nullptr;
-  }
+  disarm();
   when_ns_ = when_ns;
-  if (when_ns >= 0) timer_ = task_->loop()->arm_timer(when_ns, this);  // past: the next iteration
+  arm();
 }
 
 TimeoutScope::~TimeoutScope() {
-  if (timer_ != nullptr) task_->loop()->disarm_timer(timer_);
+  disarm();
 }
 
 void TimeoutScope::on_timer() {
@@ -432,10 +505,7 @@ void TimeoutScope::on_timer() {
 }
 
 bool TimeoutScope::exit(bool by_cancellation) noexcept {
-  if (timer_ != nullptr) {
-    task_->loop()->disarm_timer(timer_);
-    timer_ = nullptr;
-  }
+  disarm();
   if (state_ == State::expiring) {
     state_ = State::expired;
     return task_->uncancel() <= cancelling_on_entry_ && by_cancellation;
@@ -474,6 +544,10 @@ struct TaskGroup::State {
   bool aborting = false;
   bool exiting = false;
   bool finished = false;
+  // join()'s task, while it waits in join() (asyncio's _parent_task); and whether a child's
+  // failure cancelled it, which join() takes back (uncancel) before it returns.
+  Task<> parent;
+  bool parent_cancel_requested = false;
 
   void abort() {
     aborting = true;
@@ -489,7 +563,15 @@ struct TaskGroup::State {
     std::exception_ptr error = t.exception();
     if (!error) return;
     errors.push_back(error);
-    if (!aborting) abort();
+    if (aborting || parent_cancel_requested) return;
+    abort();
+    // asyncio also cancels the parent task, to interrupt the body of the `async with`; gilio
+    // does not cancel a body (see taskgroups.hpp), but a parent already waiting in join() is
+    // cancelled as asyncio's, so that it wakes when asyncio's does.
+    if (parent.valid()) {
+      parent_cancel_requested = true;
+      parent.cancel();
+    }
   }
 };
 
@@ -528,6 +610,8 @@ std::vector<std::exception_ptr> TaskGroup::errors() const {
 Coro<void> TaskGroup::join() {
   auto state = state_;
   state->exiting = true;
+  Task<> me = current_task();
+  state->parent = me;
   bool propagate_cancellation = false;
   while (!state->tasks.empty()) {
     state->on_completed.emplace();
@@ -545,7 +629,17 @@ Coro<void> TaskGroup::join() {
     state->on_completed.reset();
   }
   state->finished = true;
+  state->parent = {};
+  // Our own cancel() taken back: if it was the only one, there is no cancellation to pass on.
+  if (state->parent_cancel_requested && me.uncancel() == 0) propagate_cancellation = false;
   if (!state->errors.empty()) {
+    // The ExceptionGroup wins over a cancellation from outside; as 3.13's (gh-116720), the
+    // task's cancel() is taken back and made again, so that it stays pending and its count
+    // stable: the CancelledError comes at the task's next await (or it ends cancelled).
+    if (me.cancelling() > 0) {
+      me.uncancel();
+      me.cancel();
+    }
     throw ExceptionGroup("unhandled errors in a TaskGroup", state->errors);
   }
   if (propagate_cancellation) throw CancelledError();

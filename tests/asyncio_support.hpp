@@ -25,6 +25,16 @@ inline asyncio::Coro<void> forever() {
   co_await asyncio::sleep(3600);
 }
 
+// Logs "tick 0", "tick 1", ... one a turn of the loop, n in all: a clock beside the events a
+// test logs, to tell on which turn each came — which must be the turn asyncio's came on (each
+// such test quotes the Python program it mirrors and the log CPython 3.13 printed).
+inline asyncio::Coro<void> ticker(std::vector<std::string>& log, int n) {
+  for (int i = 0; i < n; ++i) {
+    log.push_back("tick " + std::to_string(i));
+    co_await asyncio::sleep(0);
+  }
+}
+
 // Awaits `aw` (by reference: it may be awaited again later) and records a failure unless it
 // throws an E — whose what(), for a std::exception, must contain `needle`.
 template <class E, class Aw>

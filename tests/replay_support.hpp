@@ -12,8 +12,17 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace gilio::testing {
+
+// A transcript's lines as its text, each ending with a newline.
+inline std::string transcript(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const std::string& line : lines)
+    text += line + "\n";
+  return text;
+}
 
 // parse(head, words) for each line but "end" (head: its first word; words: the rest);
 // replay() at each "end", returning the transcript and starting the next script afresh.

@@ -15,9 +15,11 @@ be equal line for line: a different line is a task woken in another order, a wak
 given twice, an error where asyncio has none. A task that ends holding the lock releases it (the
 runner keeps track of who took it last), so that no script stalls for good.
 
-CPython here is 3.11. Where 3.12.x and 3.13 changed these classes, gilio follows them, and so
-does this runner: its Condition and Semaphore below add the changes to 3.11's (a cancelled
-Condition waiter notifies another; a Semaphore waiter wakes as many as there are units).
+gilio follows what 3.12.x and 3.13 changed in these classes. The suite runs this script on the
+newest CPython it finds (the machine's pyenv has 3.13; tests/CMakeLists.txt), whose classes are
+used as they are. Run on Debian's 3.11, the runner's Condition and Semaphore below add those
+changes to 3.11's (a cancelled Condition waiter notifies another; a Semaphore waiter wakes as
+many as there are units).
 
 Usage: sync_diff.py SYNC_REPLAY_BINARY [SEEDS [FIRST_SEED]]
 """

@@ -192,10 +192,7 @@ asyncio::Coro<std::string> replay(Script s) {
   for (std::size_t i = 0; i < w.tasks.size(); ++i) {
     if (!w.tasks[i].done()) w.out.push_back(fmt::format("main: t{} still running", i));
   }
-  std::string text;
-  for (const std::string& line : w.out)
-    text += line + "\n";
-  co_return text;
+  co_return gilio::testing::transcript(w.out);
 }
 
 }  // namespace

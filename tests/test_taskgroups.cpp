@@ -2,7 +2,9 @@
 // Lib/test/test_asyncio/test_taskgroups.py.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "asyncio_support.hpp"
 
@@ -79,5 +81,84 @@ TEST(TaskGroup, ChildCancellationIsNotAFailure) {
     c.cancel();
     co_await group.join();  // no ExceptionGroup: a cancelled child is not an error
     EXPECT_EQ(d.result(), 2);
+  }());
+}
+
+// The ExceptionGroup wins over a cancellation from outside, and (3.13, gh-116720) that
+// cancellation stays pending, with its count: the task gets it at its next await.
+//     asyncio.current_task().cancel()
+//     try: await asyncio.sleep(0)
+//     except asyncio.CancelledError: pass          # caught, not uncancelled
+//     try:
+//         async with asyncio.TaskGroup() as tg: tg.create_task(fail())
+//     except* ValueError: pass
+//     state = asyncio.current_task().cancelling()  # 1
+//     await asyncio.sleep(0)                       # CancelledError
+TEST(TaskGroup, AnExceptionGroupLeavesAnOutsideCancellationPending) {
+  run_test([]() -> Coro<void> {
+    auto parent = asyncio::create_task([]() -> Coro<std::string> {
+      asyncio::current_task().cancel();
+      try {
+        co_await asyncio::sleep(0);
+      } catch (const asyncio::CancelledError&) {
+      }
+      try {
+        asyncio::TaskGroup group;
+        group.create_task(fail_after(0, "bad"));
+        co_await group.join();
+      } catch (const asyncio::ExceptionGroup&) {
+      }
+      const int state = asyncio::current_task().cancelling();
+      try {
+        co_await asyncio::sleep(0);
+        co_return "no cancel, cancelling=" + std::to_string(state);
+      } catch (const asyncio::CancelledError&) {
+        co_return "CancelledError at the next await, cancelling=" + std::to_string(state);
+      }
+    }());
+    EXPECT_EQ(co_await parent, "CancelledError at the next await, cancelling=1");
+  }());
+}
+
+// A failure cancels the task waiting in join(), as asyncio's group cancels its parent, so the
+// task wakes when asyncio's does (and join() takes that cancel back). Two children fail on the
+// same turn: the first one's done callback cancels the parent's wait, which wakes it a turn
+// later — before the second's callback could have. Log from CPython 3.13:
+//     async def logger(name):
+//         log.append(name); await asyncio.sleep(0); log.append(name + " again")
+//     async def fail(name):
+//         await asyncio.sleep(0); asyncio.create_task(logger(name)); raise ValueError(name)
+//     try:
+//         async with asyncio.TaskGroup() as tg:
+//             tg.create_task(fail("a")); tg.create_task(fail("b"))
+//     except* ValueError: log.append("group raised")
+//     # ['a', 'b', 'a again', 'group raised', 'b again'], and cancelling() is 0
+TEST(TaskGroup, AFailureWakesTheTaskInJoinWhenAsyncioWould) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    std::vector<asyncio::Task<void>> loggers;
+    auto logger = [&](std::string name) -> Coro<void> {
+      log.push_back(name);
+      co_await asyncio::sleep(0);
+      log.push_back(name + " again");
+    };
+    auto fail = [&](std::string name) -> Coro<void> {
+      co_await asyncio::sleep(0);
+      loggers.push_back(asyncio::create_task(logger(name)));
+      throw std::invalid_argument(name);
+    };
+    try {
+      asyncio::TaskGroup group;
+      group.create_task(fail("a"));
+      group.create_task(fail("b"));
+      co_await group.join();
+    } catch (const asyncio::ExceptionGroup&) {
+      log.push_back("group raised");
+    }
+    co_await asyncio::sleep(0);
+    co_await asyncio::sleep(0);
+    const std::vector<std::string> asyncio_log{"a", "b", "a again", "group raised", "b again"};
+    EXPECT_EQ(log, asyncio_log);
+    EXPECT_EQ(asyncio::current_task().cancelling(), 0);
   }());
 }

@@ -715,3 +715,79 @@ TEST(Task, ACancelPendingWhenTheTaskWaitsInterruptsThatWaitAtOnce) {
     t.cancel();  // (should it still sleep)
   }());
 }
+
+// The turns of the loop, as asyncio takes them (tests/task_diff.py compares whole scripts; these
+// pin one rule each). Each mirrors the Python program in its comment, run on CPython 3.13.
+
+// A cancel() that arrives after the last await — here the task's own — ends the task cancelled,
+// not with its value ("Task is cancelled right before coro stops" in Task.__step):
+//     async def body():
+//         asyncio.current_task().cancel()
+//         return 5
+//     t = asyncio.create_task(body())   # awaited: CancelledError; t.cancelled() is True
+TEST(Task, ACancelArrivingAfterTheLastAwaitEndsTheTaskCancelled) {
+  run_test([]() -> Coro<void> {
+    auto t = asyncio::create_task([]() -> Coro<int> {
+      asyncio::current_task().cancel();
+      co_return 5;
+    }());
+    bool cancelled = false;
+    try {
+      co_await t;
+    } catch (const asyncio::CancelledError&) {
+      cancelled = true;
+    }
+    EXPECT_TRUE(cancelled);
+    EXPECT_TRUE(t.cancelled());
+  }());
+}
+
+// A cancel() pending when the task awaits another task is passed on to that task and spent: if
+// that task refuses it, the awaiting task gets what it returns (asyncio clears _must_cancel
+// once the future it waits on accepted the cancel). cancelling() still counts the request.
+//     async def child():
+//         try: await asyncio.sleep(3600)
+//         except asyncio.CancelledError: return "refused"
+//     async def parent():
+//         c = asyncio.create_task(child()); await asyncio.sleep(0)
+//         asyncio.current_task().cancel()
+//         return await c, asyncio.current_task().cancelling()   # ('refused', 1)
+TEST(Task, APendingCancelGoesToTheAwaitedTaskWhichMayRefuseIt) {
+  run_test([]() -> Coro<void> {
+    auto parent = asyncio::create_task([]() -> Coro<std::string> {
+      auto c = asyncio::create_task([]() -> Coro<std::string> {
+        try {
+          co_await asyncio::sleep(3600);
+        } catch (const asyncio::CancelledError&) {
+          co_return "refused";
+        }
+        co_return "slept";
+      }());
+      co_await asyncio::sleep(0);
+      asyncio::current_task().cancel();
+      const std::string got = co_await c;
+      co_return got + " " + std::to_string(asyncio::current_task().cancelling());
+    }());
+    EXPECT_EQ(co_await parent, "refused 1");
+  }());
+}
+
+// A sleep with a delay is a timer: it fires after the handles that were ready, and the task it
+// wakes runs an iteration later (asyncio's timer handle sets a future, whose callback wakes the
+// task). Log from CPython 3.13:
+//     tk = asyncio.create_task(ticker(log, 6)); await asyncio.sleep(0)
+//     await asyncio.sleep(1e-9); log.append("slept")
+//     # ['tick 0', 'tick 1', 'tick 2', 'slept', 'tick 3', 'tick 4', 'tick 5']
+TEST(Sleep, ATimerWakesItsTaskTheIterationAfterItFires) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    auto tk = asyncio::create_task(gilio::testing::ticker(log, 6));
+    co_await asyncio::sleep(0);
+    co_await asyncio::sleep(1e-9);
+    log.push_back("slept");
+    co_await tk;
+    const std::vector<std::string> asyncio_log{"tick 0", "tick 1", "tick 2", "slept",
+                                               "tick 3", "tick 4", "tick 5"};
+    EXPECT_EQ(log, asyncio_log);
+  }());
+}

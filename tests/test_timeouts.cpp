@@ -4,6 +4,8 @@
 
 #include <limits>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "asyncio_support.hpp"
 
@@ -289,5 +291,71 @@ TEST(TimeoutObject, ALeftScopeCannotBeRescheduled) {
     }
     // The awaitable forms are unchanged beside the body forms.
     EXPECT_EQ(co_await asyncio::timeout(1.0, value_after(4, 0)), 4);
+  }());
+}
+
+// The turns of the loop, as asyncio takes them (tests/task_diff.py compares whole scripts; these
+// pin one rule each). Logs from CPython 3.13 running the Python in the comments.
+
+// A deadline already past expires through call_soon, as asyncio's Timeout.reschedule has it:
+// in the ready queue behind what was there and ahead of what comes after (here `other`, made
+// inside the block), where a timer would fire after it.
+//     async def other():
+//         log.append("other runs"); await asyncio.sleep(0); log.append("other again")
+//     async def body():
+//         asyncio.create_task(other()); await asyncio.sleep(3600)
+//     tk = asyncio.create_task(ticker(log, 4)); await asyncio.sleep(0)
+//     try:
+//         async with asyncio.timeout(0): await body()
+//     except TimeoutError: log.append("timed out")
+//     # ['tick 0', 'tick 1', 'other runs', 'tick 2', 'timed out', 'other again', 'tick 3']
+TEST(Timeout, APastDeadlineExpiresThroughCallSoon) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    std::vector<asyncio::Task<void>> others;
+    auto other = [&]() -> Coro<void> {
+      log.push_back("other runs");
+      co_await asyncio::sleep(0);
+      log.push_back("other again");
+    };
+    auto body = [&]() -> Coro<void> {
+      others.push_back(asyncio::create_task(other()));
+      co_await forever();
+    };
+    auto tk = asyncio::create_task(gilio::testing::ticker(log, 4));
+    co_await asyncio::sleep(0);
+    try {
+      co_await asyncio::timeout(0, body());
+    } catch (const asyncio::TimeoutError&) {
+      log.push_back("timed out");
+    }
+    co_await tk;
+    const std::vector<std::string> asyncio_log{"tick 0",    "tick 1",      "other runs", "tick 2",
+                                               "timed out", "other again", "tick 3"};
+    EXPECT_EQ(log, asyncio_log);
+  }());
+}
+
+// wait_for(task, 0) cancels the task and waits for it to end; a cancellation of the caller's
+// own, meanwhile, is the caller's and propagates — also when the task has ended by then.
+//     async def parent():
+//         asyncio.current_task().cancel()
+//         try: await asyncio.wait_for(asyncio.create_task(child()), 0)
+//         except TimeoutError: return "TimeoutError"
+//         except asyncio.CancelledError: return "CancelledError"     # this one
+TEST(WaitFor, AZeroTimeoutLetsTheCallersOwnCancellationThrough) {
+  run_test([]() -> Coro<void> {
+    auto parent = asyncio::create_task([]() -> Coro<std::string> {
+      asyncio::current_task().cancel();
+      try {
+        co_await asyncio::wait_for(asyncio::create_task(forever()), 0);
+        co_return "returned";
+      } catch (const asyncio::TimeoutError&) {
+        co_return "TimeoutError";
+      } catch (const asyncio::CancelledError&) {
+        co_return "CancelledError";
+      }
+    }());
+    EXPECT_EQ(co_await parent, "CancelledError");
   }());
 }

@@ -101,7 +101,8 @@ TEST(Gather, AVectorTakesResultsAsChildrenEndAndKeepsTheirOrder) {
     for (int i : {1, 0, 3, 2}) {
       go[i].set();
       co_await asyncio::sleep(0);  // the child ends...
-      co_await asyncio::sleep(0);  // ...and, if that was the last, the gather's task
+      co_await asyncio::sleep(0);  // ...the gather hears of it (asyncio's done callback)...
+      co_await asyncio::sleep(0);  // ...and, if that was the last, the gather's task ends
       EXPECT_EQ(g.done(), i == 2);
     }
     // Named first: g++ 12 cannot compile a braced list inside a co_await expression.
@@ -524,5 +525,74 @@ TEST(Waiters, AWaitThatEndsFirstLeavesNoStaleWaiterBehind) {
     go.set();
     auto all = co_await asyncio::gather(tasks);
     EXPECT_EQ(all, (std::vector<int>{1, 2, 3}));
+  }());
+}
+
+// The turns of the loop, as asyncio takes them (tests/task_diff.py compares whole scripts; these
+// pin one rule each). Logs from CPython 3.13 running the Python in the comments.
+
+// The task awaiting a gather wakes two turns after the last child ends: asyncio's child
+// completes the gather's future in a done callback (one turn), whose own callback wakes the
+// task (a second).
+//     tk = asyncio.create_task(ticker(log, 5))
+//     await asyncio.gather(child())          # child(): log.append("child ends")
+//     log.append("gathered")
+//     # ['tick 0', 'child ends', 'tick 1', 'tick 2', 'gathered', 'tick 3', 'tick 4']
+TEST(Gather, TheAwaitingTaskWakesTwoTurnsAfterTheLastChild) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    auto tk = asyncio::create_task(gilio::testing::ticker(log, 5));
+    auto child = [&]() -> Coro<void> {
+      log.push_back("child ends");
+      co_return;
+    };
+    auto gathering = asyncio::gather(child());
+    co_await gathering;
+    log.push_back("gathered");
+    co_await tk;
+    const std::vector<std::string> asyncio_log{"tick 0",   "child ends", "tick 1", "tick 2",
+                                               "gathered", "tick 3",     "tick 4"};
+    EXPECT_EQ(log, asyncio_log);
+  }());
+}
+
+// wait() takes its turns even when a task is already done (asyncio adds a done callback, which
+// runs a turn later, to each), and wait(timeout=0) is no poll: it returns when its timer fires,
+// and a task may end meanwhile.
+//     c = asyncio.create_task(child()); await asyncio.sleep(0)     # c is done
+//     tk = asyncio.create_task(ticker(log, 5))
+//     await asyncio.wait([c]); log.append("waited"); await tk
+//     tk = asyncio.create_task(ticker(log, 5))
+//     d = asyncio.create_task(late())         # late(): await asyncio.sleep(0); return 2
+//     done, pending = await asyncio.wait([d], timeout=0)
+//     log.append(f"polled done={len(done)}"); await tk
+//     # ['tick 0', 'tick 1', 'waited', 'tick 2', 'tick 3', 'tick 4',
+//     #  'tick 0', 'tick 1', 'polled done=1', 'tick 2', 'tick 3', 'tick 4']
+TEST(Wait, TakesItsTurnsEvenWhenATaskIsDoneOrTheTimeoutIsZero) {
+  run_test([]() -> Coro<void> {
+    std::vector<std::string> log;
+    auto c = asyncio::create_task([]() -> Coro<int> { co_return 1; }());
+    co_await asyncio::sleep(0);
+    EXPECT_TRUE(c.done());
+    auto tk = asyncio::create_task(gilio::testing::ticker(log, 5));
+    std::vector<asyncio::Task<int>> first{c};
+    auto waiting = asyncio::wait(first);
+    co_await waiting;
+    log.push_back("waited");
+    co_await tk;
+    tk = asyncio::create_task(gilio::testing::ticker(log, 5));
+    auto d = asyncio::create_task([]() -> Coro<int> {
+      co_await asyncio::sleep(0);
+      co_return 2;
+    }());
+    std::vector<asyncio::Task<int>> second{d};
+    auto polling = asyncio::wait(second, asyncio::ReturnWhen::ALL_COMPLETED, 0);
+    auto polled = co_await polling;
+    log.push_back("polled done=" + std::to_string(polled.done.size()));
+    co_await tk;
+    const std::vector<std::string> asyncio_log{"tick 0",        "tick 1", "waited", "tick 2",
+                                               "tick 3",        "tick 4", "tick 0", "tick 1",
+                                               "polled done=1", "tick 2", "tick 3", "tick 4"};
+    EXPECT_EQ(log, asyncio_log);
   }());
 }

@@ -11,10 +11,14 @@
 //      one kernel timeout for the nearest deadline, never one per sleep (while a
 //      run_in_executor call is out, it first polls a moment, as runtime/spin.hpp explains);
 //   3. run the completions' callbacks, which make their tasks ready;
-//   4. move every due timer to the ready queue (FIFO among equal deadlines);
+//   4. take every due timer off the heap (in deadline order, FIFO among equal deadlines);
 //   5. run every handle that was ready when this step began — not the ones they make ready,
 //      which wait for the next iteration — with gil::checkpoint() between handles, so a thread
-//      waiting for the GIL gets it within about one switch interval.
+//      waiting for the GIL gets it within about one switch interval;
+//   6. fire the due timers: a call_later handle runs, a sleep or a timeout wakes its task for
+//      the next iteration. asyncio appends the due handles to the ready queue in step 4, so
+//      they run last in step 5, and whatever they wake runs in the next iteration: firing them
+//      after the batch is the same order, without queueing each one.
 //
 // The ready queue holds Runnable pointers: a task (one step of its coroutine) or a callback
 // handle (call_soon, call_later). The loop owns every unfinished task (tasks.hpp). Only the
@@ -757,6 +761,8 @@ class EventLoop {
   }
   void run_once();
   void run_ready_handle(detail::Runnable* r);
+  void fire_due();
+  void put_back_due(std::size_t from) noexcept;
   std::int64_t pop_cancelled_timers();
   void drain_threadsafe();
   void arm_handle(detail::CallbackHandle* h);

@@ -284,8 +284,12 @@ class TaskCore : public FutureCore {
   void suspend(std::coroutine_handle<> h, Suspension* s) noexcept {
     resume_at_ = h;
     waiting_ = s;
-    if (must_cancel_ && s != nullptr) [[unlikely]]
-      s->cancel_wait();  // if it cannot be interrupted, the cancel stays pending
+    // Interrupted, the wait delivers the cancellation (or, a task awaited, passes it on to that
+    // task, which may refuse it), so it is no longer pending, as in asyncio's Task.__step; if
+    // it cannot be interrupted, the cancel stays pending.
+    if (must_cancel_ && s != nullptr) [[unlikely]] {
+      if (s->cancel_wait()) must_cancel_ = false;
+    }
   }
   // Make the task ready to run its next step (at most once in the ready queue).
   void wake() {
@@ -337,6 +341,10 @@ class TaskCore : public FutureCore {
     release();
   }
   virtual void finish(std::coroutine_handle<> root) noexcept = 0;
+  // A cancel() still pending when the coroutine returns (it cancelled itself, or was cancelled
+  // by another after its last await): the task ends cancelled, not with the value, as asyncio's
+  // Task.__step does ("cancelled right before coro stops"). Consumes the pending cancel().
+  [[gnu::cold]] std::exception_ptr cancelled_at_return() noexcept;
   // Loop close: destroy the coroutine frame of a task that would not finish.
   void abandon() noexcept;
   std::string describe() const override { return "Task " + get_name(); }

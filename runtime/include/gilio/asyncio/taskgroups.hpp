@@ -10,7 +10,8 @@
 // cancels all the others; join() then throws ExceptionGroup with every failure, in the order
 // they happened (exceptions()). If the task awaiting join() is cancelled, the group cancels its
 // children, still waits for all of them, and then rethrows the CancelledError (unless there are
-// failures: the ExceptionGroup wins, as in asyncio). Once the group is aborting, create_task
+// failures: the ExceptionGroup wins, as in asyncio, and the task's cancellation stays pending,
+// to be thrown at its next co_await, as 3.13's). Once the group is aborting, create_task
 // throws std::runtime_error ("TaskGroup is shutting down"); after join() it throws "TaskGroup is
 // finished".
 //

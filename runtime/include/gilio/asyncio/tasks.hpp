@@ -60,6 +60,8 @@ class TaskState final : public TaskCore, public ValueSlot<T> {
     std::exception_ptr error;
     if (outcome.error()) [[unlikely]] {
       error = outcome.error();
+    } else if (must_cancel_) [[unlikely]] {
+      error = cancelled_at_return();
     } else if constexpr (!std::is_void_v<T>) {
       try {
         this->set(std::move(outcome).value());

@@ -48,15 +48,18 @@ class TimeoutScope final : public TimerTarget {
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
   // The deadline in loop nanoseconds; < 0: none.
   std::int64_t when_ns() const noexcept { return when_ns_; }
-  // Moves the deadline (< 0: none); one already past expires the scope on the next iteration.
+  // Moves the deadline (< 0: none); one already past expires the scope through call_soon.
   // std::runtime_error once the deadline has passed or the scope was left, as asyncio's.
   void reschedule(std::int64_t when_ns);
   void on_timer() override;
 
  private:
   enum class State { entered, expiring, expired, exited };
+  void arm();
+  void disarm() noexcept;
   TaskCore* task_;
-  TimerNode* timer_ = nullptr;
+  TimerNode* timer_ = nullptr;  // a deadline to come
+  Handle soon_;                 // a deadline already past: the expiry, queued by call_soon
   std::int64_t when_ns_;
   int cancelling_on_entry_;
   State state_ = State::entered;
@@ -99,10 +102,11 @@ inline Deadline deadline_after(double delay_seconds) {
 //     });
 //
 // when() is the deadline in loop time (nullopt: none); reschedule(when) moves it (nullopt or
-// +infinity: none; a time already past expires the scope on the next iteration); expired()
-// tells whether the deadline passed, also after the scope is left — a body that swallowed the
-// cancellation returns normally, and then only expired() says the time ran out. reschedule
-// throws std::runtime_error once the deadline has passed or the scope was left, as asyncio's.
+// +infinity: none; a time already past expires the scope a turn of the loop later, through
+// call_soon); expired() tells whether the deadline passed, also after the scope is left — a body
+// that swallowed the cancellation returns normally, and then only expired() says the time ran out.
+// reschedule throws std::runtime_error once the deadline has passed or the scope was left, as
+// asyncio's.
 class Timeout {
  public:
   explicit Timeout(std::shared_ptr<detail::TimeoutScope> scope) noexcept
@@ -187,13 +191,11 @@ Coro<R> wait_for_expired(Aw aw, double timeout_seconds) {
     auto task = ensure_task(std::move(aw));
     if (task.done()) co_return task.result();  // even a task cancelled before: CancelledError
     task.cancel();
-    bool cancelled = false;
-    try {
-      co_await shield(task);  // wait for it to finish; our own cancellation is not its
-    } catch (const CancelledError&) {
-      cancelled = true;
-    }
-    if (cancelled && !task.done()) throw CancelledError();
+    // Wait for it to end, as asyncio's _cancel_and_wait: a cancellation of our own propagates
+    // (also when the task has ended by the time we resume), and stops only our wait.
+    std::vector<decltype(task)> one{task};
+    auto ended = ::gilio::asyncio::wait(std::move(one));
+    co_await ended;
     if (task.cancelled()) throw TimeoutError("timed out");
     co_return task.result();
   }

@@ -19,6 +19,13 @@
 // One mechanism serves them all: detail::MultiWait registers itself as a waiter with every
 // child (one object, however many children) and decides, as each child ends, whether the
 // awaiting task should wake.
+//
+// The awaiting task wakes two turns of the loop after the child that decides, as in asyncio,
+// whose gather, wait and shield each hear of a child through a done callback (one call_soon)
+// that completes their own future, whose done callback (a second call_soon) wakes the task.
+// MultiWait keeps the two turns without the future: the decision queues a hop, and the hop
+// wakes the task. So tasks run in asyncio's order (tests/task_diff.py compares), at the price
+// of one queued hop per gather, not one per child.
 #pragma once
 
 #include <algorithm>
@@ -82,7 +89,9 @@ class Children {
 // thunk (a gather of a million tasks makes a million such calls).
 class MultiWait final : public FutureWaiter, public Suspension, public TimerTarget {
  public:
-  enum class Policy { gather, gather_all, first_completed, first_exception, all_completed };
+  // shield: all_completed over one child, but a child already done does not suspend at all
+  // (asyncio's shield returns the task itself then), where wait() still takes its two turns.
+  enum class Policy { gather, gather_all, first_completed, first_exception, all_completed, shield };
   explicit MultiWait(Policy policy) noexcept : policy_(policy) {}
   MultiWait(MultiWait&&) noexcept;  // before suspend() only
   ~MultiWait();
@@ -113,8 +122,27 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   std::size_t taken() const noexcept { return taken_; }
 
  private:
+  // The turn of the loop between the decision and the task's wake-up (see the top of the
+  // file). It outlives the wait if need be: one whose wait is gone (cancelled, destroyed) only
+  // frees itself when it runs.
+  struct Hop final : Runnable {
+    static void* operator new(std::size_t size) { return pool_alloc(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { pool_free(p, size); }
+    explicit Hop(MultiWait* w) noexcept : wait(w) {}
+    void run() override;
+    void discard() override;
+    std::string describe() const override { return "gather/wait wake-up"; }
+    MultiWait* wait;
+  };
   // Unregisters from the children still pending (none, when every child has ended).
   void unregister() noexcept;
+  // The wait is over: wake the task a turn from now (through a Hop).
+  void decide() noexcept;
+  // Forget the hop queued, if any: the task is woken another way, or the wait is gone.
+  void drop_hop() noexcept;
+  bool waits_like_wait() const noexcept {
+    return policy_ != Policy::gather && policy_ != Policy::gather_all;
+  }
   // Does this finished child end the wait under the policy (remaining_ aside)? Records the
   // first failure for gather.
   bool ends_wait(TaskCore& child) noexcept;
@@ -129,9 +157,11 @@ class MultiWait final : public FutureWaiter, public Suspension, public TimerTarg
   TaskCore* first_failure_ = nullptr;
   Take take_ = nullptr;
   void* owner_ = nullptr;
-  std::size_t taken_ = 0;      // children_[0, taken_) were given to take_
-  std::size_t remaining_ = 0;  // children registered with and not yet ended
-  bool woken_ = false;
+  std::size_t taken_ = 0;          // children_[0, taken_) were given to take_
+  std::size_t remaining_ = 0;      // children registered with and not yet ended
+  Hop* hop_ = nullptr;             // queued by decide(), not yet run
+  bool decided_ = false;           // decide() was called, or the task was woken without it
+  bool woken_ = false;             // the task was woken
   bool cancel_requested_ = false;  // gather: we cancelled the children
   bool wait_cancelled_ = false;    // wait/shield-like: our own wait was cancelled
 };
@@ -336,7 +366,9 @@ class [[nodiscard]] Wait {
   // wait() made `tasks` a set first (drop_repeats), which refused any empty handle.
   Wait(std::vector<Task<T>> tasks, ReturnWhen when, std::int64_t timeout_ns)
       : tasks_(std::move(tasks)), wait_(policy(when)), timeout_ns_(timeout_ns) {}
-  bool await_ready() const noexcept { return timeout_ns_ == 0; }  // wait(timeout=0): a poll
+  // wait(timeout=0) is no poll: as asyncio's, it takes its turns of the loop (a timer due at
+  // once), and the children may end meanwhile.
+  bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) {
     return wait_.suspend(h, Children(tasks_), timeout_ns_);
   }
@@ -393,7 +425,7 @@ auto shield(Task<T> task) {
     }
   };
   detail::TaskCore* core = &task.core();
-  return Shield{std::move(task), core, detail::MultiWait(detail::MultiWait::Policy::all_completed)};
+  return Shield{std::move(task), core, detail::MultiWait(detail::MultiWait::Policy::shield)};
 }
 template <class T>
 auto shield(Coro<T> coro) {
