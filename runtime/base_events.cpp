@@ -293,8 +293,11 @@ void CallbackHandle::drop_callable() noexcept {
   destroy_callable();
 }
 
+// Not called by the loop, which runs a due handle itself (EventLoop::fire_due); what firing a
+// handle means anywhere else: run it, letting go of the heap's reference.
 void CallbackHandle::on_timer() {
-  loop_->ready(this);  // the heap's reference passes to the ready queue
+  target = nullptr;
+  run();
 }
 
 void CallbackHandle::cancel() noexcept {

@@ -578,6 +578,7 @@ struct TaskGroup::State {
 TaskGroup::TaskGroup() : state_(std::make_shared<State>()) {}
 
 TaskGroup::~TaskGroup() {
+  state_->parent = {};  // a join() that never finished (its frame destroyed) left its task here
   if (!state_->finished && !state_->tasks.empty()) state_->abort();
 }
 
