@@ -565,13 +565,12 @@ struct TaskGroup::State {
     errors.push_back(error);
     if (aborting || parent_cancel_requested) return;
     abort();
-    // asyncio also cancels the parent task, to interrupt the body of the `async with`; gilio
-    // does not cancel a body (see taskgroups.hpp), but a parent already waiting in join() is
-    // cancelled as asyncio's, so that it wakes when asyncio's does.
-    if (parent.valid()) {
-      parent_cancel_requested = true;
-      parent.cancel();
-    }
+    // asyncio also cancels the parent task, to interrupt the body of the `async with`. gilio
+    // does not cancel a body (see taskgroups.hpp): the cancel goes to a parent already waiting
+    // in join(), which wakes when asyncio's does, or else waits for join() to begin — where
+    // asyncio's pending cancel would interrupt the first wait of its __aexit__.
+    parent_cancel_requested = true;
+    if (parent.valid()) parent.cancel();
   }
 };
 
@@ -613,6 +612,7 @@ Coro<void> TaskGroup::join() {
   state->exiting = true;
   Task<> me = current_task();
   state->parent = me;
+  if (state->parent_cancel_requested) me.cancel();  // a child failed before join() began
   bool propagate_cancellation = false;
   while (!state->tasks.empty()) {
     state->on_completed.emplace();

@@ -14,6 +14,7 @@
 //     body plain spawn:1 gather:0:1,1 await:0      (one line per body; "resist": it catches
 //     body resist sleep cancel_self sleep           the CancelledError of an operation and goes on)
 //     roots 0 0                                     (the bodies started as root tasks)
+//     eager 1                                       (1: under the eager task factory)
 //     end
 // Output: the transcript's lines, then "==" after each script.
 #include <fmt/core.h>
@@ -43,6 +44,7 @@ struct Body {
 struct Script {
   std::vector<Body> bodies;
   std::vector<int> roots;
+  bool eager = false;  // the eager task factory for every task the script makes
 };
 
 std::vector<std::string> split(const std::string& text, char sep) {
@@ -211,7 +213,13 @@ Coro<std::string> one(World& w, const std::vector<std::string>& words, const std
     const std::vector<std::string> list = split(words[1], ',');
     for (std::size_t m = 0; m < list.size(); ++m) {
       const std::string name = fmt::format("{}.{}", here, m);
-      Task<std::string> t = group.create_task(body(w, std::stoi(list[m]), name));
+      Task<std::string> t;
+      try {
+        t = group.create_task(body(w, std::stoi(list[m]), name));
+      } catch (const std::runtime_error&) {  // shutting down: an eager child failed already
+        w.out.push_back(name + " refused");
+        continue;
+      }
       w.adopt(name, t, asyncio::current_task());
       children.push_back(t);
     }
@@ -264,6 +272,8 @@ Coro<std::string> body(World& w, int b, std::string name) {
 
 Coro<std::string> replay(Script s) {
   World w{s, {}, {}, {}};
+  asyncio::EventLoop& loop = asyncio::get_running_loop();
+  if (s.eager) loop.set_task_factory(asyncio::eager_task_factory);
   for (std::size_t i = 0; i < s.roots.size(); ++i) {
     const Task<std::string> root = start(w, s.roots[i], fmt::format("r{}", i));
     w.parents[&root.core()] = {};  // the main task is not for the scripts to cancel
@@ -279,6 +289,7 @@ Coro<std::string> replay(Script s) {
   }
   for (int k = 0; k < 150; ++k)
     co_await asyncio::sleep(0);
+  loop.set_task_factory(nullptr);
   for (auto& [name, t] : w.made) {
     std::string state;
     if (!t.done()) {
@@ -313,6 +324,8 @@ int main() {
         } else if (head == "roots") {
           for (int r; words >> r;)
             s.roots.push_back(r);
+        } else if (head == "eager") {
+          words >> s.eager;
         }
       },
       [&] { return asyncio::run(replay(std::exchange(s, Script{}))); });

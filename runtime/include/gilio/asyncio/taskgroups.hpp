@@ -18,8 +18,11 @@
 // Where C++ differs: Python's group also cancels the *body* of the `async with` when a child
 // fails, and its __aexit__ turns that cancellation back into the ExceptionGroup. C++ has no
 // async-with, and a CancelledError thrown in the body would skip join() and lose the errors, so
-// gilio does not cancel the body: it runs on until join(), which throws. A group destroyed
-// without join() (the body threw) cancels its remaining children; they finish on the loop.
+// gilio does not cancel the body: it runs on until join(), which throws. The cancel that
+// asyncio sends the body is sent to the task as join() begins (or at once, if it waits in
+// join() already), and join() takes it back, so that the task wakes on asyncio's turns. A
+// group destroyed without join() (the body threw) cancels its remaining children; they finish
+// on the loop.
 #pragma once
 
 #include <exception>
